@@ -1,0 +1,15 @@
+//! The Kubernetes API vocabulary, without I/O.
+//!
+//! Start with [`registry`], the table of served resources. [`schema`] holds the
+//! structural schemas compacted from the upstream OpenAPI documents; [`selector`]
+//! parses and matches label and field selectors; [`status`] turns failures into
+//! `Status` objects; [`validation`] holds upstream's name and field rules.
+
+pub mod registry;
+pub mod schema;
+pub mod selector;
+pub mod status;
+pub mod validation;
+
+pub use registry::{Resource, Subresource};
+pub use status::{ApiError, Cause};
