@@ -3,8 +3,10 @@
 //! Start with [`registry`], the table of served resources. [`schema`] holds the
 //! structural schemas compacted from the upstream OpenAPI documents; [`selector`]
 //! parses and matches label and field selectors; [`status`] turns failures into
-//! `Status` objects; [`validation`] holds upstream's name and field rules.
+//! `Status` objects; [`defaults`] fills in what upstream's scheme defaults, and
+//! [`validation`] holds upstream's name and field rules.
 
+pub mod defaults;
 pub mod registry;
 pub mod schema;
 pub mod selector;
