@@ -3,13 +3,15 @@
 //! Start with [`registry`], the table of served resources. [`schema`] holds the
 //! structural schemas compacted from the upstream OpenAPI documents; [`selector`]
 //! parses and matches label and field selectors; [`status`] turns failures into
-//! `Status` objects; [`validation`] holds upstream's name and field rules.
+//! `Status` objects; [`validation`] holds upstream's name and field rules; [`table`]
+//! computes the columns and rows `kubectl get` prints.
 
 pub mod registry;
 pub mod schema;
 pub mod selector;
 pub mod status;
 pub mod time;
+pub mod table;
 pub mod validation;
 
 pub use registry::{Resource, Subresource};
