@@ -691,30 +691,13 @@ fn time(data: &[u8], micro: bool) -> Result<Value, Fault> {
     if !(MIN_RFC3339..=MAX_RFC3339).contains(&seconds) {
         return Err(Problem::TimeOutOfRange(seconds).into());
     }
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let secs_of_day = seconds.rem_euclid(86_400);
-    let (h, m, s) = (secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60);
-    let mut out = format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}");
+    let mut out = api::time::format_rfc3339(seconds);
     if micro {
-        out.push_str(&format!(".{micros:06}"));
+        // `...05Z` becomes `...05.123456Z`.
+        out.pop();
+        out.push_str(&format!(".{micros:06}Z"));
     }
-    out.push('Z');
     Ok(Value::String(out))
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after Howard
-/// Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Go's `time.Duration.String`: `1h2m3.5s`, `1.5ms`, `0s`.
