@@ -1,1 +1,3 @@
 //! The API server.
+
+pub mod decode;
