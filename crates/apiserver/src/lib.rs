@@ -1,3 +1,4 @@
 //! The API server.
 
 pub mod decode;
+pub mod patch;
