@@ -46,7 +46,9 @@ fn compact(s: &Value, top: bool) -> Value {
         let name = r.as_str().unwrap().trim_start_matches("#/components/schemas/");
         n.insert("r".into(), json!(name));
         "ref"
-    } else if s.get("x-kubernetes-int-or-string") == Some(&json!(true)) || s.get("format") == Some(&json!("int-or-string")) {
+    } else if s.get("x-kubernetes-int-or-string") == Some(&json!(true))
+        || s.get("format") == Some(&json!("int-or-string"))
+    {
         "intorstring"
     } else if s.get("oneOf").is_some() {
         // Quantity: a string or a number on input, always a string on output.
@@ -96,14 +98,10 @@ fn compact(s: &Value, top: bool) -> Value {
             n.insert(to.into(), v.clone());
         }
     }
-    if top {
-        if let Some(g) = s.get("x-kubernetes-group-version-kind") {
-            let gvks: Vec<Value> = g
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|g| json!([g["group"], g["version"], g["kind"]]))
-                .collect();
+    if let Some(g) = s.get("x-kubernetes-group-version-kind").filter(|_| top) {
+        {
+            let gvks: Vec<Value> =
+                g.as_array().unwrap().iter().map(|g| json!([g["group"], g["version"], g["kind"]])).collect();
             n.insert("gvk".into(), Value::Array(gvks));
         }
     }

@@ -4,13 +4,16 @@
 //! structural schemas compacted from the upstream OpenAPI documents; [`selector`]
 //! parses and matches label and field selectors; [`status`] turns failures into
 //! `Status` objects; [`defaults`] fills in what upstream's scheme defaults, and
-//! [`validation`] holds upstream's name and field rules.
+//! [`validation`] holds upstream's name and field rules; [`table`] computes the
+//! columns and rows `kubectl get` prints.
 
 pub mod defaults;
 pub mod registry;
 pub mod schema;
 pub mod selector;
 pub mod status;
+pub mod time;
+pub mod table;
 pub mod validation;
 
 pub use registry::{Resource, Subresource};

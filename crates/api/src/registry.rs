@@ -53,9 +53,7 @@ impl Subresource {
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Eviction => Some(("policy", "v1", "Eviction")),
-            Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::Proxy => {
-                Some(("", "v1", "Pod"))
-            }
+            Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::Proxy => Some(("", "v1", "Pod")),
             Subresource::PortForward => Some(("", "v1", "Pod")),
         }
     }

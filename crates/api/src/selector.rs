@@ -92,7 +92,9 @@ impl LabelSelector {
                 "NotIn" => Requirement::NotIn(key, values),
                 "Exists" => Requirement::Exists(key),
                 "DoesNotExist" => Requirement::DoesNotExist(key),
-                op => return Err(SelectorError::Parse(format!("{op:?} is not a valid label selector operator"))),
+                op => {
+                    return Err(SelectorError::Parse(format!("{op:?} is not a valid label selector operator")));
+                }
             };
             requirements.push(r);
         }
@@ -248,10 +250,7 @@ impl Lexer<'_> {
         if self.keyword("notin") {
             return Ok(Requirement::NotIn(key, self.value_set(whole)?));
         }
-        Err(SelectorError::Parse(format!(
-            "{whole}: found '{}', expected: in, notin, =, ==, !=, gt, lt",
-            self.rest()
-        )))
+        Err(SelectorError::Parse(format!("{whole}: found '{}', expected: in, notin, =, ==, !=, gt, lt", self.rest())))
     }
 }
 

@@ -1,1 +1,4 @@
 //! The API server.
+
+pub mod decode;
+pub mod patch;

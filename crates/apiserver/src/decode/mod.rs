@@ -1,0 +1,3 @@
+pub mod protobuf;
+
+pub use protobuf::{DecodeError, decode};
