@@ -12,8 +12,8 @@ pub mod registry;
 pub mod schema;
 pub mod selector;
 pub mod status;
-pub mod time;
 pub mod table;
+pub mod time;
 pub mod validation;
 
 pub use registry::{Resource, Subresource};

@@ -41,10 +41,8 @@ pub(super) fn service(obj: &mut Value) {
             Some(Value::String(s)) => s.is_empty(),
             Some(_) => false,
         };
-        if target_unset {
-            if let Some(p) = port.get("port").cloned() {
-                port.insert("targetPort".into(), p);
-            }
+        if target_unset && let Some(p) = port.get("port").cloned() {
+            port.insert("targetPort".into(), p);
         }
     }
     let ty = str_field(spec, "type").to_string();
@@ -63,14 +61,13 @@ pub(super) fn service(obj: &mut Value) {
         cluster_ip_fields(spec);
     }
     let lb = ty == "LoadBalancer";
-    if let Some(status) = child(m, "status") {
-        if let Some(lb_status) = child(status, "loadBalancer") {
-            if lb {
-                for ing in items(lb_status, "ingress") {
-                    if !str_field(ing, "ip").is_empty() {
-                        default_value(ing, "ipMode", json!("VIP"));
-                    }
-                }
+    if let Some(status) = child(m, "status")
+        && let Some(lb_status) = child(status, "loadBalancer")
+        && lb
+    {
+        for ing in items(lb_status, "ingress") {
+            if !str_field(ing, "ip").is_empty() {
+                default_value(ing, "ipMode", json!("VIP"));
             }
         }
     }
@@ -140,16 +137,16 @@ pub(super) fn patch_allocated_values(new: &mut Value, old: &Value) {
     let (old_ty, new_ty) = (ty(old_spec), ty(new_spec));
     let needs_ip = |t: &str, s: &Map<String, Value>| t != "ExternalName" && str_field(s, "clusterIP") != "None";
     if needs_ip(&old_ty, old_spec) && needs_ip(&new_ty, new_spec) {
-        if str_field(new_spec, "clusterIP").is_empty() {
-            if let Some(ip) = old_spec.get("clusterIP") {
-                new_spec.insert("clusterIP".into(), ip.clone());
-            }
+        if str_field(new_spec, "clusterIP").is_empty()
+            && let Some(ip) = old_spec.get("clusterIP")
+        {
+            new_spec.insert("clusterIP".into(), ip.clone());
         }
         let new_ips_empty = new_spec.get("clusterIPs").and_then(Value::as_array).is_none_or(Vec::is_empty);
-        if new_ips_empty {
-            if let Some(ips) = old_spec.get("clusterIPs").filter(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
-                new_spec.insert("clusterIPs".into(), ips.clone());
-            }
+        if new_ips_empty
+            && let Some(ips) = old_spec.get("clusterIPs").filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        {
+            new_spec.insert("clusterIPs".into(), ips.clone());
         }
     }
     let needs_node_port = |t: &str| t == "NodePort" || t == "LoadBalancer";
@@ -173,10 +170,11 @@ pub(super) fn patch_allocated_values(new: &mut Value, old: &Value) {
         for port in items(new_spec, "ports") {
             if port.get("nodePort").and_then(Value::as_i64).unwrap_or(0) == 0 {
                 let name = str_field(port, "name").to_string();
-                if let Some((_, np)) = by_name.iter().find(|(n, _)| *n == name) {
-                    if *np != 0 && !used.contains(np) {
-                        port.insert("nodePort".into(), json!(np));
-                    }
+                if let Some((_, np)) = by_name.iter().find(|(n, _)| *n == name)
+                    && *np != 0
+                    && !used.contains(np)
+                {
+                    port.insert("nodePort".into(), json!(np));
                 }
             }
         }
@@ -186,10 +184,9 @@ pub(super) fn patch_allocated_values(new: &mut Value, old: &Value) {
     if needs_hc(&old_ty, old_spec)
         && needs_hc(&new_ty, new_spec)
         && new_spec.get("healthCheckNodePort").and_then(Value::as_i64).unwrap_or(0) == 0
+        && let Some(hc) = old_spec.get("healthCheckNodePort")
     {
-        if let Some(hc) = old_spec.get("healthCheckNodePort") {
-            new_spec.insert("healthCheckNodePort".into(), hc.clone());
-        }
+        new_spec.insert("healthCheckNodePort".into(), hc.clone());
     }
 }
 
@@ -198,12 +195,12 @@ pub(super) fn patch_allocated_values(new: &mut Value, old: &Value) {
 pub(super) fn secret(obj: &mut Value) {
     let Some(m) = obj.as_object_mut() else { return };
     default_str(m, "type", "Opaque");
-    if let Some(Value::Object(string_data)) = m.remove("stringData") {
-        if let Some(data) = child(m, "data") {
-            for (k, v) in string_data {
-                let raw = v.as_str().unwrap_or_default();
-                data.insert(k, Value::String(base64::engine::general_purpose::STANDARD.encode(raw)));
-            }
+    if let Some(Value::Object(string_data)) = m.remove("stringData")
+        && let Some(data) = child(m, "data")
+    {
+        for (k, v) in string_data {
+            let raw = v.as_str().unwrap_or_default();
+            data.insert(k, Value::String(base64::engine::general_purpose::STANDARD.encode(raw)));
         }
     }
 }
@@ -217,23 +214,20 @@ pub(super) fn namespace(obj: &mut Value) {
     let name = meta.and_then(|x| x.get("name")).and_then(Value::as_str).unwrap_or_default().to_string();
     let new = meta.and_then(|x| x.get("resourceVersion")).and_then(Value::as_str).is_none_or(str::is_empty)
         && meta.and_then(|x| x.get("deletionTimestamp")).is_none_or(Value::is_null);
-    if !name.is_empty() {
-        if let Some(meta) = child(m, "metadata") {
-            if let Some(labels) = child(meta, "labels") {
-                labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
-            }
-        }
+    if !name.is_empty()
+        && let Some(meta) = child(m, "metadata")
+        && let Some(labels) = child(meta, "labels")
+    {
+        labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
     }
-    if new {
-        if let Some(spec) = child(m, "spec") {
-            if spec.get("finalizers").is_none_or(Value::is_null) {
-                spec.insert("finalizers".into(), json!([]));
-            }
-            if let Some(list) = spec.get_mut("finalizers").and_then(Value::as_array_mut) {
-                if !list.iter().any(|f| f.as_str() == Some("kubernetes")) {
-                    list.push(json!("kubernetes"));
-                }
-            }
+    if new && let Some(spec) = child(m, "spec") {
+        if spec.get("finalizers").is_none_or(Value::is_null) {
+            spec.insert("finalizers".into(), json!([]));
+        }
+        if let Some(list) = spec.get_mut("finalizers").and_then(Value::as_array_mut)
+            && !list.iter().any(|f| f.as_str() == Some("kubernetes"))
+        {
+            list.push(json!("kubernetes"));
         }
     }
     if let Some(status) = child(m, "status") {
@@ -247,17 +241,17 @@ pub(super) fn node(obj: &mut Value) {
     let Some(status) = child(m, "status") else {
         return;
     };
-    if is_unset(status, "allocatable") {
-        if let Some(cap) = status.get("capacity").filter(|c| c.is_object()).cloned() {
-            status.insert("allocatable".into(), cap);
-        }
+    if is_unset(status, "allocatable")
+        && let Some(cap) = status.get("capacity").filter(|c| c.is_object()).cloned()
+    {
+        status.insert("allocatable".into(), cap);
     }
     resource_list(status, "capacity");
     resource_list(status, "allocatable");
-    if let Some(de) = child(status, "daemonEndpoints") {
-        if let Some(ke) = child(de, "kubeletEndpoint") {
-            default_value(ke, "Port", json!(0));
-        }
+    if let Some(de) = child(status, "daemonEndpoints")
+        && let Some(ke) = child(de, "kubeletEndpoint")
+    {
+        default_value(ke, "Port", json!(0));
     }
     if let Some(info) = child(status, "nodeInfo") {
         for key in [

@@ -158,10 +158,10 @@ fn volume(v: &mut Map<String, Value>) {
     if let Some(hp) = existing(v, "hostPath") {
         default_value(hp, "type", json!(""));
     }
-    if let Some(ed) = existing(v, "emptyDir") {
-        if let Some(limit) = ed.get_mut("sizeLimit") {
-            super::canonical_quantity(limit);
-        }
+    if let Some(ed) = existing(v, "emptyDir")
+        && let Some(limit) = ed.get_mut("sizeLimit")
+    {
+        super::canonical_quantity(limit);
     }
     for key in ["secret", "configMap"] {
         if let Some(s) = existing(v, key) {
@@ -205,12 +205,11 @@ fn volume(v: &mut Map<String, Value>) {
         default_str(s, "storageMode", "ThinProvisioned");
         default_str(s, "fsType", "xfs");
     }
-    if let Some(e) = existing(v, "ephemeral") {
-        if let Some(t) = existing(e, "volumeClaimTemplate") {
-            if let Some(spec) = existing(t, "spec") {
-                claim_spec(spec);
-            }
-        }
+    if let Some(e) = existing(v, "ephemeral")
+        && let Some(t) = existing(e, "volumeClaimTemplate")
+        && let Some(spec) = existing(t, "spec")
+    {
+        claim_spec(spec);
     }
     if let Some(img) = existing(v, "image") {
         let reference = str_field(img, "reference").to_string();
@@ -278,10 +277,10 @@ pub(super) fn pod(obj: &mut Value) {
         for key in ["containers", "initContainers"] {
             for c in items(spec, key) {
                 for port in items(c, "ports") {
-                    if port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0 {
-                        if let Some(cp) = port.get("containerPort").cloned() {
-                            port.insert("hostPort".into(), cp);
-                        }
+                    if port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0
+                        && let Some(cp) = port.get("containerPort").cloned()
+                    {
+                        port.insert("hostPort".into(), cp);
                     }
                 }
             }

@@ -21,11 +21,11 @@ pub(super) fn deployment(obj: &mut Value) {
     default_value(spec, "replicas", json!(1));
     if let Some(strategy) = child(spec, "strategy") {
         default_str(strategy, "type", "RollingUpdate");
-        if str_field(strategy, "type") == "RollingUpdate" {
-            if let Some(ru) = child(strategy, "rollingUpdate") {
-                default_value(ru, "maxUnavailable", json!("25%"));
-                default_value(ru, "maxSurge", json!("25%"));
-            }
+        if str_field(strategy, "type") == "RollingUpdate"
+            && let Some(ru) = child(strategy, "rollingUpdate")
+        {
+            default_value(ru, "maxUnavailable", json!("25%"));
+            default_value(ru, "maxSurge", json!("25%"));
         }
     }
     default_value(spec, "revisionHistoryLimit", json!(10));
@@ -56,10 +56,10 @@ pub(super) fn statefulset(obj: &mut Value) {
             us.insert("type".into(), json!("RollingUpdate"));
             default_value(us, "rollingUpdate", json!({}));
         }
-        if str_field(us, "type") == "RollingUpdate" {
-            if let Some(ru) = existing(us, "rollingUpdate") {
-                default_value(ru, "partition", json!(0));
-            }
+        if str_field(us, "type") == "RollingUpdate"
+            && let Some(ru) = existing(us, "rollingUpdate")
+        {
+            default_value(ru, "partition", json!(0));
         }
     }
     if let Some(policy) = child(spec, "persistentVolumeClaimRetentionPolicy") {
@@ -91,11 +91,11 @@ pub(super) fn daemonset(obj: &mut Value) {
     let Some(spec) = spec_of(obj) else { return };
     if let Some(us) = child(spec, "updateStrategy") {
         default_str(us, "type", "RollingUpdate");
-        if str_field(us, "type") == "RollingUpdate" {
-            if let Some(ru) = child(us, "rollingUpdate") {
-                default_value(ru, "maxUnavailable", json!(1));
-                default_value(ru, "maxSurge", json!(0));
-            }
+        if str_field(us, "type") == "RollingUpdate"
+            && let Some(ru) = child(us, "rollingUpdate")
+        {
+            default_value(ru, "maxUnavailable", json!(1));
+            default_value(ru, "maxSurge", json!(0));
         }
     }
     default_value(spec, "revisionHistoryLimit", json!(10));
@@ -190,24 +190,23 @@ pub fn job_selector(obj: &mut Value) {
     if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
         return;
     }
-    if let Some(t) = child(spec, "template") {
-        if let Some(tm) = child(t, "metadata") {
-            if let Some(labels) = child(tm, "labels") {
-                for (key, value) in [
-                    ("job-name", &name),
-                    ("batch.kubernetes.io/job-name", &name),
-                    ("controller-uid", &uid),
-                    ("batch.kubernetes.io/controller-uid", &uid),
-                ] {
-                    labels.entry(key.to_string()).or_insert_with(|| Value::String(value.clone()));
-                }
-            }
+    if let Some(t) = child(spec, "template")
+        && let Some(tm) = child(t, "metadata")
+        && let Some(labels) = child(tm, "labels")
+    {
+        for (key, value) in [
+            ("job-name", &name),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("batch.kubernetes.io/controller-uid", &uid),
+        ] {
+            labels.entry(key.to_string()).or_insert_with(|| Value::String(value.clone()));
         }
     }
-    if let Some(sel) = child(spec, "selector") {
-        if let Some(ml) = child(sel, "matchLabels") {
-            ml.entry("batch.kubernetes.io/controller-uid".to_string()).or_insert_with(|| Value::String(uid.clone()));
-        }
+    if let Some(sel) = child(spec, "selector")
+        && let Some(ml) = child(sel, "matchLabels")
+    {
+        ml.entry("batch.kubernetes.io/controller-uid".to_string()).or_insert_with(|| Value::String(uid.clone()));
     }
     let template_labels = spec.get("template").and_then(|t| t.get("metadata")).and_then(|x| x.get("labels")).cloned();
     job_labels_from_template(m, template_labels);

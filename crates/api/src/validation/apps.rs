@@ -462,19 +462,19 @@ fn daemonset_spec(spec: &Value, path: &Path) -> Vec<Cause> {
     let mut errs = meta::validate_label_selector(get(spec, "selector"), &path.child("selector"));
     let tpl = sub(spec, "template");
     let tp = path.child("template");
-    if let Some(sel) = Selector::from(get(spec, "selector")) {
-        if !sel.matches(obj(sub(tpl, "metadata"), "labels")) {
-            errs.push(labels_mismatch(sub(tpl, "metadata"), &tp));
-        }
+    if let Some(sel) = Selector::from(get(spec, "selector"))
+        && !sel.matches(obj(sub(tpl, "metadata"), "labels"))
+    {
+        errs.push(labels_mismatch(sub(tpl, "metadata"), &tp));
     }
-    if let Some(s) = get(spec, "selector") {
-        if meta::selector_has_no_terms(s) {
-            errs.push(field::invalid(
-                &path.child("selector"),
-                Bad::Raw(field::go_label_selector(s)),
-                "empty selector is invalid for daemonset",
-            ));
-        }
+    if let Some(s) = get(spec, "selector")
+        && meta::selector_has_no_terms(s)
+    {
+        errs.push(field::invalid(
+            &path.child("selector"),
+            Bad::Raw(field::go_label_selector(s)),
+            "empty selector is invalid for daemonset",
+        ));
     }
     errs.extend(pod::validate_pod_template_spec(tpl, &tp));
     errs.extend(restart_always_and_no_deadline(tpl, &tp, "DaemonSet"));

@@ -57,14 +57,14 @@ fn generated_selector(job: &Value, require_prefixed: bool) -> Vec<Cause> {
     }
     expected.insert(LEGACY_UID_LABEL.into(), uid.into());
     expected.insert(LEGACY_NAME_LABEL.into(), name.into());
-    if let Some(s) = Selector::from(Some(sel)) {
-        if !s.matches(Some(&expected)) {
-            errs.push(field::invalid(
-                &Path::new("spec.selector"),
-                Bad::Raw(field::go_label_selector(sel)),
-                "`selector` not auto-generated",
-            ));
-        }
+    if let Some(s) = Selector::from(Some(sel))
+        && !s.matches(Some(&expected))
+    {
+        errs.push(field::invalid(
+            &Path::new("spec.selector"),
+            Bad::Raw(field::go_label_selector(sel)),
+            "`selector` not auto-generated",
+        ));
     }
     errs
 }
@@ -128,14 +128,14 @@ fn job_spec_common(spec: &Value, path: &Path) -> Vec<Cause> {
                     "must be less than or equal to 100000 when completion mode is Indexed",
                 ));
             }
-            if let (Some(c), Some(m)) = (int_of(spec, "completions"), int_of(spec, "maxFailedIndexes")) {
-                if m > c {
-                    errs.push(field::invalid(
-                        &path.child("maxFailedIndexes"),
-                        Bad::Int(m),
-                        "must be less than or equal to completions",
-                    ));
-                }
+            if let (Some(c), Some(m)) = (int_of(spec, "completions"), int_of(spec, "maxFailedIndexes"))
+                && m > c
+            {
+                errs.push(field::invalid(
+                    &path.child("maxFailedIndexes"),
+                    Bad::Int(m),
+                    "must be less than or equal to completions",
+                ));
             }
         }
     }
@@ -146,10 +146,10 @@ fn job_spec_common(spec: &Value, path: &Path) -> Vec<Cause> {
             }
         }
     }
-    if let Some(sp) = get(spec, "successPolicy") {
-        if mode != Some("Indexed") {
-            errs.push(field::invalid(&path.child("successPolicy"), Bad::Json(sp), "requires indexed completion mode"));
-        }
+    if let Some(sp) = get(spec, "successPolicy")
+        && mode != Some("Indexed")
+    {
+        errs.push(field::invalid(&path.child("successPolicy"), Bad::Json(sp), "requires indexed completion mode"));
     }
     let pfp = get(spec, "podFailurePolicy");
     if let Some(pfp) = pfp {
@@ -243,16 +243,16 @@ fn validate_job_with(job: &Value, require_prefixed: bool) -> Vec<Cause> {
     errs.extend(generated_selector(job, require_prefixed));
     let spec = sub(job, "spec");
     errs.extend(job_spec(spec, &Path::new("spec")));
-    if opt_str(spec, "completionMode") == Some("Indexed") {
-        if let Some(c) = int_of(spec, "completions").filter(|c| *c > 0) {
-            let host = format!("{}-{}", str_of(m, "name"), c - 1);
-            if !names::dns1123_label(&host).is_empty() {
-                errs.push(field::invalid(
-                    &Path::new("metadata.name"),
-                    Bad::Str(str_of(m, "name")),
-                    &format!("will not able to create pod with invalid DNS label: {host}"),
-                ));
-            }
+    if opt_str(spec, "completionMode") == Some("Indexed")
+        && let Some(c) = int_of(spec, "completions").filter(|c| *c > 0)
+    {
+        let host = format!("{}-{}", str_of(m, "name"), c - 1);
+        if !names::dns1123_label(&host).is_empty() {
+            errs.push(field::invalid(
+                &Path::new("metadata.name"),
+                Bad::Str(str_of(m, "name")),
+                &format!("will not able to create pod with invalid DNS label: {host}"),
+            ));
         }
     }
     errs
@@ -278,14 +278,14 @@ pub fn validate_job_update(new: &Value, old: &Value) -> Vec<Cause> {
     // Indexed Jobs may scale completions together with parallelism (ElasticIndexedJob, GA).
     if field::differs(get(ns, "completions"), get(os, "completions")) {
         if opt_str(ns, "completionMode") == Some("Indexed") {
-            if let Some(c) = int_of(ns, "completions") {
-                if Some(c) != int_of(ns, "parallelism") {
-                    errs.push(field::invalid(
-                        &sp.child("completions"),
-                        Bad::Int(c),
-                        "can only be modified in tandem with spec.parallelism",
-                    ));
-                }
+            if let Some(c) = int_of(ns, "completions")
+                && Some(c) != int_of(ns, "parallelism")
+            {
+                errs.push(field::invalid(
+                    &sp.child("completions"),
+                    Bad::Int(c),
+                    "can only be modified in tandem with spec.parallelism",
+                ));
             }
         } else {
             errs.extend(immutable(ns, os, "completions", &sp));
@@ -386,10 +386,10 @@ fn cronjob_spec(spec: &Value, old: Option<&Value>, path: &Path) -> Vec<Cause> {
         }
     }
     errs.extend(nonneg(spec, "startingDeadlineSeconds", path));
-    if old.is_none_or(|o| field::differs(get(o, "timeZone"), tz)) {
-        if let Some(tz) = tz.and_then(Value::as_str) {
-            errs.extend(time_zone(tz, &path.child("timeZone")));
-        }
+    if old.is_none_or(|o| field::differs(get(o, "timeZone"), tz))
+        && let Some(tz) = tz.and_then(Value::as_str)
+    {
+        errs.extend(time_zone(tz, &path.child("timeZone")));
     }
     const POLICIES: &[&str] = &["Allow", "Forbid", "Replace"];
     match str_of(spec, "concurrencyPolicy") {

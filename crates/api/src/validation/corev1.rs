@@ -589,14 +589,15 @@ pub fn validate_pdb(pdb: &Value) -> Vec<Cause> {
         }
     }
     errs.extend(meta::validate_label_selector(get(spec, "selector"), &sp.child("selector")));
-    if let Some(p) = opt_str(spec, "unhealthyPodEvictionPolicy") {
-        if p != "AlwaysAllow" && p != "IfHealthyBudget" {
-            errs.push(field::not_supported(
-                &sp.child("unhealthyPodEvictionPolicy"),
-                Bad::Str(p),
-                &["AlwaysAllow", "IfHealthyBudget"],
-            ));
-        }
+    if let Some(p) = opt_str(spec, "unhealthyPodEvictionPolicy")
+        && p != "AlwaysAllow"
+        && p != "IfHealthyBudget"
+    {
+        errs.push(field::not_supported(
+            &sp.child("unhealthyPodEvictionPolicy"),
+            Bad::Str(p),
+            &["AlwaysAllow", "IfHealthyBudget"],
+        ));
     }
     errs
 }

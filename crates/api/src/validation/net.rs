@@ -49,10 +49,10 @@ pub fn validate_ip(path: &Path, value: &str) -> Vec<Cause> {
     if value.parse::<IpAddr>().is_err() {
         errs.push(field::invalid(path, Bad::Str(value), "must not have leading 0s"));
     }
-    if let IpAddr::V6(v6) = ip {
-        if v6.to_ipv4_mapped().is_some() {
-            errs.push(field::invalid(path, Bad::Str(value), "must not be an IPv4-mapped IPv6 address"));
-        }
+    if let IpAddr::V6(v6) = ip
+        && v6.to_ipv4_mapped().is_some()
+    {
+        errs.push(field::invalid(path, Bad::Str(value), "must not be an IPv4-mapped IPv6 address"));
     }
     if !errs.is_empty() {
         return errs;

@@ -351,13 +351,13 @@ fn volume_source(vol: &Value, path: &Path) -> (Vec<Cause>, VolumeKind) {
         let p = path.child(key);
         match *key {
             "emptyDir" => {
-                if let Some(q) = get(src, "sizeLimit") {
-                    if Quantity::from_json(q).is_ok_and(|q| q.is_negative()) {
-                        errs.push(field::forbidden(
-                            &p.child("sizeLimit"),
-                            "SizeLimit field must be a valid resource quantity",
-                        ));
-                    }
+                if let Some(q) = get(src, "sizeLimit")
+                    && Quantity::from_json(q).is_ok_and(|q| q.is_negative())
+                {
+                    errs.push(field::forbidden(
+                        &p.child("sizeLimit"),
+                        "SizeLimit field must be a valid resource quantity",
+                    ));
                 }
             }
             "hostPath" => {
@@ -366,10 +366,10 @@ fn volume_source(vol: &Value, path: &Path) -> (Vec<Cause>, VolumeKind) {
                     errs.push(field::required(&p.child("path"), ""));
                 } else {
                     errs.extend(path_no_backsteps(hp, &p.child("path")));
-                    if let Some(t) = opt_str(src, "type") {
-                        if !HOST_PATH_TYPES.contains(&t) {
-                            errs.push(field::not_supported(&p.child("type"), Bad::Str(t), HOST_PATH_TYPES));
-                        }
+                    if let Some(t) = opt_str(src, "type")
+                        && !HOST_PATH_TYPES.contains(&t)
+                    {
+                        errs.push(field::not_supported(&p.child("type"), Bad::Str(t), HOST_PATH_TYPES));
                     }
                 }
             }
@@ -989,14 +989,14 @@ fn handler(h: &Value, grace: Option<i64>, path: &Path, allow_sleep: bool, allow_
             "grpc" => errs.extend(port_num_or_name(get(a, "port"), &p.child("port"))),
             _ => {
                 let secs = int_of(a, "seconds").unwrap_or(0);
-                if let Some(g) = grace {
-                    if secs < 0 || secs > g {
-                        errs.push(field::invalid(
-                            &p,
-                            Bad::Int(secs),
-                            &format!("must be non-negative and less than terminationGracePeriodSeconds ({g})"),
-                        ));
-                    }
+                if let Some(g) = grace
+                    && (secs < 0 || secs > g)
+                {
+                    errs.push(field::invalid(
+                        &p,
+                        Bad::Int(secs),
+                        &format!("must be non-negative and less than terminationGracePeriodSeconds ({g})"),
+                    ));
                 }
             }
         }
@@ -1013,14 +1013,10 @@ fn probe(p: Option<&Value>, grace: Option<i64>, path: &Path, kind: &str) -> Vec<
     for key in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
         errs.extend(nonneg(p, key, path));
     }
-    if let Some(t) = int_of(p, "terminationGracePeriodSeconds") {
-        if t <= 0 {
-            errs.push(field::invalid(
-                &path.child("terminationGracePeriodSeconds"),
-                Bad::Int(t),
-                "must be greater than 0",
-            ));
-        }
+    if let Some(t) = int_of(p, "terminationGracePeriodSeconds")
+        && t <= 0
+    {
+        errs.push(field::invalid(&path.child("terminationGracePeriodSeconds"), Bad::Int(t), "must be greater than 0"));
     }
     match kind {
         "readiness" => {
@@ -1067,14 +1063,14 @@ fn security_context(sc: Option<&Value>, path: &Path, host_users: bool) -> Vec<Ca
     let Some(sc) = sc else { return Vec::new() };
     let mut errs = Vec::new();
     for key in ["runAsUser", "runAsGroup"] {
-        if let Some(id) = int_of(sc, key) {
-            if !(0..=i64::from(i32::MAX)).contains(&id) {
-                errs.push(field::invalid(
-                    &path.child(key),
-                    Bad::Int(id),
-                    &names::inclusive_range_error(0, i64::from(i32::MAX)),
-                ));
-            }
+        if let Some(id) = int_of(sc, key)
+            && !(0..=i64::from(i32::MAX)).contains(&id)
+        {
+            errs.push(field::invalid(
+                &path.child(key),
+                Bad::Int(id),
+                &names::inclusive_range_error(0, i64::from(i32::MAX)),
+            ));
         }
     }
     if let Some(pm) = opt_str(sc, "procMount") {
@@ -1412,10 +1408,11 @@ fn topology_spread(list: &[Value], path: &Path) -> Vec<Cause> {
         }
         errs.extend(meta::validate_label_selector(get(c, "labelSelector"), &p.child("labelSelector")));
         for pol in ["nodeAffinityPolicy", "nodeTaintsPolicy"] {
-            if let Some(v) = opt_str(c, pol) {
-                if v != "Honor" && v != "Ignore" {
-                    errs.push(field::not_supported(&p.child(pol), Bad::Str(v), &["Honor", "Ignore"]));
-                }
+            if let Some(v) = opt_str(c, pol)
+                && v != "Honor"
+                && v != "Ignore"
+            {
+                errs.push(field::not_supported(&p.child(pol), Bad::Str(v), &["Honor", "Ignore"]));
             }
         }
     }
@@ -1500,14 +1497,14 @@ fn pod_security_context(sc: Option<&Value>, path: &Path) -> Vec<Cause> {
     let mut errs = Vec::new();
     let range = |v: i64| (0..=i64::from(i32::MAX)).contains(&v);
     for key in ["fsGroup", "runAsUser", "runAsGroup"] {
-        if let Some(id) = int_of(sc, key) {
-            if !range(id) {
-                errs.push(field::invalid(
-                    &path.child(key),
-                    Bad::Int(id),
-                    &names::inclusive_range_error(0, i64::from(i32::MAX)),
-                ));
-            }
+        if let Some(id) = int_of(sc, key)
+            && !range(id)
+        {
+            errs.push(field::invalid(
+                &path.child(key),
+                Bad::Int(id),
+                &names::inclusive_range_error(0, i64::from(i32::MAX)),
+            ));
         }
     }
     for (i, g) in arr(sc, "supplementalGroups").iter().enumerate() {
@@ -1536,19 +1533,17 @@ fn pod_security_context(sc: Option<&Value>, path: &Path) -> Vec<Cause> {
             errs.push(field::duplicate(&p, Bad::Str(name)));
         }
     }
-    if let Some(p) = opt_str(sc, "fsGroupChangePolicy") {
-        if p != "Always" && p != "OnRootMismatch" {
-            errs.push(field::not_supported(
-                &path.child("fsGroupChangePolicy"),
-                Bad::Str(p),
-                &["Always", "OnRootMismatch"],
-            ));
-        }
+    if let Some(p) = opt_str(sc, "fsGroupChangePolicy")
+        && p != "Always"
+        && p != "OnRootMismatch"
+    {
+        errs.push(field::not_supported(&path.child("fsGroupChangePolicy"), Bad::Str(p), &["Always", "OnRootMismatch"]));
     }
-    if let Some(p) = opt_str(sc, "supplementalGroupsPolicy") {
-        if p != "Merge" && p != "Strict" {
-            errs.push(field::not_supported(&path.child("supplementalGroupsPolicy"), Bad::Str(p), &["Merge", "Strict"]));
-        }
+    if let Some(p) = opt_str(sc, "supplementalGroupsPolicy")
+        && p != "Merge"
+        && p != "Strict"
+    {
+        errs.push(field::not_supported(&path.child("supplementalGroupsPolicy"), Bad::Str(p), &["Merge", "Strict"]));
     }
     errs.extend(seccomp_profile(get(sc, "seccompProfile"), &path.child("seccompProfile")));
     errs
@@ -1747,14 +1742,14 @@ pub fn validate_pod_spec(spec: &Value, path: &Path, opts: PodOpts) -> Vec<Cause>
     if let Some(rc) = opt_str(spec, "runtimeClassName") {
         errs.extend(dns_subdomain(rc, &path.child("runtimeClassName")));
     }
-    if let Some(ads) = int_of(spec, "activeDeadlineSeconds") {
-        if !(1..=i64::from(i32::MAX)).contains(&ads) {
-            errs.push(field::invalid(
-                &path.child("activeDeadlineSeconds"),
-                Bad::Int(ads),
-                &names::inclusive_range_error(1, i64::from(i32::MAX)),
-            ));
-        }
+    if let Some(ads) = int_of(spec, "activeDeadlineSeconds")
+        && !(1..=i64::from(i32::MAX)).contains(&ads)
+    {
+        errs.push(field::invalid(
+            &path.child("activeDeadlineSeconds"),
+            Bad::Int(ads),
+            &names::inclusive_range_error(1, i64::from(i32::MAX)),
+        ));
     }
     for key in ["hostname", "subdomain"] {
         let v = str_of(spec, key);
@@ -2025,10 +2020,11 @@ pub fn validate_pod_update(new: &Value, old: &Value) -> Vec<Cause> {
         }
         let old_grace = int_of(&old_spec, "terminationGracePeriodSeconds");
         let new_grace = m.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
-        if old_grace.is_some_and(|g| g < 0) && new_grace == Some(1) {
-            if let Some(g) = old_spec.get("terminationGracePeriodSeconds") {
-                m.insert("terminationGracePeriodSeconds".into(), g.clone());
-            }
+        if old_grace.is_some_and(|g| g < 0)
+            && new_grace == Some(1)
+            && let Some(g) = old_spec.get("terminationGracePeriodSeconds")
+        {
+            m.insert("terminationGracePeriodSeconds".into(), g.clone());
         }
     }
     if munged != old_spec {
@@ -2125,14 +2121,14 @@ pub fn validate_pod_status_update(new: &Value, old: &Value) -> Vec<Cause> {
         }
     }
     let host_ips = arr(status, "hostIPs");
-    if let Some(first) = host_ips.first() {
-        if str_of(first, "ip") != str_of(status, "hostIP") {
-            errs.push(field::invalid(
-                &st.child("hostIPs").index(0).child("ip"),
-                Bad::Str(str_of(first, "ip")),
-                "must be equal to `hostIP`",
-            ));
-        }
+    if let Some(first) = host_ips.first()
+        && str_of(first, "ip") != str_of(status, "hostIP")
+    {
+        errs.push(field::invalid(
+            &st.child("hostIPs").index(0).child("ip"),
+            Bad::Str(str_of(first, "ip")),
+            "must be equal to `hostIP`",
+        ));
     }
     errs
 }

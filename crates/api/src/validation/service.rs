@@ -180,14 +180,14 @@ pub fn validate_service(svc: &Value) -> Vec<Cause> {
     let annotations = obj(m, "annotations");
     let hints = annotations.and_then(|a| a.get("service.kubernetes.io/topology-aware-hints")).and_then(Value::as_str);
     let mode = annotations.and_then(|a| a.get("service.kubernetes.io/topology-mode")).and_then(Value::as_str);
-    if let (Some(h), Some(md)) = (hints, mode) {
-        if h != md {
-            errs.push(field::invalid(
-                &mp.child("annotations").key("service.kubernetes.io/topology-mode"),
-                Bad::Str(md),
-                "must match annotations[service.kubernetes.io/topology-aware-hints] when both are specified",
-            ));
-        }
+    if let (Some(h), Some(md)) = (hints, mode)
+        && h != md
+    {
+        errs.push(field::invalid(
+            &mp.child("annotations").key("service.kubernetes.io/topology-mode"),
+            Bad::Str(md),
+            "must match annotations[service.kubernetes.io/topology-aware-hints] when both are specified",
+        ));
     }
     let spec = sub(svc, "spec");
     let sp = Path::new("spec");
@@ -371,10 +371,10 @@ pub fn validate_service(svc: &Value) -> Vec<Cause> {
         }
         _ => {}
     }
-    if let Some(td) = opt_str(spec, "trafficDistribution") {
-        if td != "PreferClose" {
-            errs.push(field::not_supported(&sp.child("trafficDistribution"), Bad::Str(td), &["PreferClose"]));
-        }
+    if let Some(td) = opt_str(spec, "trafficDistribution")
+        && td != "PreferClose"
+    {
+        errs.push(field::not_supported(&sp.child("trafficDistribution"), Bad::Str(td), &["PreferClose"]));
     }
     errs
 }
@@ -625,10 +625,10 @@ pub fn validate_endpoint_slice(es: &Value) -> Vec<Cause> {
                 );
             }
             let tp = p.child("deprecatedTopology");
-            if let Some(t) = obj(ep, "deprecatedTopology") {
-                if t.len() > 16 {
-                    errs.push(field::too_many(&tp, t.len(), 16));
-                }
+            if let Some(t) = obj(ep, "deprecatedTopology")
+                && t.len() > 16
+            {
+                errs.push(field::too_many(&tp, t.len(), 16));
             }
             errs.extend(meta::validate_labels(obj(ep, "deprecatedTopology"), &tp));
             if let Some(h) = opt_str(ep, "hostname") {
