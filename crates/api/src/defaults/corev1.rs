@@ -238,6 +238,7 @@ pub(super) fn namespace(obj: &mut Value) {
 /// `SetDefaults_NodeStatus`, canonical capacities, and the zero structs Go writes.
 pub(super) fn node(obj: &mut Value) {
     let Some(m) = obj.as_object_mut() else { return };
+    default_value(m, "spec", json!({}));
     let Some(status) = child(m, "status") else {
         return;
     };
@@ -318,9 +319,10 @@ pub(super) fn lease(obj: &mut Value) {
     }
 }
 
-/// A PDB's status counters are always written.
+/// A PDB's spec is a struct and its status counters are always written.
 pub(super) fn pdb(obj: &mut Value) {
     if let Some(m) = obj.as_object_mut() {
+        default_value(m, "spec", json!({}));
         status_zeros(m, &["currentHealthy", "desiredHealthy", "disruptionsAllowed", "expectedPods"]);
     }
 }
@@ -415,6 +417,7 @@ mod tests {
         assert_eq!(n["status"]["capacity"]["memory"], "8Gi");
         assert_eq!(n["status"]["daemonEndpoints"], json!({"kubeletEndpoint": {"Port": 0}}));
         assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "");
+        assert_eq!(n["spec"], json!({}));
 
         let ep = defaulted("endpoints", "", json!({"subsets": [{"ports": [{"port": 80}]}]}));
         assert_eq!(ep["subsets"][0]["ports"][0]["protocol"], "TCP");
@@ -435,5 +438,8 @@ mod tests {
             pdb["status"],
             json!({"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0})
         );
+        let mut bare = json!({"metadata": {"name": "p"}});
+        apply(find("policy", "v1", "poddisruptionbudgets").unwrap(), &mut bare);
+        assert_eq!(bare["spec"], json!({}));
     }
 }

@@ -194,14 +194,117 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn every_served_kind_accepts_a_minimal_valid_object() {
-        // Kinds whose rules need a spec are covered by their own modules' tests; here
-        // every resource at least dispatches and reports metadata problems.
+    fn every_served_kind_requires_a_name() {
+        // Each kind's own rules are tested in its module; here every resource dispatches
+        // and reports metadata problems.
         for r in RESOURCES {
             let meta = if r.namespaced { json!({"namespace": "default"}) } else { json!({}) };
             let errs = validate_create(r, &json!({"metadata": meta}));
             assert!(errs.iter().any(|c| c.field == "metadata.name"), "{} did not require a name: {errs:?}", r.kind);
         }
+    }
+
+    /// Manifests as kubectl sends them; once defaulted they must pass validation, and a
+    /// no-op update of the stored object must pass too.
+    #[test]
+    fn defaulted_manifests_validate() {
+        let tpl = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+            {"name": "web", "image": "nginx:1.25", "ports": [{"containerPort": 80}],
+             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+             "readinessProbe": {"httpGet": {"port": 80}}, "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+             "volumeMounts": [{"name": "cfg", "mountPath": "/etc/web"}]}],
+            "volumes": [{"name": "cfg", "configMap": {"name": "web"}}]}});
+        let sel = json!({"matchLabels": {"app": "web"}});
+        let m = |name: &str| json!({"name": name, "namespace": "default"});
+        let manifests = [
+            ("", "pods", json!({"metadata": m("web"), "spec": tpl["spec"].clone()})),
+            ("apps", "deployments", json!({"metadata": m("web"), "spec": {"selector": sel, "template": tpl}})),
+            ("apps", "replicasets", json!({"metadata": m("web-1"), "spec": {"selector": sel, "template": tpl}})),
+            (
+                "apps",
+                "statefulsets",
+                json!({"metadata": m("db"), "spec": {"serviceName": "db", "selector": sel, "template": tpl,
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}),
+            ),
+            ("apps", "daemonsets", json!({"metadata": m("agent"), "spec": {"selector": sel, "template": tpl}})),
+            (
+                "batch",
+                "cronjobs",
+                json!({"metadata": m("nightly"), "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {
+                "spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "OnFailure"}}}}}}),
+            ),
+            (
+                "",
+                "services",
+                json!({"metadata": m("web"), "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+            ),
+            (
+                "",
+                "services",
+                json!({"metadata": m("np"), "spec": {"type": "NodePort", "selector": {"app": "web"},
+                "clusterIP": "10.43.0.20", "ports": [{"port": 80, "nodePort": 30080}]}}),
+            ),
+            ("", "configmaps", json!({"metadata": m("web"), "data": {"index.html": "hi"}})),
+            ("", "secrets", json!({"metadata": m("web"), "stringData": {"password": "x"}})),
+            ("", "namespaces", json!({"metadata": {"name": "team-a"}})),
+            (
+                "",
+                "nodes",
+                json!({"metadata": {"name": "n1"}, "status": {"capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"}}}),
+            ),
+            (
+                "",
+                "endpoints",
+                json!({"metadata": m("web"), "subsets": [{"addresses": [{"ip": "10.42.0.9"}], "ports": [{"port": 80}]}]}),
+            ),
+            (
+                "",
+                "events",
+                json!({"metadata": m("web.1"), "involvedObject": {"kind": "Pod", "name": "web", "namespace": "default"},
+                "reason": "Scheduled", "message": "assigned", "type": "Normal", "source": {"component": "scheduler"}}),
+            ),
+            ("", "serviceaccounts", json!({"metadata": m("default")})),
+            (
+                "discovery.k8s.io",
+                "endpointslices",
+                json!({"metadata": m("web-x"), "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.42.0.9"]}], "ports": [{"port": 80}]}),
+            ),
+            (
+                "coordination.k8s.io",
+                "leases",
+                json!({"metadata": {"name": "n1", "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40}}),
+            ),
+            (
+                "policy",
+                "poddisruptionbudgets",
+                json!({"metadata": m("web"), "spec": {"maxUnavailable": "25%", "selector": sel}}),
+            ),
+        ];
+        for (group, plural, mut obj) in manifests {
+            let r = find(group, "v1", plural).unwrap();
+            crate::defaults::apply(r, &mut obj);
+            let errs = validate_create(r, &obj);
+            assert!(errs.is_empty(), "{plural}: {errs:?}");
+            let mut stored = obj.clone();
+            stored["metadata"]["resourceVersion"] = json!("5");
+            stored["metadata"]["uid"] = json!("u");
+            crate::defaults::apply(r, &mut stored);
+            let errs = validate_update(r, &stored, &stored);
+            assert!(errs.is_empty(), "{plural} update: {errs:?}");
+            assert!(validate_status_update(r, &stored, &stored).is_empty(), "{plural} status");
+        }
+
+        // A Job validates once the server has given it a UID and generated its selector.
+        let jobs = find("batch", "v1", "jobs").unwrap();
+        let mut job = json!({"metadata": m("pi"), "spec": {"template": {"spec": {
+            "containers": [{"name": "pi", "image": "perl"}], "restartPolicy": "Never"}}}});
+        crate::defaults::apply(jobs, &mut job);
+        assert!(validate_create(jobs, &job).iter().any(|c| c.field == "spec.selector"));
+        job["metadata"]["uid"] = json!("1f0c");
+        crate::defaults::job_selector(&mut job);
+        assert!(validate_create(jobs, &job).is_empty(), "{:?}", validate_create(jobs, &job));
     }
 
     #[test]

@@ -244,19 +244,16 @@ impl Quantity {
             }
             _ => {
                 // Already normalized: no trailing zeros. Bring the exponent to a multiple of 3.
-                let mut amount = self.value;
-                let mut exp = self.scale;
-                match exp.rem_euclid(3) {
-                    1 => {
-                        amount *= 10;
-                        exp -= 1;
-                    }
-                    2 => {
-                        amount *= 100;
-                        exp -= 2;
-                    }
-                    _ => {}
-                }
+                let (shift, factor) = match self.scale.rem_euclid(3) {
+                    1 => (1, 10),
+                    2 => (2, 100),
+                    _ => (0, 1),
+                };
+                let Some(amount) = self.value.checked_mul(factor) else {
+                    // Too many digits to shift: keep the exact mantissa and exponent.
+                    return format!("{}e{}", self.value, self.scale);
+                };
+                let exp = self.scale - shift;
                 if format == Format::DecimalExponent {
                     if exp == 0 { amount.to_string() } else { format!("{amount}e{exp}") }
                 } else {
@@ -355,5 +352,8 @@ mod tests {
         assert!(Quantity::parse("-1").unwrap().is_negative());
         assert_eq!(Quantity::from_json(&serde_json::json!(2)).unwrap().canonical(), "2");
         assert_eq!(Quantity::from_json(&serde_json::json!(0.25)).unwrap().canonical(), "250m");
+        let huge = Quantity::parse("99999999999999999999999999999999999999e1").unwrap();
+        assert_eq!(huge.canonical(), "99999999999999999999999999999999999999e1");
+        assert!(Quantity::parse(&"9".repeat(40)).is_err());
     }
 }
