@@ -77,7 +77,7 @@ const VOLUME_TYPES: &[(&str, &str)] = &[
 const HOST_PATH_TYPES: &[&str] =
     &["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"];
 
-/// Volumes by name, for mount checks; `is_claim` marks PVC-backed ones.
+/// Volumes by name, for mount checks, with what backs each.
 struct Volumes {
     by_name: BTreeMap<String, VolumeKind>,
 }
