@@ -2,7 +2,8 @@
 //! for a create, a one-field change and a status write, and `apply` for a first
 //! server-side apply, a re-apply that changes nothing, and one that changes the image.
 //!
-//! Run with `cargo bench -p apiserver --bench fieldmanager`; prints operations per second.
+//! Run with `cargo bench -p apiserver --bench fieldmanager [-- NAME-FILTER]`; prints
+//! operations per second.
 
 use api::schema::Schemas;
 use apiserver::fieldmanager::{apply, update};
@@ -72,6 +73,11 @@ fn stored(image: &str) -> Value {
 }
 
 fn time(name: &str, mut op: impl FnMut()) {
+    // `cargo bench -p apiserver --bench fieldmanager -- update` runs only the matching cases.
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+        return;
+    }
     let start = Instant::now();
     for _ in 0..ITERATIONS {
         op();

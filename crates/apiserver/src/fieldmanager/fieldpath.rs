@@ -187,6 +187,8 @@ pub struct Set {
 }
 
 impl Set {
+    pub const EMPTY: Set = Set { members: Vec::new(), children: Vec::new() };
+
     pub fn new() -> Set {
         Set::default()
     }
@@ -350,6 +352,78 @@ impl Set {
         Set { members, children }
     }
 
+    /// Whether some path is in both sets (without building the intersection).
+    pub fn intersects(&self, other: &Set) -> bool {
+        if self.members.iter().any(|m| other.has_member(m)) {
+            return true;
+        }
+        self.children.iter().any(|(pe, child)| other.child(pe).is_some_and(|o| child.intersects(o)))
+    }
+
+    /// `self = self.difference(other)`, without copying what stays.
+    pub fn difference_in_place(&mut self, other: &Set) {
+        if !other.members.is_empty() {
+            self.members.retain(|m| !other.has_member(m));
+        }
+        if other.children.is_empty() {
+            return;
+        }
+        self.children.retain_mut(|(pe, child)| match other.child(pe) {
+            Some(o) => {
+                child.difference_in_place(o);
+                !child.is_empty()
+            }
+            None => true,
+        });
+    }
+
+    /// `self = self.recursive_difference(other)`, without copying what stays.
+    pub fn recursive_difference_in_place(&mut self, other: &Set) {
+        if !other.members.is_empty() {
+            self.members.retain(|m| !other.has_member(m));
+        }
+        self.children.retain_mut(|(pe, child)| {
+            if other.has_member(pe) {
+                return false;
+            }
+            match other.child(pe) {
+                Some(o) => {
+                    child.recursive_difference_in_place(o);
+                    !child.is_empty()
+                }
+                None => true,
+            }
+        });
+    }
+
+    /// `self = self.union(&other)`, moving `other`'s elements in.
+    pub fn union_in_place(&mut self, other: Set) {
+        let members = std::mem::take(&mut self.members);
+        self.members = merge_sorted_owned(members, other.members);
+        let mut out = Vec::with_capacity(self.children.len() + other.children.len());
+        let mut a = std::mem::take(&mut self.children).into_iter().peekable();
+        let mut b = other.children.into_iter().peekable();
+        loop {
+            let order = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => x.0.cmp(&y.0),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => break,
+            };
+            match order {
+                Ordering::Less => out.extend(a.next()),
+                Ordering::Greater => out.extend(b.next()),
+                Ordering::Equal => {
+                    if let (Some((pe, mut x)), Some((_, y))) = (a.next(), b.next()) {
+                        x.union_in_place(y);
+                        out.push((pe, x));
+                    }
+                }
+            }
+        }
+        self.children = out;
+    }
+
     /// Calls `f` with every path in the set, in upstream's iteration order (members of a
     /// node before its children).
     pub fn iterate(&self, mut f: impl FnMut(&[PathElement])) {
@@ -505,6 +579,162 @@ fn read_v1(value: &Value) -> Result<(Option<Set>, bool), FieldsError> {
         return Ok((None, true));
     }
     Ok((Some(Set::from_parts(members, children)), is_member))
+}
+
+fn merge_sorted_owned(a: Vec<PathElement>, b: Vec<PathElement>) -> Vec<PathElement> {
+    if b.is_empty() {
+        return a;
+    }
+    if a.is_empty() {
+        return b;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let mut a = a.into_iter().peekable();
+    let mut b = b.into_iter().peekable();
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        match x.cmp(y) {
+            Ordering::Less => out.extend(a.next()),
+            Ordering::Greater => out.extend(b.next()),
+            Ordering::Equal => {
+                out.extend(a.next());
+                b.next();
+            }
+        }
+    }
+    out.extend(a);
+    out.extend(b);
+    out
+}
+
+/// Whether a `fieldsV1` document holds some path of `set`, read without decoding the
+/// document: keys are looked up in the canonical spelling first, and only list keys
+/// and values spelled otherwise are parsed.
+pub(crate) fn fields_v1_intersects(raw: &Value, set: &Set) -> Result<bool, FieldsError> {
+    let Value::Object(map) = raw else { return Err(FieldsError::NotAnObject(raw.to_string())) };
+    for m in &set.members {
+        if raw_get(map, m)?.is_some_and(raw_is_member) {
+            return Ok(true);
+        }
+    }
+    for (pe, child) in &set.children {
+        if let Some(v) = raw_get(map, pe)?
+            && fields_v1_intersects(v, child)?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a `fieldsV1` document holds no path at all.
+pub(crate) fn fields_v1_is_empty(raw: &Value) -> bool {
+    raw.as_object().is_none_or(|m| !m.keys().any(|k| known_key(k)))
+}
+
+fn known_key(k: &str) -> bool {
+    let b = k.as_bytes();
+    b.len() >= 2 && b[1] == b':' && matches!(b[0], b'f' | b'k' | b'v' | b'i')
+}
+
+/// As `read_v1` decides it: a node is a member when it says so with `"."`, or when it
+/// has nothing below it.
+fn raw_is_member(v: &Value) -> bool {
+    v.as_object().is_some_and(|m| m.contains_key(".") || !m.keys().any(|k| known_key(k)))
+}
+
+fn raw_get<'a>(map: &'a Map<String, Value>, pe: &PathElement) -> Result<Option<&'a Value>, FieldsError> {
+    Ok(match raw_key(map, pe)? {
+        Some(key) => map.get(&key),
+        None => None,
+    })
+}
+
+/// The key under which a `fieldsV1` object holds `pe`, however it is spelled.
+fn raw_key(map: &Map<String, Value>, pe: &PathElement) -> Result<Option<String>, FieldsError> {
+    let key = pe.to_fields_key();
+    if map.contains_key(&key) {
+        return Ok(Some(key));
+    }
+    if let PathElement::Field(_) = pe {
+        return Ok(None);
+    }
+    for k in map.keys() {
+        if k.as_bytes().first() == key.as_bytes().first()
+            && k.as_bytes().get(1) == Some(&b':')
+            && PathElement::from_fields_key(k)?.is_some_and(|p| p == *pe)
+        {
+            return Ok(Some(k.clone()));
+        }
+    }
+    Ok(None)
+}
+
+fn has_known_keys(m: &Map<String, Value>) -> bool {
+    m.keys().any(|k| known_key(k))
+}
+
+/// Removes `set` from a `fieldsV1` object in place, as [`Set::difference`] would, and
+/// keeps the encoding canonical: a member left without children is `{}`, a node that is
+/// neither a member nor has children any more goes.
+pub(crate) fn fields_v1_remove(map: &mut Map<String, Value>, set: &Set) -> Result<(), FieldsError> {
+    for m in &set.members {
+        let Some(key) = raw_key(map, m)? else { continue };
+        match map.get_mut(&key) {
+            Some(Value::Object(node)) if has_known_keys(node) => {
+                node.remove(".");
+            }
+            _ => {
+                map.remove(&key);
+            }
+        }
+    }
+    for (pe, child) in &set.children {
+        let Some(key) = raw_key(map, pe)? else { continue };
+        let Some(Value::Object(node)) = map.get_mut(&key) else { continue };
+        let member = node.contains_key(".") || !has_known_keys(node);
+        fields_v1_remove(node, child)?;
+        if !has_known_keys(node) {
+            if member {
+                node.clear();
+            } else {
+                map.remove(&key);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds `set` to a `fieldsV1` object in place, as [`Set::union`] would.
+pub(crate) fn fields_v1_insert(map: &mut Map<String, Value>, set: &Set) -> Result<(), FieldsError> {
+    for m in &set.members {
+        let key = raw_key(map, m)?.unwrap_or_else(|| m.to_fields_key());
+        match map.get_mut(&key) {
+            Some(Value::Object(node)) => {
+                if has_known_keys(node) && !node.contains_key(".") {
+                    node.insert(".".into(), Value::Object(Map::new()));
+                }
+            }
+            _ => {
+                map.insert(key, Value::Object(Map::new()));
+            }
+        }
+    }
+    for (pe, child) in &set.children {
+        let key = raw_key(map, pe)?.unwrap_or_else(|| pe.to_fields_key());
+        let existed = map.contains_key(&key);
+        let node = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        let Value::Object(node) = node else { continue };
+        // Whether the node was a member before: `"."`, or nothing below it.
+        let member = existed && (node.contains_key(".") || !has_known_keys(node));
+        fields_v1_insert(node, child)?;
+        if member && has_known_keys(node) && !node.contains_key(".") {
+            node.insert(".".into(), Value::Object(Map::new()));
+        }
+    }
+    Ok(())
 }
 
 fn merge_sorted(a: &[PathElement], b: &[PathElement]) -> Vec<PathElement> {
@@ -913,6 +1143,72 @@ mod tests {
         assert_eq!(b.union(&a), a.union(&b));
         assert_eq!(a.union(&b).len(), 5);
         assert!(a.difference(&a).is_empty());
+    }
+
+    #[test]
+    fn in_place_operations_match_the_copying_ones() {
+        let a = Set::from_json_str(r#"{"f:a":{},"f:b":{"f:c":{},"f:d":{}},"f:e":{".":{},"f:g":{}}}"#).unwrap();
+        let b = Set::from_json_str(r#"{"f:b":{"f:c":{},"f:x":{}},"f:e":{},"f:z":{"f:y":{}}}"#).unwrap();
+        let mut d = a.clone();
+        d.difference_in_place(&b);
+        assert_eq!(d, a.difference(&b));
+        let mut r = a.clone();
+        r.recursive_difference_in_place(&b);
+        assert_eq!(r, a.recursive_difference(&b));
+        let mut u = a.clone();
+        u.union_in_place(b.clone());
+        assert_eq!(u, a.union(&b));
+        assert!(a.intersects(&b));
+        assert!(!a.intersects(&Set::from_json_str(r#"{"f:b":{"f:x":{}}}"#).unwrap()));
+    }
+
+    #[test]
+    fn raw_documents_answer_intersections_without_decoding() {
+        let raw: Value = serde_json::from_str(
+            r#"{"f:spec":{"f:containers":{"k:{\"name\": \"a\"}":{".":{},"f:image":{}},"k:{\"name\":\"b\"}":{"f:x":{}}}}}"#,
+        )
+        .unwrap();
+        let probe = |text: &str| fields_v1_intersects(&raw, &Set::from_json_str(text).unwrap()).unwrap();
+        // The stored key is spelled with a space; it still matches.
+        assert!(probe(r#"{"f:spec":{"f:containers":{"k:{\"name\":\"a\"}":{"f:image":{}}}}}"#));
+        assert!(probe(r#"{"f:spec":{"f:containers":{"k:{\"name\":\"a\"}":{}}}}"#));
+        assert!(!probe(r#"{"f:spec":{"f:containers":{"k:{\"name\":\"b\"}":{}}}}"#));
+        assert!(!probe(r#"{"f:spec":{"f:replicas":{}}}"#));
+        assert!(!fields_v1_is_empty(&raw));
+        assert!(fields_v1_is_empty(&serde_json::json!({})));
+    }
+
+    #[test]
+    fn raw_documents_are_edited_in_place_like_decoded_sets() {
+        let docs = [
+            r#"{"f:a":{},"f:b":{"f:c":{},"f:d":{}},"f:e":{".":{},"f:g":{}},"f:l":{"k:{\"name\":\"x\"}":{".":{},"f:i":{}}}}"#,
+            r#"{"f:b":{".":{},"f:c":{}},"f:e":{}}"#,
+            r#"{}"#,
+        ];
+        let edits = [
+            r#"{"f:b":{"f:c":{},"f:x":{}},"f:e":{},"f:z":{"f:y":{}}}"#,
+            r#"{"f:a":{"f:new":{}},"f:e":{"f:g":{}},"f:l":{"k:{\"name\":\"x\"}":{}}}"#,
+            r#"{"f:b":{"f:d":{}},"f:l":{"k:{\"name\":\"x\"}":{"f:i":{}}}}"#,
+            r#"{"f:b":{},"f:e":{"f:g":{}}}"#,
+        ];
+        for doc in docs {
+            for edit in edits {
+                let raw: Value = serde_json::from_str(doc).unwrap();
+                let set = Set::from_fields_v1(&raw).unwrap();
+                let other = Set::from_json_str(edit).unwrap();
+
+                let mut removed = raw.as_object().unwrap().clone();
+                fields_v1_remove(&mut removed, &other).unwrap();
+                let expected = set.difference(&other);
+                assert_eq!(Value::Object(removed.clone()), expected.to_fields_v1(), "{doc} - {edit}");
+                assert_eq!(Set::from_fields_v1(&Value::Object(removed)).unwrap(), expected);
+
+                let mut added = raw.as_object().unwrap().clone();
+                fields_v1_insert(&mut added, &other).unwrap();
+                let expected = set.union(&other);
+                assert_eq!(Value::Object(added), expected.to_fields_v1(), "{doc} + {edit}");
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! also by the API version: so one manager that applies owns one entry, while one that
 //! updates through two versions owns two.
 
-use super::fieldpath::{FieldsError, Set};
+use super::fieldpath::{self, FieldsError, Set};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -47,20 +47,162 @@ impl ManagerKey {
 }
 
 /// The fields one manager owns, at the API version it last wrote them through.
+///
+/// An entry read from the store stays as stored and is edited in place: most writes
+/// touch one or two managers, and decoding and re-encoding every entry would be most
+/// of the cost of a write. The apply path decodes all entries; it needs whole sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct VersionedSet {
-    pub set: Set,
     pub api_version: String,
     pub applied: bool,
+    repr: Repr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Repr {
+    /// The entry object as stored.
+    Stored(Map<String, Value>),
+    Decoded {
+        set: Set,
+        time: Option<String>,
+    },
+}
+
+impl VersionedSet {
+    pub fn new(set: Set, api_version: &str, applied: bool, time: Option<&str>) -> VersionedSet {
+        VersionedSet {
+            api_version: api_version.to_string(),
+            applied,
+            repr: Repr::Decoded { set, time: time.map(str::to_string) },
+        }
+    }
+
+    pub fn time(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Stored(entry) => entry.get("time").and_then(Value::as_str),
+            Repr::Decoded { time, .. } => time.as_deref(),
+        }
+    }
+
+    pub fn set_time(&mut self, now: &str) {
+        match &mut self.repr {
+            Repr::Stored(entry) => {
+                entry.insert("time".into(), Value::String(now.to_string()));
+            }
+            Repr::Decoded { time, .. } => *time = Some(now.to_string()),
+        }
+    }
+
+    /// The stored `fieldsV1` object, created empty when missing.
+    fn stored_fields(entry: &mut Map<String, Value>) -> Option<&mut Map<String, Value>> {
+        if !entry.get("fieldsV1").is_some_and(Value::is_object) {
+            entry.insert("fieldsV1".into(), Value::Object(Map::new()));
+        }
+        entry.get_mut("fieldsV1").and_then(Value::as_object_mut)
+    }
+
+    /// Decodes the fields if they are not yet.
+    pub fn decode(&mut self) -> Result<(), DecodeError> {
+        if let Repr::Stored(entry) = &self.repr {
+            let set = match entry.get("fieldsV1") {
+                None | Some(Value::Null) => Set::new(),
+                Some(fields) => Set::from_fields_v1(fields)?,
+            };
+            let time = entry.get("time").and_then(Value::as_str).map(str::to_string);
+            self.repr = Repr::Decoded { set, time };
+        }
+        Ok(())
+    }
+
+    /// The decoded fields; empty unless [`VersionedSet::decode`] ran.
+    pub fn set(&self) -> &Set {
+        static EMPTY: Set = Set::EMPTY;
+        match &self.repr {
+            Repr::Decoded { set, .. } => set,
+            Repr::Stored(_) => &EMPTY,
+        }
+    }
+
+    /// Takes the decoded fields out.
+    pub fn into_set(mut self) -> Result<Set, DecodeError> {
+        self.decode()?;
+        match self.repr {
+            Repr::Decoded { set, .. } => Ok(set),
+            Repr::Stored(_) => Ok(Set::new()),
+        }
+    }
+
+    pub fn intersects(&self, other: &Set) -> Result<bool, DecodeError> {
+        match &self.repr {
+            Repr::Decoded { set, .. } => Ok(set.intersects(other)),
+            Repr::Stored(entry) => match entry.get("fieldsV1") {
+                None | Some(Value::Null) => Ok(false),
+                Some(fields) => Ok(fieldpath::fields_v1_intersects(fields, other)?),
+            },
+        }
+    }
+
+    /// Gives up the fields in `other`.
+    pub fn remove(&mut self, other: &Set) -> Result<(), DecodeError> {
+        match &mut self.repr {
+            Repr::Decoded { set, .. } => set.difference_in_place(other),
+            Repr::Stored(entry) => {
+                if let Some(fields) = Self::stored_fields(entry) {
+                    fieldpath::fields_v1_remove(fields, other)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the fields in `other` too.
+    pub fn add(&mut self, other: Set) -> Result<(), DecodeError> {
+        match &mut self.repr {
+            Repr::Decoded { set, .. } => set.union_in_place(other),
+            Repr::Stored(entry) => {
+                if let Some(fields) = Self::stored_fields(entry) {
+                    fieldpath::fields_v1_insert(fields, &other)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match &self.repr {
+            Repr::Decoded { set, .. } => set.is_empty(),
+            Repr::Stored(entry) => entry.get("fieldsV1").is_none_or(fieldpath::fields_v1_is_empty),
+        }
+    }
+
+    fn encode(self, key: &ManagerKey) -> Value {
+        let (set, time) = match self.repr {
+            Repr::Stored(entry) => return Value::Object(entry),
+            Repr::Decoded { set, time } => (set, time),
+        };
+        let operation = if self.applied { Operation::Apply } else { key.operation };
+        let mut entry = Map::new();
+        entry.insert("manager".into(), json!(key.manager));
+        entry.insert("operation".into(), json!(operation.as_str()));
+        entry.insert("apiVersion".into(), json!(self.api_version));
+        if let Some(time) = time {
+            entry.insert("time".into(), json!(time));
+        }
+        entry.insert("fieldsType".into(), json!("FieldsV1"));
+        entry.insert("fieldsV1".into(), set.to_fields_v1());
+        if !key.subresource.is_empty() {
+            entry.insert("subresource".into(), json!(key.subresource));
+        }
+        Value::Object(entry)
+    }
 }
 
 pub(crate) type Managers = BTreeMap<ManagerKey, VersionedSet>;
 
-/// Every manager's fields and the time of its last change.
+/// Every manager's fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Managed {
     pub fields: Managers,
-    pub times: BTreeMap<ManagerKey, String>,
 }
 
 /// Why stored managedFields could not be read.
@@ -87,48 +229,44 @@ fn str_field<'a>(entry: &'a Map<String, Value>, name: &str) -> &'a str {
 }
 
 impl Managed {
-    /// Reads `metadata.managedFields`; absent or null is no managers.
-    pub fn decode(entries: Option<&Value>) -> Result<Managed, DecodeError> {
+    /// Reads `metadata.managedFields`; absent or null is no managers. The fields of each
+    /// entry are decoded now when `eager`, else when first needed.
+    pub fn decode(entries: Option<Value>, eager: bool) -> Result<Managed, DecodeError> {
         let mut managed = Managed::default();
         let entries = match entries {
             None | Some(Value::Null) => return Ok(managed),
             Some(Value::Array(entries)) => entries,
             Some(_) => return Err(DecodeError::NotAList),
         };
-        for (i, entry) in entries.iter().enumerate() {
-            let Value::Object(entry) = entry else {
-                return Err(DecodeError::NotAnObject(i));
-            };
-            let operation = match str_field(entry, "operation") {
+        for (i, entry) in entries.into_iter().enumerate() {
+            let Value::Object(fields) = &entry else { return Err(DecodeError::NotAnObject(i)) };
+            let operation = match str_field(fields, "operation") {
                 "Apply" => Operation::Apply,
                 "Update" => Operation::Update,
                 _ => return Err(DecodeError::Operation),
             };
-            let api_version = str_field(entry, "apiVersion");
+            let api_version = str_field(fields, "apiVersion").to_string();
             if api_version.is_empty() {
                 return Err(DecodeError::ApiVersion);
             }
-            match str_field(entry, "fieldsType") {
+            match str_field(fields, "fieldsType") {
                 "FieldsV1" => {}
                 "" => return Err(DecodeError::MissingFieldsType(i)),
                 other => return Err(DecodeError::FieldsType(i, other.to_string())),
             }
             let key = ManagerKey {
-                manager: str_field(entry, "manager").to_string(),
+                manager: str_field(fields, "manager").to_string(),
                 operation,
-                api_version: if operation == Operation::Apply { String::new() } else { api_version.to_string() },
-                subresource: str_field(entry, "subresource").to_string(),
+                api_version: if operation == Operation::Apply { String::new() } else { api_version.clone() },
+                subresource: str_field(fields, "subresource").to_string(),
             };
-            let set = match entry.get("fieldsV1") {
-                None | Some(Value::Null) => Set::new(),
-                Some(fields) => Set::from_fields_v1(fields)?,
-            };
-            match entry.get("time").and_then(Value::as_str) {
-                Some(time) => managed.times.insert(key.clone(), time.to_string()),
-                None => managed.times.remove(&key),
-            };
-            let applied = operation == Operation::Apply;
-            managed.fields.insert(key, VersionedSet { set, api_version: api_version.to_string(), applied });
+            let Value::Object(entry) = entry else { return Err(DecodeError::NotAnObject(i)) };
+            let mut vs =
+                VersionedSet { api_version, applied: operation == Operation::Apply, repr: Repr::Stored(entry) };
+            if eager {
+                vs.decode()?;
+            }
+            managed.fields.insert(key, vs);
         }
         Ok(managed)
     }
@@ -136,85 +274,66 @@ impl Managed {
     /// The entries to store, or `None` when no manager owns anything (the field is then
     /// left out, as upstream leaves it nil). Sorted by operation, time (to the second),
     /// manager, API version and subresource.
-    pub fn encode(&self) -> Option<Value> {
+    pub fn encode(self) -> Option<Value> {
         if self.fields.is_empty() {
             return None;
         }
-        let mut entries: Vec<(&ManagerKey, &VersionedSet, Option<&String>)> =
-            self.fields.iter().map(|(k, vs)| (k, vs, self.times.get(k))).collect();
-        let operation = |k: &ManagerKey, vs: &VersionedSet| {
-            if vs.applied { Operation::Apply } else { k.operation }
-        };
-        entries.sort_by(|a, b| {
-            operation(a.0, a.1)
-                .cmp(&operation(b.0, b.1))
-                .then_with(|| seconds(a.2).cmp(&seconds(b.2)))
-                .then_with(|| a.0.manager.cmp(&b.0.manager))
-                .then_with(|| a.1.api_version.cmp(&b.1.api_version))
-                .then_with(|| a.0.subresource.cmp(&b.0.subresource))
+        let mut entries: Vec<(ManagerKey, VersionedSet)> = self.fields.into_iter().collect();
+        let operation = |k: &ManagerKey, vs: &VersionedSet| if vs.applied { Operation::Apply } else { k.operation };
+        entries.sort_by(|(ka, a), (kb, b)| {
+            operation(ka, a)
+                .cmp(&operation(kb, b))
+                .then_with(|| seconds(a.time()).cmp(&seconds(b.time())))
+                .then_with(|| ka.manager.cmp(&kb.manager))
+                .then_with(|| a.api_version.cmp(&b.api_version))
+                .then_with(|| ka.subresource.cmp(&kb.subresource))
         });
-        let encoded = entries
-            .into_iter()
-            .map(|(key, vs, time)| {
-                let mut entry = Map::new();
-                entry.insert("manager".into(), json!(key.manager));
-                entry.insert("operation".into(), json!(operation(key, vs).as_str()));
-                entry.insert("apiVersion".into(), json!(vs.api_version));
-                if let Some(time) = time {
-                    entry.insert("time".into(), json!(time));
-                }
-                entry.insert("fieldsType".into(), json!("FieldsV1"));
-                entry.insert("fieldsV1".into(), vs.set.to_fields_v1());
-                if !key.subresource.is_empty() {
-                    entry.insert("subresource".into(), json!(key.subresource));
-                }
-                Value::Object(entry)
-            })
-            .collect();
-        Some(Value::Array(encoded))
+        Some(Value::Array(entries.into_iter().map(|(key, vs)| vs.encode(&key)).collect()))
     }
 
     /// Folds the oldest `Update` managers into one `ancient-changes` entry per API
     /// version once there are more than `max` of them, as upstream's capManagersManager.
-    pub fn cap_update_managers(&mut self, max: usize) {
+    pub fn cap_update_managers(&mut self, max: usize) -> Result<(), DecodeError> {
         let mut updaters: Vec<ManagerKey> =
             self.fields.iter().filter(|(_, vs)| !vs.applied).map(|(k, _)| k.clone()).collect();
         if updaters.len() <= max {
-            return;
+            return Ok(());
         }
-        updaters.sort_by(|a, b| seconds(self.times.get(a)).cmp(&seconds(self.times.get(b))).then_with(|| a.cmp(b)));
+        updaters.sort_by(|a, b| {
+            let time = |k: &ManagerKey| seconds(self.fields.get(k).and_then(VersionedSet::time));
+            time(a).cmp(&time(b)).then_with(|| a.cmp(b))
+        });
         let mut first_per_version: BTreeMap<String, ManagerKey> = BTreeMap::new();
         let mut length = updaters.len();
         for manager in updaters {
             if length <= max {
                 break;
             }
-            let Some(vs) = self.fields.get(&manager).cloned() else {
-                continue;
-            };
-            let time = self.times.get(&manager).cloned();
-            let bucket = ManagerKey::new("ancient-changes", Operation::Update, &vs.api_version, "");
-            match first_per_version.get(&vs.api_version) {
+            let Some(api_version) = self.fields.get(&manager).map(|vs| vs.api_version.clone()) else { continue };
+            let bucket = ManagerKey::new("ancient-changes", Operation::Update, &api_version, "");
+            match first_per_version.get(&api_version) {
                 Some(first) => {
                     if !self.fields.contains_key(&bucket)
                         && let Some(s) = self.fields.remove(first)
                     {
                         self.fields.insert(bucket.clone(), s);
                     }
-                    let union = self.fields.get(&bucket).map_or_else(|| vs.set.clone(), |b| vs.set.union(&b.set));
-                    self.fields.insert(bucket.clone(), VersionedSet { set: union, ..vs });
-                    self.fields.remove(&manager);
+                    let Some(vs) = self.fields.remove(&manager) else { continue };
+                    let time = vs.time().map(str::to_string);
+                    let (api_version, applied) = (vs.api_version.clone(), vs.applied);
+                    let mut set = vs.into_set()?;
+                    if let Some(previous) = self.fields.remove(&bucket) {
+                        set.union_in_place(previous.into_set()?);
+                    }
+                    self.fields.insert(bucket, VersionedSet::new(set, &api_version, applied, time.as_deref()));
                     length -= 1;
-                    match time {
-                        Some(t) => self.times.insert(bucket, t),
-                        None => self.times.remove(&bucket),
-                    };
                 }
                 None => {
-                    first_per_version.insert(vs.api_version.clone(), manager);
+                    first_per_version.insert(api_version, manager);
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -237,8 +356,8 @@ pub(crate) fn is_reset(entries: Option<&Value>) -> bool {
 
 /// Seconds since the epoch of an RFC 3339 time; missing or unreadable times sort first,
 /// as upstream sorts a nil time.
-fn seconds(time: Option<&String>) -> i64 {
-    time.and_then(|t| unix_seconds(t)).unwrap_or(0)
+fn seconds(time: Option<&str>) -> i64 {
+    time.and_then(unix_seconds).unwrap_or(0)
 }
 
 pub(crate) fn unix_seconds(t: &str) -> Option<i64> {
@@ -291,20 +410,28 @@ mod tests {
             {"manager": "a", "operation": "Update", "apiVersion": "apps/v1", "time": "2024-01-01T00:00:02Z",
              "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:replicas": {}}}, "subresource": "status"}
         ]);
-        let managed = Managed::decode(Some(&entries)).unwrap();
+        let managed = Managed::decode(Some(entries.clone()), true).unwrap();
         assert_eq!(managed.fields.len(), 3);
-        let out = managed.encode().unwrap();
+        let out = managed.clone().encode().unwrap();
         let order: Vec<_> = out.as_array().unwrap().iter().map(|e| e["manager"].as_str().unwrap()).collect();
         assert_eq!(order, ["kubectl", "a", "b"]);
         assert_eq!(out[1]["subresource"], "status");
         assert_eq!(out[0]["apiVersion"], "apps/v1");
         assert!(out[0].get("subresource").is_none());
-        assert_eq!(Managed::decode(Some(&out)).unwrap(), managed);
+        // Re-encoding what was decoded gives the same entries, whether reused or rebuilt.
+        let mut rebuilt = Managed::default();
+        for (k, vs) in managed.fields.clone() {
+            let (api_version, applied, time) = (vs.api_version.clone(), vs.applied, vs.time().map(str::to_string));
+            rebuilt.fields.insert(k, VersionedSet::new(vs.into_set().unwrap(), &api_version, applied, time.as_deref()));
+        }
+        assert_eq!(rebuilt.encode().unwrap(), out);
+        let lazy = Managed::decode(Some(entries), false).unwrap();
+        assert_eq!(lazy.encode().unwrap(), out);
     }
 
     #[test]
     fn bad_entries_are_rejected() {
-        let bad = |e: Value| Managed::decode(Some(&json!([e]))).unwrap_err();
+        let bad = |e: Value| Managed::decode(Some(json!([e])), true).unwrap_err();
         assert_eq!(
             bad(json!({"operation": "Patch", "apiVersion": "v1", "fieldsType": "FieldsV1"})),
             DecodeError::Operation
@@ -344,13 +471,14 @@ mod tests {
             let key = ManagerKey::new(&format!("m{i:02}"), Operation::Update, "v1", "");
             let mut set = Set::new();
             set.insert(&[super::super::fieldpath::PathElement::field(format!("f{i}"))]);
-            managed.fields.insert(key.clone(), VersionedSet { set, api_version: "v1".into(), applied: false });
-            managed.times.insert(key, format!("2024-01-01T00:00:{i:02}Z"));
+            let time = format!("2024-01-01T00:00:{i:02}Z");
+            managed.fields.insert(key, VersionedSet::new(set, "v1", false, Some(&time)));
         }
-        managed.cap_update_managers(10);
+        managed.cap_update_managers(10).unwrap();
         assert_eq!(managed.fields.len(), 10);
         let ancient = &managed.fields[&ManagerKey::new("ancient-changes", Operation::Update, "v1", "")];
-        assert_eq!(ancient.set.len(), 3);
+        assert_eq!(ancient.set().len(), 3);
+        assert_eq!(ancient.time(), Some("2024-01-01T00:00:02Z"));
         assert!(!managed.fields.contains_key(&ManagerKey::new("m00", Operation::Update, "v1", "")));
         assert!(managed.fields.contains_key(&ManagerKey::new("m03", Operation::Update, "v1", "")));
     }

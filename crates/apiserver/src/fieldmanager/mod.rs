@@ -167,7 +167,7 @@ pub fn update(
     let subresource = subresource.unwrap_or("");
     let live = old.unwrap_or_else(|| empty_object());
     let sent = new_obj.get_mut("metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("managedFields"));
-    let managed = decode_live_or_new(live, sent.as_ref(), !subresource.is_empty());
+    let managed = decode_live_or_new(live, sent, !subresource.is_empty());
     match update_managed(live, new, managed, manager, subresource, api_version, now, schema) {
         Ok(managed) => set_managed_fields(new, managed.encode()),
         Err(_) => set_managed_fields(new, live.pointer("/metadata/managedFields").cloned()),
@@ -207,7 +207,7 @@ pub fn apply_subresource(
     if config.pointer("/metadata/managedFields").is_some_and(|m| !m.is_null()) {
         return Err(ApplyError::BadRequest("metadata.managedFields must be nil".into()));
     }
-    let managed = Managed::decode(live.and_then(|l| l.pointer("/metadata/managedFields")))
+    let managed = Managed::decode(live.and_then(|l| l.pointer("/metadata/managedFields")).cloned(), true)
         .map_err(|e| ApplyError::Internal(format!("failed to decode managed fields: {e}")))?;
     let mut live_obj = live.cloned().unwrap_or_else(|| empty_object().clone());
     if let Some(meta) = live_obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -288,10 +288,12 @@ impl ApplyContext<'_> {
                 UpdateError::Typed(message) => ApplyError::Internal(message),
             },
         )?;
-        strip_meta(&mut managed, &key);
+        strip_meta(&mut managed, &key)?;
         let obj = match new {
             Some(mut obj) => {
-                managed.times.insert(key, self.now.to_string());
+                if let Some(vs) = managed.fields.get_mut(&key) {
+                    vs.set_time(self.now);
+                }
                 drop_null_fields(&mut obj);
                 obj
             }
@@ -340,42 +342,49 @@ fn record_update(
     api_version: &str,
     now: &str,
 ) -> Result<(), UpdateError> {
-    let set = updater.update_current(old, new, &mut managed.fields)?.difference(strip_set());
+    let mut set = updater.update_current(old, new, &mut managed.fields)?;
+    set.difference_in_place(strip_set());
     if !set.is_empty() {
-        let set = match managed.fields.remove(&key) {
-            Some(previous) => set.union(&previous.set),
-            None => set,
-        };
-        managed.fields.insert(key.clone(), VersionedSet { set, api_version: api_version.to_string(), applied: false });
-        managed.times.insert(key, now.to_string());
+        match managed.fields.get_mut(&key) {
+            Some(previous) => {
+                previous.add(set).map_err(|e| UpdateError::Typed(e.to_string()))?;
+                previous.set_time(now);
+            }
+            None => {
+                managed.fields.insert(key, VersionedSet::new(set, api_version, false, Some(now)));
+            }
+        }
     }
-    managed.cap_update_managers(MAX_UPDATE_MANAGERS);
-    Ok(())
+    managed.cap_update_managers(MAX_UPDATE_MANAGERS).map_err(|e| UpdateError::Typed(e.to_string()))
 }
 
 /// Upstream's `decodeLiveOrNew`: the client's entries unless it sent none (or only
-/// unreadable ones), an explicit reset, or a subresource write.
-fn decode_live_or_new(live: &Value, sent: Option<&Value>, subresource: bool) -> Managed {
-    let from_live = || Managed::decode(live.pointer("/metadata/managedFields")).unwrap_or_default();
+/// unreadable ones), an explicit reset, or a subresource write. Entries equal to the
+/// stored ones were checked when stored and are decoded only as needed.
+fn decode_live_or_new(live: &Value, sent: Option<Value>, subresource: bool) -> Managed {
+    let stored = live.pointer("/metadata/managedFields");
+    let from_live = || Managed::decode(stored.cloned(), false).unwrap_or_default();
     if subresource {
         return from_live();
     }
-    if managed::is_reset(sent) {
+    if managed::is_reset(sent.as_ref()) {
         return Managed::default();
     }
-    match Managed::decode(sent) {
+    let known = sent.as_ref().zip(stored).is_some_and(|(s, l)| fieldpath::values_equal(s, l));
+    match Managed::decode(sent, !known) {
         Ok(m) if !m.fields.is_empty() => m,
         _ => from_live(),
     }
 }
 
-fn strip_meta(managed: &mut Managed, key: &ManagerKey) {
+fn strip_meta(managed: &mut Managed, key: &ManagerKey) -> Result<(), ApplyError> {
     if let Some(vs) = managed.fields.get_mut(key) {
-        vs.set = vs.set.difference(strip_set());
-        if vs.set.is_empty() {
+        vs.remove(strip_set()).map_err(|e| ApplyError::Internal(e.to_string()))?;
+        if vs.is_empty() {
             managed.fields.remove(key);
         }
     }
+    Ok(())
 }
 
 /// Fields no manager ever owns.

@@ -26,12 +26,6 @@ pub(crate) fn root(node: &Node) -> Ty<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct TypedErrors(pub Vec<(String, String)>);
 
-impl TypedErrors {
-    fn one(path: &[PathElement], message: impl Into<String>) -> TypedErrors {
-        TypedErrors(vec![(Path(path.to_vec()).to_string(), message.into())])
-    }
-}
-
 /// Upstream's `ValidationErrors.Error()`: `path: message`, or a list under `errors:`.
 impl fmt::Display for TypedErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -261,18 +255,64 @@ fn key_default(items: Ty<'_>, name: &str) -> Option<Value> {
     }
 }
 
+/// Where a walk is, as a list of steps up to the root: built on the stack as the walk
+/// descends, and turned into a [`Path`] only when a change or an error is recorded.
+#[derive(Clone, Copy)]
+pub(crate) struct At<'a> {
+    step: Option<Step<'a>>,
+    parent: Option<&'a At<'a>>,
+}
+
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Field(&'a str),
+    Elem(&'a PathElement),
+}
+
+impl<'a> At<'a> {
+    pub const ROOT: At<'static> = At { step: None, parent: None };
+
+    fn field(&'a self, name: &'a str) -> At<'a> {
+        At { step: Some(Step::Field(name)), parent: Some(self) }
+    }
+
+    fn elem(&'a self, pe: &'a PathElement) -> At<'a> {
+        At { step: Some(Step::Elem(pe)), parent: Some(self) }
+    }
+
+    fn to_vec(self) -> Vec<PathElement> {
+        let mut out = Vec::new();
+        let mut at = Some(&self);
+        while let Some(node) = at {
+            match node.step {
+                Some(Step::Field(name)) => out.push(PathElement::Field(name.to_string())),
+                Some(Step::Elem(pe)) => out.push(pe.clone()),
+                None => {}
+            }
+            at = node.parent;
+        }
+        out.reverse();
+        out
+    }
+
+    fn error(&self, message: impl Into<String>) -> TypedErrors {
+        TypedErrors(vec![(Path(self.to_vec()).to_string(), message.into())])
+    }
+}
+
+/// Neither an object nor a list: a leaf whatever the schema says, so the walks skip
+/// the schema lookup for it.
+fn plain(v: Option<&Value>) -> bool {
+    !matches!(v, Some(Value::Object(_) | Value::Array(_)))
+}
+
 /// The path elements of a list's items, in order.
-fn list_pes(
-    rel: ListRel<'_>,
-    items: Ty<'_>,
-    list: &[Value],
-    path: &[PathElement],
-) -> Result<Vec<PathElement>, TypedErrors> {
+fn list_pes(rel: ListRel<'_>, items: Ty<'_>, list: &[Value], at: &At<'_>) -> Result<Vec<PathElement>, TypedErrors> {
     let mut pes = Vec::with_capacity(list.len());
     for (i, child) in list.iter().enumerate() {
         match list_item_pe(rel, items, child) {
             Ok(pe) => pes.push(pe),
-            Err(e) => return Err(TypedErrors::one(path, format!("element {i}: {e}"))),
+            Err(e) => return Err(at.error(format!("element {i}: {e}"))),
         }
     }
     Ok(pes)
@@ -298,35 +338,37 @@ fn duplicates(pes: &[PathElement]) -> Vec<bool> {
 /// The fields an object sets (upstream's `ToFieldSet`): every leaf, every list item,
 /// and every map entry that is null, empty, or not a declared struct field.
 pub(crate) fn to_field_set(v: &Value, ty: Ty<'_>) -> Result<Set, TypedErrors> {
-    let mut path = Vec::new();
-    Ok(field_set(v, ty, &mut path)?.0)
+    Ok(field_set(v, ty, &At::ROOT)?.0)
 }
 
 /// The set below `v`, and whether `v` itself is a member of its parent's set.
-fn field_set(v: &Value, ty: Ty<'_>, path: &mut Vec<PathElement>) -> Result<(Set, bool), TypedErrors> {
+fn field_set(v: &Value, ty: Ty<'_>, at: &At<'_>) -> Result<(Set, bool), TypedErrors> {
+    if plain(Some(v)) {
+        return Ok((Set::new(), true));
+    }
     match deduce(kind(ty), v) {
         Kind::Leaf | Kind::Map { atomic: true, .. } | Kind::List { rel: ListRel::Atomic, .. } => Ok((Set::new(), true)),
         Kind::Map { f, .. } => {
-            let mut members = Vec::new();
+            let map = v.as_object().map_or(0, Map::len);
+            let mut members = Vec::with_capacity(map);
             let mut children = Vec::new();
             for (k, val) in v.as_object().into_iter().flatten() {
-                path.push(PathElement::Field(k.clone()));
-                let child = field_set(val, child_ty(f, k), path);
-                let pe = path.pop().unwrap_or_else(|| PathElement::Field(k.clone()));
-                let (set, member) = child?;
+                let (set, member) =
+                    if plain(Some(val)) { (Set::new(), true) } else { field_set(val, child_ty(f, k), &at.field(k))? };
                 let empty_map = val.as_object().is_some_and(Map::is_empty);
-                if member || val.is_null() || empty_map || !declared(f, k) {
-                    members.push(pe.clone());
+                let member = member || val.is_null() || empty_map || !declared(f, k);
+                if member {
+                    members.push(PathElement::Field(k.clone()));
                 }
                 if !set.is_empty() {
-                    children.push((pe, set));
+                    children.push((PathElement::Field(k.clone()), set));
                 }
             }
             Ok((Set::from_parts(members, children), false))
         }
         Kind::List { rel, items } => {
             let list = v.as_array().map_or(&[][..], Vec::as_slice);
-            let pes = list_pes(rel, items, list, path)?;
+            let pes = list_pes(rel, items, list, at)?;
             let dup = duplicates(&pes);
             let mut members = Vec::with_capacity(pes.len());
             let mut children = Vec::new();
@@ -336,14 +378,12 @@ fn field_set(v: &Value, ty: Ty<'_>, path: &mut Vec<PathElement>) -> Result<(Set,
                     members.push(pe);
                     continue;
                 }
-                path.push(pe);
-                let sub = field_set(child, items, path);
-                let pe = path.pop().unwrap_or(PathElement::Index(0));
-                let (set, _) = sub?;
-                members.push(pe.clone());
+                let (set, _) =
+                    if plain(Some(child)) { (Set::new(), true) } else { field_set(child, items, &at.elem(&pe))? };
                 if !set.is_empty() {
-                    children.push((pe, set));
+                    children.push((pe.clone(), set));
                 }
+                members.push(pe);
             }
             Ok((Set::from_parts(members, children), false))
         }
@@ -414,9 +454,13 @@ impl Comparison {
         if fields.is_empty() {
             return;
         }
-        self.removed = self.removed.recursive_difference(fields);
-        self.modified = self.modified.recursive_difference(fields);
-        self.added = self.added.recursive_difference(fields);
+        self.removed.recursive_difference_in_place(fields);
+        self.modified.recursive_difference_in_place(fields);
+        self.added.recursive_difference_in_place(fields);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.modified.is_empty() && self.added.is_empty()
     }
 }
 
@@ -424,55 +468,65 @@ impl Comparison {
 /// Both sides are seen as upstream's typed objects see them: struct fields that are
 /// values in Go are present, as `{}`, whenever their parent is.
 pub(crate) fn compare(lhs: Option<&Value>, rhs: Option<&Value>, ty: Ty<'_>) -> Result<Comparison, TypedErrors> {
-    let mut w = CompareWalker { path: Vec::new(), out: Comparison::default() };
-    w.compare(lhs, rhs, ty)?;
+    let mut w = CompareWalker { out: Comparison::default() };
+    w.compare(lhs, rhs, ty, &At::ROOT)?;
     Ok(w.out)
 }
 
 struct CompareWalker {
-    path: Vec<PathElement>,
     out: Comparison,
 }
 
 impl CompareWalker {
-    fn compare(&mut self, lhs: Option<&Value>, rhs: Option<&Value>, ty: Ty<'_>) -> Result<(), TypedErrors> {
+    fn compare(
+        &mut self,
+        lhs: Option<&Value>,
+        rhs: Option<&Value>,
+        ty: Ty<'_>,
+        at: &At<'_>,
+    ) -> Result<(), TypedErrors> {
+        if plain(lhs) && plain(rhs) {
+            self.leaf(lhs, rhs, &mut false, at);
+            return Ok(());
+        }
         let k = kind(ty);
         let kl = lhs.map(|v| deduce(k, v));
         let kr = rhs.map(|v| deduce(k, v));
         let mut in_leaf = false;
         match (kl, kr) {
-            (Some(kl), None) => self.handle(kl, lhs, rhs, &mut in_leaf)?,
-            (None, Some(kr)) => self.handle(kr, lhs, rhs, &mut in_leaf)?,
-            (Some(kl), Some(kr)) if kl.tag() == kr.tag() => self.handle(kr, lhs, rhs, &mut in_leaf)?,
+            (Some(kl), None) => self.handle(kl, lhs, rhs, &mut in_leaf, at)?,
+            (None, Some(kr)) => self.handle(kr, lhs, rhs, &mut in_leaf, at)?,
+            (Some(kl), Some(kr)) if kl.tag() == kr.tag() => self.handle(kr, lhs, rhs, &mut in_leaf, at)?,
             (Some(kl), Some(kr)) => {
                 // The shape changed: walk the old shape on its own, then the new one.
                 let mut other_leaf = false;
-                self.handle(kl, lhs, rhs, &mut other_leaf)?;
-                self.handle(kr, lhs, rhs, &mut in_leaf)?;
+                self.handle(kl, lhs, rhs, &mut other_leaf, at)?;
+                self.handle(kr, lhs, rhs, &mut in_leaf, at)?;
             }
             (None, None) => return Ok(()),
         }
         if !in_leaf {
             if lhs.is_none() {
-                self.out.added.insert(&self.path);
+                self.out.added.insert(&at.to_vec());
             } else if rhs.is_none() {
-                self.out.removed.insert(&self.path);
+                self.out.removed.insert(&at.to_vec());
             }
         }
         Ok(())
     }
 
-    fn leaf(&mut self, lhs: Option<&Value>, rhs: Option<&Value>, in_leaf: &mut bool) {
+    fn leaf(&mut self, lhs: Option<&Value>, rhs: Option<&Value>, in_leaf: &mut bool, at: &At<'_>) {
         if *in_leaf {
             return;
         }
         *in_leaf = true;
         match (lhs, rhs) {
-            (None, _) => self.out.added.insert(&self.path),
-            (_, None) => self.out.removed.insert(&self.path),
+            (None, None) => {}
+            (None, _) => self.out.added.insert(&at.to_vec()),
+            (_, None) => self.out.removed.insert(&at.to_vec()),
             (Some(l), Some(r)) => {
                 if !values_equal(l, r) {
-                    self.out.modified.insert(&self.path);
+                    self.out.modified.insert(&at.to_vec());
                 }
             }
         }
@@ -484,28 +538,30 @@ impl CompareWalker {
         lhs: Option<&Value>,
         rhs: Option<&Value>,
         in_leaf: &mut bool,
+        at: &At<'_>,
     ) -> Result<(), TypedErrors> {
         match k {
-            Kind::Leaf => self.leaf(lhs, rhs, in_leaf),
+            Kind::Leaf => self.leaf(lhs, rhs, in_leaf, at),
             Kind::Map { atomic, f } => {
                 let lm = lhs.and_then(Value::as_object);
                 let rm = rhs.and_then(Value::as_object);
                 let empty = lm.is_none_or(Map::is_empty) && rm.is_none_or(Map::is_empty);
                 if atomic || empty {
-                    self.leaf(lhs, rhs, in_leaf);
+                    self.leaf(lhs, rhs, in_leaf, at);
                     return Ok(());
                 }
-                self.map_items(f, lm, rm)?;
+                self.map_items(f, lm, rm, at)?;
             }
-            Kind::List { rel: ListRel::Atomic, .. } => self.leaf(lhs, rhs, in_leaf),
+            Kind::List { rel: ListRel::Atomic, .. } => self.leaf(lhs, rhs, in_leaf, at),
             Kind::List { rel, items } => {
                 let ll = lhs.and_then(Value::as_array);
                 let rl = rhs.and_then(Value::as_array);
                 if ll.is_none_or(Vec::is_empty) && rl.is_none_or(Vec::is_empty) {
-                    self.leaf(lhs, rhs, in_leaf);
+                    self.leaf(lhs, rhs, in_leaf, at);
                     return Ok(());
                 }
-                self.list_items(rel, items, ll.map_or(&[][..], Vec::as_slice), rl.map_or(&[][..], Vec::as_slice))?;
+                let (ll, rl) = (ll.map_or(&[][..], Vec::as_slice), rl.map_or(&[][..], Vec::as_slice));
+                self.list_items(rel, items, ll, rl, at)?;
             }
         }
         Ok(())
@@ -516,12 +572,12 @@ impl CompareWalker {
         f: Field<'_>,
         lm: Option<&Map<String, Value>>,
         rm: Option<&Map<String, Value>>,
+        at: &At<'_>,
     ) -> Result<(), TypedErrors> {
         let visit = |w: &mut CompareWalker, k: &str| {
-            w.path.push(PathElement::Field(k.to_string()));
-            let r = w.compare(typed_side(lm, k, f.shape), typed_side(rm, k, f.shape), child_ty(f, k));
-            w.path.pop();
-            r
+            let (l, r) = (typed_side(lm, k, f.shape), typed_side(rm, k, f.shape));
+            let ty = if plain(l) && plain(r) { None } else { child_ty(f, k) };
+            w.compare(l, r, ty, &at.field(k))
         };
         if let Some(lm) = lm {
             for k in lm.keys() {
@@ -547,19 +603,26 @@ impl CompareWalker {
         Ok(())
     }
 
-    fn list_items(&mut self, rel: ListRel<'_>, items: Ty<'_>, lhs: &[Value], rhs: &[Value]) -> Result<(), TypedErrors> {
-        let lpes = list_pes(rel, items, lhs, &self.path)?;
-        let rpes = list_pes(rel, items, rhs, &self.path)?;
+    fn list_items(
+        &mut self,
+        rel: ListRel<'_>,
+        items: Ty<'_>,
+        lhs: &[Value],
+        rhs: &[Value],
+        at: &At<'_>,
+    ) -> Result<(), TypedErrors> {
+        let lpes = list_pes(rel, items, lhs, at)?;
+        let rpes = list_pes(rel, items, rhs, at)?;
         // Every distinct element, in first-seen order (lhs first), with its items per side.
-        let mut all: Vec<(PathElement, Vec<&Value>, Vec<&Value>)> = Vec::new();
-        let mut index: Vec<(PathElement, usize)> = Vec::new();
+        let mut all: Vec<(&PathElement, Vec<&Value>, Vec<&Value>)> = Vec::with_capacity(lpes.len().max(rpes.len()));
+        let mut index: Vec<(&PathElement, usize)> = Vec::with_capacity(all.capacity());
         for (side, (pes, values)) in [(&lpes, lhs), (&rpes, rhs)].into_iter().enumerate() {
             for (pe, v) in pes.iter().zip(values) {
-                let at = match index.binary_search_by(|(p, _)| p.cmp(pe)) {
+                let at = match index.binary_search_by(|(p, _)| (*p).cmp(pe)) {
                     Ok(i) => index[i].1,
                     Err(i) => {
-                        index.insert(i, (pe.clone(), all.len()));
-                        all.push((pe.clone(), Vec::new(), Vec::new()));
+                        index.insert(i, (pe, all.len()));
+                        all.push((pe, Vec::new(), Vec::new()));
                         all.len() - 1
                     }
                 };
@@ -567,31 +630,27 @@ impl CompareWalker {
             }
         }
         for (pe, l, r) in all {
-            self.path.push(pe);
+            let here = at.elem(pe);
             match (l.len(), r.len()) {
-                (0..=1, 0..=1) => {
-                    let ty = items;
-                    self.compare(l.first().copied(), r.first().copied(), ty)?;
-                }
+                (0..=1, 0..=1) => self.compare(l.first().copied(), r.first().copied(), items, &here)?,
                 (2.., 2..) => {
                     if l.len() != r.len() || l.iter().zip(&r).any(|(a, b)| !values_equal(a, b)) {
-                        self.out.modified.insert(&self.path);
+                        self.out.modified.insert(&here.to_vec());
                     }
                 }
                 (2.., _) => {
                     if let Some(first) = r.first() {
-                        self.compare(None, Some(first), items)?;
+                        self.compare(None, Some(first), items, &here)?;
                     }
-                    self.out.removed.insert(&self.path);
+                    self.out.removed.insert(&here.to_vec());
                 }
                 (_, _) => {
                     if let Some(first) = l.first() {
-                        self.compare(Some(first), None, items)?;
+                        self.compare(Some(first), None, items, &here)?;
                     }
-                    self.out.added.insert(&self.path);
+                    self.out.added.insert(&here.to_vec());
                 }
             }
-            self.path.pop();
         }
         Ok(())
     }
@@ -613,16 +672,18 @@ fn typed_side<'v>(m: Option<&'v Map<String, Value>>, k: &str, shape: &Node) -> O
 /// nodes merge key by key, associative lists item by item in upstream's order, and
 /// leaves (scalars, atomic maps and lists) take the configuration's value.
 pub(crate) fn merge(lhs: Option<&Value>, rhs: Option<&Value>, ty: Ty<'_>) -> Result<Option<Value>, TypedErrors> {
-    let mut path = Vec::new();
-    merge_at(lhs, rhs, ty, &mut path)
+    merge_at(lhs, rhs, ty, &At::ROOT)
 }
 
-fn merge_at(
-    lhs: Option<&Value>,
-    rhs: Option<&Value>,
-    ty: Ty<'_>,
-    path: &mut Vec<PathElement>,
-) -> Result<Option<Value>, TypedErrors> {
+fn merge_at(lhs: Option<&Value>, rhs: Option<&Value>, ty: Ty<'_>, at: &At<'_>) -> Result<Option<Value>, TypedErrors> {
+    match rhs {
+        Some(Value::Null) | None => {}
+        Some(r) if plain(Some(r)) => return Ok(Some(r.clone())),
+        Some(_) => {}
+    }
+    if rhs.is_none() && plain(lhs) {
+        return Ok(lhs.cloned());
+    }
     let k = kind(ty);
     // When the shapes differ only the configuration's shape decides the result.
     let Some(k) = rhs.or(lhs).map(|v| deduce(k, v)) else {
@@ -638,21 +699,20 @@ fn merge_at(
                 return leaf();
             }
             let mut out = Map::new();
-            let mut visit = |k: &String, path: &mut Vec<PathElement>| -> Result<(), TypedErrors> {
-                path.push(PathElement::Field(k.clone()));
-                let merged = merge_at(lm.and_then(|m| m.get(k)), rm.and_then(|m| m.get(k)), child_ty(f, k), path);
-                path.pop();
-                if let Some(v) = merged? {
+            let mut visit = |k: &String| -> Result<(), TypedErrors> {
+                let (l, r) = (lm.and_then(|m| m.get(k)), rm.and_then(|m| m.get(k)));
+                let ty = if plain(l) && plain(r) { None } else { child_ty(f, k) };
+                if let Some(v) = merge_at(l, r, ty, &at.field(k))? {
                     out.insert(k.clone(), v);
                 }
                 Ok(())
             };
             for k in lm.into_iter().flat_map(Map::keys) {
-                visit(k, path)?;
+                visit(k)?;
             }
             for k in rm.into_iter().flat_map(Map::keys) {
                 if !lm.is_some_and(|m| m.contains_key(k)) {
-                    visit(k, path)?;
+                    visit(k)?;
                 }
             }
             Ok(if out.is_empty() { None } else { Some(Value::Object(out)) })
@@ -663,7 +723,7 @@ fn merge_at(
             if ll.is_empty() && rl.is_empty() {
                 return leaf();
             }
-            merge_list(rel, items, ll, rl, path)
+            merge_list(rel, items, ll, rl, at)
         }
     }
 }
@@ -698,16 +758,16 @@ fn merge_list(
     items: Ty<'_>,
     lhs: &[Value],
     rhs: &[Value],
-    path: &mut Vec<PathElement>,
+    at: &At<'_>,
 ) -> Result<Option<Value>, TypedErrors> {
-    let rpes = list_pes(rel, items, rhs, path)?;
+    let rpes = list_pes(rel, items, rhs, at)?;
     let mut observed_rhs = PeIndex(Vec::with_capacity(rpes.len()));
     for (i, pe) in rpes.iter().enumerate() {
         if !observed_rhs.insert(pe, i) {
-            return Err(TypedErrors::one(path, format!("duplicate entries for key {pe}")));
+            return Err(at.error(format!("duplicate entries for key {pe}")));
         }
     }
-    let lpes = list_pes(rel, items, lhs, path)?;
+    let lpes = list_pes(rel, items, lhs, at)?;
     let mut observed_lhs = PeIndex(Vec::with_capacity(lpes.len()));
     for (i, pe) in lpes.iter().enumerate() {
         if !observed_lhs.insert(pe, i) {
@@ -724,11 +784,8 @@ fn merge_list(
     let mut next_shared = shared.pop_front();
     let mut merged_rhs = PeIndex(Vec::new());
     let mut out = Vec::with_capacity(lhs.len().max(rhs.len()));
-    let mut item = |pe: &PathElement, l: Option<&Value>, r: Option<&Value>, path: &mut Vec<PathElement>| {
-        path.push(pe.clone());
-        let merged = merge_at(l, r, items, path);
-        path.pop();
-        merged.map(|m| {
+    let mut item = |pe: &PathElement, l: Option<&Value>, r: Option<&Value>| {
+        merge_at(l, r, items, &at.elem(pe)).map(|m| {
             if let Some(m) = m {
                 out.push(m);
             }
@@ -741,7 +798,7 @@ fn merge_list(
             let pe = &lpes[li];
             if *pe == rpes[ri] {
                 merged_rhs.insert(pe, 0);
-                item(pe, lhs_item(pe), observed_rhs.get(pe).map(|i| &rhs[i]), path)?;
+                item(pe, lhs_item(pe), observed_rhs.get(pe).map(|i| &rhs[i]))?;
                 li += 1;
                 ri += 1;
                 next_shared = shared.pop_front();
@@ -755,7 +812,7 @@ fn merge_list(
         if li < lpes.len() {
             let pe = &lpes[li];
             if observed_rhs.get(pe).is_none() {
-                item(pe, Some(&lhs[li]), None, path)?;
+                item(pe, Some(&lhs[li]), None)?;
                 li += 1;
                 continue;
             } else if merged_rhs.get(pe).is_some() {
@@ -765,7 +822,7 @@ fn merge_list(
         if ri < rpes.len() {
             let pe = &rpes[ri];
             merged_rhs.insert(pe, 0);
-            item(pe, lhs_item(pe), observed_rhs.get(pe).map(|i| &rhs[i]), path)?;
+            item(pe, lhs_item(pe), observed_rhs.get(pe).map(|i| &rhs[i]))?;
             ri += 1;
             if next_shared.is_some_and(|n| n == pe) {
                 next_shared = shared.pop_front();
@@ -778,6 +835,9 @@ fn merge_list(
 /// Removes the fields in `to_remove` from `v` (upstream's `RemoveItems`). Like upstream,
 /// a map or list left empty becomes null; callers drop those nulls at the end.
 pub(crate) fn remove_items(v: &Value, to_remove: &Set, ty: Ty<'_>) -> Value {
+    if plain(Some(v)) {
+        return v.clone();
+    }
     match deduce(kind(ty), v) {
         Kind::Leaf => v.clone(),
         Kind::Map { atomic: true, .. } | Kind::List { rel: ListRel::Atomic, .. } => Value::Null,

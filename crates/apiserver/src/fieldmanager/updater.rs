@@ -7,6 +7,10 @@ use super::managed::{ManagerKey, Managers, VersionedSet};
 use super::typed::{self, Comparison, Ty, TypedErrors};
 use serde_json::Value;
 
+fn decode_error(e: super::managed::DecodeError) -> UpdateError {
+    UpdateError::Typed(format!("failed to decode managed fields: {e}"))
+}
+
 /// Why an update of the ownership could not be made.
 #[derive(Debug)]
 pub(crate) enum UpdateError {
@@ -36,22 +40,30 @@ impl Updater<'_> {
         let mut compare = typed::compare(Some(old), Some(new), self.ty)
             .map_err(|e| UpdateError::Typed(format!("failed to compare objects: {e}")))?;
         compare.exclude(self.reset);
-        if compare.modified.is_empty() && compare.added.is_empty() && compare.removed.is_empty() {
-            managers.retain(|_, vs| !vs.set.is_empty());
+        if compare.is_empty() {
+            managers.retain(|_, vs| !vs.is_empty());
             return Ok(compare);
         }
-        let changed = compare.modified.union(&compare.added);
+        let changed = [&compare.modified, &compare.added];
         let mut conflicts: Vec<(ManagerKey, Set)> = Vec::new();
-        for (key, vs) in managers.iter() {
+        for (key, vs) in managers.iter_mut() {
             if Some(key) == workflow {
                 continue;
             }
-            let conflict = vs.set.intersection(&changed);
-            if !conflict.is_empty() {
-                conflicts.push((key.clone(), conflict));
+            for part in changed {
+                if part.is_empty() || !vs.intersects(part).map_err(decode_error)? {
+                    continue;
+                }
+                if force {
+                    // Taking a changed set away is taking away exactly what it shares with it.
+                    vs.remove(part).map_err(decode_error)?;
+                } else {
+                    vs.decode().map_err(decode_error)?;
+                    conflicts.push((key.clone(), vs.set().intersection(part)));
+                }
             }
         }
-        if !force && !conflicts.is_empty() {
+        if !conflicts.is_empty() {
             let mut out = Vec::new();
             for (key, set) in conflicts {
                 let api_version = managers.get(&key).map(|vs| vs.api_version.clone()).unwrap_or_default();
@@ -61,27 +73,24 @@ impl Updater<'_> {
             }
             return Err(UpdateError::Conflicts(out));
         }
-        for (key, conflict) in conflicts {
-            if let Some(vs) = managers.get_mut(&key) {
-                vs.set = vs.set.difference(&conflict);
-            }
-        }
         if !compare.removed.is_empty() {
             for (key, vs) in managers.iter_mut() {
-                if Some(key) != workflow {
-                    vs.set = vs.set.difference(&compare.removed);
+                if Some(key) != workflow && vs.intersects(&compare.removed).map_err(decode_error)? {
+                    vs.remove(&compare.removed).map_err(decode_error)?;
                 }
             }
         }
-        managers.retain(|_, vs| !vs.set.is_empty());
+        managers.retain(|_, vs| !vs.is_empty());
         Ok(compare)
     }
 
     /// A non-apply write: returns the fields the writer changed (upstream's
     /// `current-operation` set), after taking them from everyone else.
     pub fn update_current(&self, old: &Value, new: &Value, managers: &mut Managers) -> Result<Set, UpdateError> {
-        let compare = self.update(old, new, managers, None, true)?;
-        Ok(compare.modified.union(&compare.added).recursive_difference(self.reset))
+        let Comparison { modified, mut added, .. } = self.update(old, new, managers, None, true)?;
+        added.union_in_place(modified);
+        added.recursive_difference_in_place(self.reset);
+        Ok(added)
     }
 
     /// An apply by `key`: merges `config` into `live`, records what `key` now applies,
@@ -104,7 +113,8 @@ impl Updater<'_> {
         let set = typed::to_field_set(config, self.ty)
             .map_err(|e| typed_err("failed to get field set", e))?
             .recursive_difference(self.reset);
-        managers.insert(key.clone(), VersionedSet { set, api_version: api_version.to_string(), applied: true });
+        let time = managers.get(key).and_then(|vs| vs.time().map(str::to_string));
+        managers.insert(key.clone(), VersionedSet::new(set, api_version, true, time.as_deref()));
         let new = self.prune(merged, managers, last).map_err(|e| typed_err("failed to prune fields", e))?;
         self.update(live, &new, managers, Some(key), force)?;
         Ok(if super::fieldpath::values_equal(live, &new) { None } else { Some(new) })
@@ -113,17 +123,17 @@ impl Updater<'_> {
     /// Removes what the applier applied last time and no longer applies, unless another
     /// manager (or the applier's new configuration) still owns it.
     fn prune(&self, merged: Value, managers: &Managers, last: Option<VersionedSet>) -> Result<Value, TypedErrors> {
-        let Some(last) = last.filter(|l| !l.set.is_empty()) else {
+        let Some(last) = last.filter(|l| !l.is_empty()) else {
             return Ok(merged);
         };
         let ensure = |s: &Set| typed::ensure_named_fields_are_members(s, self.ty);
-        let last_set = ensure(&last.set);
+        let last_set = ensure(last.set());
         let pruned = typed::remove_items(&merged, &last_set, self.ty);
 
         // Add back what some manager still owns.
         let mut owned = Set::new();
         for vs in managers.values() {
-            owned = owned.union(&vs.set);
+            owned = owned.union(vs.set());
         }
         let merged_set = ensure(&typed::to_field_set(&merged, self.ty)?);
         let pruned_set = ensure(&typed::to_field_set(&pruned, self.ty)?);
