@@ -352,6 +352,15 @@ impl Set {
         Set { members, children }
     }
 
+    /// Whether every path of `self` is in `other`.
+    pub fn is_subset(&self, other: &Set) -> bool {
+        self.members.iter().all(|m| other.has_member(m))
+            && self.children.iter().all(|(pe, child)| match other.child(pe) {
+                Some(o) => child.is_subset(o),
+                None => child.is_empty(),
+            })
+    }
+
     /// Whether some path is in both sets (without building the intersection).
     pub fn intersects(&self, other: &Set) -> bool {
         if self.members.iter().any(|m| other.has_member(m)) {
@@ -1159,6 +1168,7 @@ mod tests {
         u.union_in_place(b.clone());
         assert_eq!(u, a.union(&b));
         assert!(a.intersects(&b));
+        assert!(a.difference(&b).is_subset(&a) && !a.is_subset(&b) && a.is_subset(&u));
         assert!(!a.intersects(&Set::from_json_str(r#"{"f:b":{"f:x":{}}}"#).unwrap()));
     }
 

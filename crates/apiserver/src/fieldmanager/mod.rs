@@ -207,7 +207,7 @@ pub fn apply_subresource(
     if config.pointer("/metadata/managedFields").is_some_and(|m| !m.is_null()) {
         return Err(ApplyError::BadRequest("metadata.managedFields must be nil".into()));
     }
-    let managed = Managed::decode(live.and_then(|l| l.pointer("/metadata/managedFields")).cloned(), true)
+    let managed = Managed::decode(live.and_then(|l| l.pointer("/metadata/managedFields")).cloned(), false)
         .map_err(|e| ApplyError::Internal(format!("failed to decode managed fields: {e}")))?;
     let mut live_obj = live.cloned().unwrap_or_else(|| empty_object().clone());
     if let Some(meta) = live_obj.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -394,19 +394,24 @@ fn field_set(v: &Value, ty: Ty<'_>, at: &At<'_>) -> Result<(Set, bool), TypedErr
 /// associative list must have a key, and no key may repeat.
 pub(crate) fn validate(v: &Value, ty: Ty<'_>) -> Result<(), TypedErrors> {
     let mut errors = Vec::new();
-    let mut path = Vec::new();
-    validate_at(v, ty, &mut path, &mut errors);
+    validate_at(v, ty, &At::ROOT, &mut errors);
     if errors.is_empty() { Ok(()) } else { Err(TypedErrors(errors)) }
 }
 
-fn validate_at(v: &Value, ty: Ty<'_>, path: &mut Vec<PathElement>, errors: &mut Vec<(String, String)>) {
+fn validate_at(v: &Value, ty: Ty<'_>, at: &At<'_>, errors: &mut Vec<(String, String)>) {
+    if plain(Some(v)) {
+        return;
+    }
+    let error = |errors: &mut Vec<(String, String)>, at: &At<'_>, message: String| {
+        errors.push((Path(at.to_vec()).to_string(), message))
+    };
     match deduce(kind(ty), v) {
         Kind::Leaf => {}
         Kind::Map { f, .. } => {
             for (k, val) in v.as_object().into_iter().flatten() {
-                path.push(PathElement::Field(k.clone()));
-                validate_at(val, child_ty(f, k), path, errors);
-                path.pop();
+                if !plain(Some(val)) {
+                    validate_at(val, child_ty(f, k), &at.field(k), errors);
+                }
             }
         }
         Kind::List { rel, items } => {
@@ -419,22 +424,20 @@ fn validate_at(v: &Value, ty: Ty<'_>, path: &mut Vec<PathElement>, errors: &mut 
                     match list_item_pe(rel, items, child) {
                         Ok(pe) => pe,
                         Err(e) => {
-                            errors.push((Path(path.clone()).to_string(), format!("element {i}: {e}")));
+                            error(errors, at, format!("element {i}: {e}"));
                             return;
                         }
                     }
                 };
                 if !matches!(rel, ListRel::Atomic) {
                     match seen.binary_search(&pe) {
-                        Ok(_) => {
-                            errors.push((Path(path.clone()).to_string(), format!("duplicate entries for key {pe}")))
-                        }
-                        Err(at) => seen.insert(at, pe.clone()),
+                        Ok(_) => error(errors, at, format!("duplicate entries for key {pe}")),
+                        Err(i) => seen.insert(i, pe.clone()),
                     }
                 }
-                path.push(pe);
-                validate_at(child, items, path, errors);
-                path.pop();
+                if !plain(Some(child)) {
+                    validate_at(child, items, &at.elem(&pe), errors);
+                }
             }
         }
     }

@@ -37,6 +37,11 @@ impl Updater<'_> {
         workflow: Option<&ManagerKey>,
         force: bool,
     ) -> Result<Comparison, UpdateError> {
+        if workflow.is_some() && managers.keys().all(|k| Some(k) == workflow) {
+            // Nobody else to take fields from: the comparison would change nothing.
+            managers.retain(|_, vs| !vs.is_empty());
+            return Ok(Comparison::default());
+        }
         let mut compare = typed::compare(Some(old), Some(new), self.ty)
             .map_err(|e| UpdateError::Typed(format!("failed to compare objects: {e}")))?;
         compare.exclude(self.reset);
@@ -109,25 +114,37 @@ impl Updater<'_> {
         let merged = typed::merge(Some(live), Some(config), self.ty)
             .map_err(|e| typed_err("failed to merge config", e))?
             .unwrap_or(Value::Null);
-        let last = managers.get(key).cloned();
-        let set = typed::to_field_set(config, self.ty)
-            .map_err(|e| typed_err("failed to get field set", e))?
-            .recursive_difference(self.reset);
-        let time = managers.get(key).and_then(|vs| vs.time().map(str::to_string));
+        let mut set = typed::to_field_set(config, self.ty).map_err(|e| typed_err("failed to get field set", e))?;
+        set.recursive_difference_in_place(self.reset);
+        let (last, time) = match managers.remove(key) {
+            Some(last) => {
+                let time = last.time().map(str::to_string);
+                (Some(last.into_set().map_err(decode_error)?), time)
+            }
+            None => (None, None),
+        };
+        // Pruning keeps the merged object as it is when nothing applied before is
+        // missing now: every such field is still owned, by the applier itself.
+        let prune = last.filter(|l| !l.is_empty() && !l.is_subset(&set));
         managers.insert(key.clone(), VersionedSet::new(set, api_version, true, time.as_deref()));
-        let new = self.prune(merged, managers, last).map_err(|e| typed_err("failed to prune fields", e))?;
+        let new = match prune {
+            Some(last) => {
+                for vs in managers.values_mut() {
+                    vs.decode().map_err(decode_error)?;
+                }
+                self.prune(merged, managers, &last).map_err(|e| typed_err("failed to prune fields", e))?
+            }
+            None => merged,
+        };
         self.update(live, &new, managers, Some(key), force)?;
         Ok(if super::fieldpath::values_equal(live, &new) { None } else { Some(new) })
     }
 
     /// Removes what the applier applied last time and no longer applies, unless another
     /// manager (or the applier's new configuration) still owns it.
-    fn prune(&self, merged: Value, managers: &Managers, last: Option<VersionedSet>) -> Result<Value, TypedErrors> {
-        let Some(last) = last.filter(|l| !l.is_empty()) else {
-            return Ok(merged);
-        };
+    fn prune(&self, merged: Value, managers: &Managers, last: &Set) -> Result<Value, TypedErrors> {
         let ensure = |s: &Set| typed::ensure_named_fields_are_members(s, self.ty);
-        let last_set = ensure(last.set());
+        let last_set = ensure(last);
         let pruned = typed::remove_items(&merged, &last_set, self.ty);
 
         // Add back what some manager still owns.
