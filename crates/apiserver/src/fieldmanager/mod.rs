@@ -223,10 +223,11 @@ pub fn apply_subresource(
         now,
     };
 
-    let (mut obj, managed) = match ctx.apply_once(&live_obj, config, managed.clone(), force) {
+    let retry = (manager == "kubectl").then(|| managed.clone());
+    let (mut obj, managed) = match (ctx.apply_once(&live_obj, config, managed, force), retry) {
         // kubectl moving from client-side to server-side apply: conflicts on fields its
         // last client-side configuration set, and that still hold that value, are its own.
-        Err(ApplyError::Conflicts(conflicts)) if manager == "kubectl" => {
+        (Err(ApplyError::Conflicts(conflicts)), Some(managed)) => {
             let Some(allowed) = live.and_then(|l| allowed_conflicts_from_last_applied(l, ty, api_version)) else {
                 return Err(ApplyError::Conflicts(conflicts));
             };
@@ -236,7 +237,7 @@ pub fn apply_subresource(
             }
             ctx.apply_once(&live_obj, config, managed, true)?
         }
-        other => other?,
+        (other, _) => other?,
     };
     if manager == "kubectl" && has_last_applied(&obj) {
         set_last_applied(&mut obj, build_last_applied(config));

@@ -533,3 +533,35 @@ fn field_sets_come_from_objects_and_schemas() {
     let stripped = set.difference(strip_set());
     assert_eq!(stripped.to_json_string(), WEB_APPLIED);
 }
+
+#[test]
+fn stored_entries_edited_in_place_match_decoded_ones() {
+    // Three managers, then an edit taking fields from two of them and removing a third's.
+    let live = client_side_created();
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(4);
+    scaled["metadata"]["labels"]["owner"] = json!("ops");
+    update(Some(&live), &mut scaled, "kubectl-scale", None, "apps/v1", T1, deployment_schema());
+    let live = stored(scaled);
+
+    let mut edit = live.clone();
+    edit["spec"]["replicas"] = json!(6);
+    edit["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.29");
+    edit["metadata"]["labels"].as_object_mut().unwrap().remove("owner");
+
+    // Sent as stored: entries are edited in place.
+    let mut in_place = edit.clone();
+    update(Some(&live), &mut in_place, "kubectl-edit", None, "apps/v1", T2, deployment_schema());
+    // Sent in another order: entries are decoded, checked and encoded again.
+    let mut decoded = edit.clone();
+    decoded["metadata"]["managedFields"].as_array_mut().unwrap().reverse();
+    update(Some(&live), &mut decoded, "kubectl-edit", None, "apps/v1", T2, deployment_schema());
+
+    assert_eq!(in_place["metadata"]["managedFields"], decoded["metadata"]["managedFields"]);
+    assert!(entry(&in_place, "kubectl-scale", "Update").is_none(), "{:#}", in_place["metadata"]["managedFields"]);
+    assert_eq!(
+        owned(&in_place, "kubectl-edit", "Update"),
+        r#"{"f:spec":{"f:replicas":{},"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"nginx\"}":{"f:image":{}}}}}}}"#
+    );
+    assert!(!owned(&in_place, "kubectl-client-side-apply", "Update").contains(r#""f:image":"#));
+}
