@@ -1,4 +1,5 @@
 //! The API server.
 
 pub mod decode;
+pub mod fieldmanager;
 pub mod patch;
