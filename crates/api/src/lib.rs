@@ -8,6 +8,7 @@
 //! columns and rows `kubectl get` prints.
 
 pub mod defaults;
+pub mod fields;
 pub mod registry;
 pub mod schema;
 pub mod selector;

@@ -13,6 +13,8 @@ pub enum Subresource {
     Attach,
     PortForward,
     Proxy,
+    /// A namespace's `spec.finalizers`, written by the namespace controller.
+    Finalize,
 }
 
 impl Subresource {
@@ -27,6 +29,7 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::Proxy => "proxy",
+            Subresource::Finalize => "finalize",
         }
     }
 
@@ -42,6 +45,7 @@ impl Subresource {
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
             Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
+            Subresource::Finalize => &["update"],
         }
     }
 
@@ -49,7 +53,7 @@ impl Subresource {
     /// when it is the parent's own kind.
     pub fn response_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
         match self {
-            Subresource::Status => None,
+            Subresource::Status | Subresource::Finalize => None,
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Eviction => Some(("policy", "v1", "Eviction")),
@@ -69,6 +73,7 @@ const ALL_SUBRESOURCES: &[Subresource] = &[
     Subresource::Attach,
     Subresource::PortForward,
     Subresource::Proxy,
+    Subresource::Finalize,
 ];
 
 /// One served resource.
@@ -164,13 +169,12 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "ConfigMap", "configmaps", "configmap", true, short: ["cm"], categories: [], sub: []),
     resource!("", "v1", "Endpoints", "endpoints", "endpoints", true, short: ["ep"], categories: [], sub: []),
     resource!("", "v1", "Event", "events", "event", true, short: ["ev"], categories: [], sub: []),
-    resource!("", "v1", "Namespace", "namespaces", "namespace", false, short: ["ns"], categories: [], sub: [Status]),
-    resource!("", "v1", "Node", "nodes", "node", false, short: ["no"], categories: [], sub: [Status, Proxy]),
-    resource!("", "v1", "Pod", "pods", "pod", true, short: ["po"], categories: ["all"],
-        sub: [Status, Binding, Eviction, Log, Exec, Attach, PortForward, Proxy]),
+    resource!("", "v1", "Namespace", "namespaces", "namespace", false, short: ["ns"], categories: [], sub: [Status, Finalize]),
+    resource!("", "v1", "Node", "nodes", "node", false, short: ["no"], categories: [], sub: [Status]),
+    resource!("", "v1", "Pod", "pods", "pod", true, short: ["po"], categories: ["all"], sub: [Status, Binding, Eviction]),
     resource!("", "v1", "Secret", "secrets", "secret", true, short: [], categories: [], sub: []),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, short: ["sa"], categories: [], sub: []),
-    resource!("", "v1", "Service", "services", "service", true, short: ["svc"], categories: ["all"], sub: [Status, Proxy]),
+    resource!("", "v1", "Service", "services", "service", true, short: ["svc"], categories: ["all"], sub: [Status]),
     resource!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, short: [], categories: [], sub: []),
     resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, short: ["ds"], categories: ["all"], sub: [Status]),
     resource!("apps", "v1", "Deployment", "deployments", "deployment", true, short: ["deploy"], categories: ["all"], sub: [Status, Scale]),
@@ -183,6 +187,11 @@ pub static RESOURCES: &[Resource] = &[
     resource!("events.k8s.io", "v1", "Event", "events", "event", true, short: ["ev"], categories: [], sub: [], storage: "events"),
     resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, short: ["pdb"], categories: [], sub: [Status]),
 ];
+
+/// The `autoscaling/v1` Scale that the `scale` subresources read and write; not a
+/// stored resource of its own.
+pub static SCALE: Resource =
+    resource!("autoscaling", "v1", "Scale", "scale", "scale", true, short: [], categories: [], sub: []);
 
 /// The served API groups in preference order, each with its versions.
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {

@@ -19,13 +19,9 @@ impl Cause {
     }
 }
 
-/// An API error, rendered as a `Status` at the HTTP edge.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason} ({code}): {message}")]
-pub struct ApiError {
-    pub code: u16,
-    pub reason: String,
-    pub message: String,
+/// The `details` of a `Status`: what the error is about, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
     pub name: Option<String>,
     pub group: Option<String>,
     pub kind: Option<String>,
@@ -33,24 +29,49 @@ pub struct ApiError {
     pub retry_after_seconds: Option<u32>,
 }
 
+/// An API error, rendered as a `Status` at the HTTP edge. The details are boxed so
+/// that `Result<_, ApiError>` stays small on the paths that succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} ({code}): {message}")]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: String,
+    pub message: String,
+    details: Option<Box<Details>>,
+}
+
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            reason: reason.to_string(),
-            message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
-            retry_after_seconds: None,
-        }
+        ApiError { code, reason: reason.to_string(), message: message.into(), details: None }
+    }
+
+    pub fn details(&self) -> Option<&Details> {
+        self.details.as_deref()
+    }
+
+    fn details_mut(&mut self) -> &mut Details {
+        self.details.get_or_insert_with(Default::default)
+    }
+
+    pub fn causes(&self) -> &[Cause] {
+        self.details.as_ref().map_or(&[], |d| &d.causes)
+    }
+
+    pub fn retry_after_seconds(&self) -> Option<u32> {
+        self.details.as_ref().and_then(|d| d.retry_after_seconds)
+    }
+
+    /// Replaces the causes.
+    pub fn with_causes(mut self, causes: Vec<Cause>) -> ApiError {
+        self.details_mut().causes = causes;
+        self
     }
 
     fn about(mut self, resource: &Resource, name: &str) -> ApiError {
-        self.name = Some(name.to_string());
-        self.group = Some(resource.group.to_string());
-        self.kind = Some(resource.plural.to_string());
+        let d = self.details_mut();
+        d.name = Some(name.to_string());
+        d.group = Some(resource.group.to_string());
+        d.kind = Some(resource.plural.to_string());
         self
     }
 
@@ -139,16 +160,17 @@ impl ApiError {
             _ => format!("[{}]", list.join(", ")),
         };
         let mut e = ApiError::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {summary}"));
-        e.name = Some(name.to_string());
-        e.group = Some(group.to_string());
-        e.kind = Some(kind.to_string());
-        e.causes = causes;
+        let d = e.details_mut();
+        d.name = Some(name.to_string());
+        d.group = Some(group.to_string());
+        d.kind = Some(kind.to_string());
+        d.causes = causes;
         e
     }
 
     pub fn too_many_requests(message: impl Into<String>, retry_after_seconds: Option<u32>) -> ApiError {
         let mut e = ApiError::new(429, "TooManyRequests", message);
-        e.retry_after_seconds = retry_after_seconds;
+        e.details_mut().retry_after_seconds = retry_after_seconds;
         e
     }
 
@@ -165,7 +187,7 @@ impl ApiError {
     }
 
     pub fn with_cause(mut self, cause: Cause) -> ApiError {
-        self.causes.push(cause);
+        self.details_mut().causes.push(cause);
         self
     }
 
@@ -181,24 +203,22 @@ impl ApiError {
             "code": self.code,
         });
         let mut details = serde_json::Map::new();
-        if let Some(name) = &self.name {
+        let d = self.details.as_deref().cloned().unwrap_or_default();
+        if let Some(name) = &d.name {
             details.insert("name".into(), json!(name));
         }
-        if let Some(group) = &self.group {
+        if let Some(group) = &d.group {
             details.insert("group".into(), json!(group));
         }
-        if let Some(kind) = &self.kind {
+        if let Some(kind) = &d.kind {
             details.insert("kind".into(), json!(kind));
         }
-        if !self.causes.is_empty() {
-            let causes: Vec<Value> = self
-                .causes
-                .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-                .collect();
+        if !d.causes.is_empty() {
+            let causes: Vec<Value> =
+                d.causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
             details.insert("causes".into(), Value::Array(causes));
         }
-        if let Some(s) = self.retry_after_seconds {
+        if let Some(s) = d.retry_after_seconds {
             details.insert("retryAfterSeconds".into(), json!(s));
         }
         if !details.is_empty() {
