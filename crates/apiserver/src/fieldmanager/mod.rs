@@ -94,14 +94,12 @@ impl ApplyError {
     /// The `Status` upstream answers with.
     pub fn to_api_error(&self) -> ApiError {
         match self {
-            ApplyError::Conflicts(conflicts) => {
-                let mut e = ApiError::new(409, "Conflict", self.to_string());
-                e.causes = conflicts
+            ApplyError::Conflicts(conflicts) => ApiError::new(409, "Conflict", self.to_string()).with_causes(
+                conflicts
                     .iter()
                     .map(|c| Cause::new("FieldManagerConflict", c.field(), format!("conflict with {}", c.owner())))
-                    .collect();
-                e
-            }
+                    .collect(),
+            ),
             ApplyError::BadRequest(message) => ApiError::bad_request(message.clone()),
             ApplyError::Internal(message) => ApiError::new(500, "", message.clone()),
         }

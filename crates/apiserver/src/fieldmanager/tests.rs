@@ -109,7 +109,10 @@ fn changing_another_managers_field_conflicts_unless_forced() {
     assert_eq!(err.to_string(), r#"Apply failed with 1 conflict: conflict with "kubectl": .spec.replicas"#);
     let status = err.to_api_error();
     assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
-    assert_eq!(status.causes, vec![Cause::new("FieldManagerConflict", ".spec.replicas", r#"conflict with "kubectl""#)]);
+    assert_eq!(
+        status.causes(),
+        vec![Cause::new("FieldManagerConflict", ".spec.replicas", r#"conflict with "kubectl""#)]
+    );
     assert_eq!(
         status.to_status()["details"]["causes"][0],
         json!({"reason": "FieldManagerConflict", "message": "conflict with \"kubectl\"", "field": ".spec.replicas"})
@@ -146,7 +149,7 @@ fn two_conflicting_fields_list_each_field() {
         err.to_string(),
         "Apply failed with 2 conflicts: conflicts with \"kubectl\":\n- .spec.replicas\n- .spec.template.spec.containers[name=\"nginx\"].image"
     );
-    let causes: Vec<String> = err.to_api_error().causes.iter().map(|c| c.field.clone()).collect();
+    let causes: Vec<String> = err.to_api_error().causes().iter().map(|c| c.field.clone()).collect();
     assert_eq!(causes, [".spec.replicas", r#".spec.template.spec.containers[name="nginx"].image"#]);
 }
 

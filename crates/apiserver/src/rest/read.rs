@@ -1,0 +1,248 @@
+//! GET of one object and of collections: selectors, pagination with `limit` and
+//! `continue`, and upstream's resourceVersion semantics for lists.
+
+use super::{Request, Target, object_response};
+use crate::Ctx;
+use crate::objects::decode;
+use crate::wire::{self, Resp};
+use api::selector::{FieldSelector, LabelSelector};
+use api::{ApiError, Resource};
+use base64::Engine;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use store::{RangeRequest, prefix_end};
+
+pub async fn get(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, ApiError> {
+    let (obj, _) = ctx.objects.get(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+    Ok(object_response(t, req, http::StatusCode::OK, &obj))
+}
+
+/// The selectors of a list or watch, checked against what the kind supports.
+pub struct Selectors {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Selectors {
+    pub fn parse(res: &Resource, req: &Request) -> Result<Selectors, ApiError> {
+        let labels = LabelSelector::parse(req.query.label_selector.as_deref().unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let fields = FieldSelector::parse(req.query.field_selector.as_deref().unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        for term in &fields.terms {
+            if api::fields::field_value(res, &json!({}), &term.field).is_none() {
+                return Err(ApiError::bad_request(format!("field label not supported: {}", term.field)));
+            }
+        }
+        Ok(Selectors { labels, fields })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    pub fn matches(&self, res: &Resource, obj: &Value) -> bool {
+        self.labels.matches_object(obj)
+            && self.fields.matches(|f| api::fields::field_value(res, obj, f)).unwrap_or(false)
+    }
+}
+
+/// The opaque `continue` token: where the next page starts, at which revision. The
+/// shape is upstream's, so tokens look familiar.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ContinueToken {
+    pub rv: i64,
+    /// The next key, relative to the list's prefix.
+    pub start: String,
+}
+
+impl ContinueToken {
+    pub fn encode(&self) -> String {
+        let body = json!({"v": "meta.k8s.io/v1", "rv": self.rv, "start": self.start});
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body.to_string())
+    }
+
+    pub fn decode(token: &str) -> Result<ContinueToken, ApiError> {
+        let bad = || ApiError::bad_request("continue key is not valid: the token is malformed");
+        let bytes =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|_| bad())?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
+            return Err(ApiError::bad_request(
+                "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+            ));
+        }
+        let rv = v.get("rv").and_then(Value::as_i64).filter(|rv| *rv > 0).ok_or_else(bad)?;
+        let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?.to_string();
+        if start.contains("..") || start.starts_with('/') {
+            return Err(ApiError::bad_request("continue key is not valid: the start key may not escape the list"));
+        }
+        Ok(ContinueToken { rv, start })
+    }
+}
+
+fn parse_rv(s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "resourceVersion: Invalid value: {s:?}: resourceVersion must be a non-negative integer"
+        ))
+        .with_cause(api::Cause::new("FieldValueInvalid", "resourceVersion", "invalid resourceVersion"))
+    })
+}
+
+/// One page of a list.
+pub struct Page {
+    pub items: Vec<Value>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+/// Reads the matching objects under a prefix, `limit` at most (0 = all), starting at
+/// `start` (a key suffix) and at revision `rev` (0 = now).
+pub async fn collect(
+    ctx: &Ctx,
+    res: &Resource,
+    prefix: &str,
+    sel: &Selectors,
+    rev: i64,
+    start: Option<&str>,
+    limit: i64,
+) -> Result<Page, ApiError> {
+    let mut items = Vec::new();
+    let mut next = format!("{prefix}{}", start.unwrap_or_default());
+    let end = prefix_end(prefix);
+    let mut revision = rev;
+    // Filtering may drop items, so read pages until the limit is met.
+    let chunk = if limit > 0 { limit.max(64) } else { 0 };
+    loop {
+        let req = RangeRequest { key: next.clone(), range_end: Some(end.clone()), revision, limit: chunk };
+        let resp = ctx.objects.range(req).await?;
+        if revision == 0 {
+            revision = resp.revision;
+        }
+        let fetched = resp.kvs.len();
+        for (i, kv) in resp.kvs.iter().enumerate() {
+            let obj = decode(kv)?;
+            if sel.matches(res, &obj) {
+                items.push(obj);
+            }
+            if limit > 0 && items.len() as i64 == limit {
+                let more_here = i + 1 < fetched;
+                if more_here || resp.more {
+                    let start = format!("{}\0", &kv.key[prefix.len()..]);
+                    let remaining = sel.is_empty().then(|| resp.count - (i as i64 + 1));
+                    let token = ContinueToken { rv: revision, start }.encode();
+                    return Ok(Page { items, revision, continue_token: Some(token), remaining });
+                }
+                return Ok(Page { items, revision, continue_token: None, remaining: None });
+            }
+        }
+        if !resp.more || fetched == 0 {
+            return Ok(Page { items, revision, continue_token: None, remaining: None });
+        }
+        next = format!("{}\0", resp.kvs[fetched - 1].key);
+    }
+}
+
+/// The revision a list reads at, by upstream's rules for `resourceVersion`,
+/// `resourceVersionMatch` and `limit`.
+async fn list_revision(ctx: &Ctx, req: &Request) -> Result<i64, ApiError> {
+    let q = &req.query;
+    match (q.resource_version.as_deref(), q.resource_version_match.as_deref()) {
+        (None, Some(_)) => Err(ApiError::bad_request(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        )),
+        (None, None) | (Some("0"), None | Some("NotOlderThan")) => Ok(0),
+        (Some(rv), m) => {
+            let n = parse_rv(rv)?;
+            let exact = match m {
+                Some("Exact") => true,
+                Some("NotOlderThan") => false,
+                None => q.limit > 0,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+                    )));
+                }
+            };
+            let current = ctx.objects.current_revision().await?;
+            if n > current {
+                return Err(ApiError::timeout(format!("Too large resource version: {n}, current: {current}"))
+                    .with_cause(api::Cause::new("ResourceVersionTooLarge", "", "Too large resource version")));
+            }
+            Ok(if exact { n } else { 0 })
+        }
+    }
+}
+
+pub async fn list(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, ApiError> {
+    let sel = Selectors::parse(t.res, req)?;
+    let prefix = t.res.storage_list_prefix(t.namespace.as_deref());
+    let page = match &req.query.continue_token {
+        Some(token) => {
+            let token = ContinueToken::decode(token)?;
+            collect(ctx, t.res, &prefix, &sel, token.rv, Some(&token.start), req.query.limit).await.map_err(|e| {
+                if e.code == 410 {
+                    ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+                } else {
+                    e
+                }
+            })?
+        }
+        None => {
+            let rev = list_revision(ctx, req).await?;
+            // A list by name reads one key rather than scanning the namespace.
+            match (sel.fields.required_value("metadata.name"), &t.namespace) {
+                (Some(name), Some(ns)) if rev == 0 && t.res.namespaced => {
+                    single(ctx, t.res, &t.res.storage_key(Some(ns), name), &sel).await?
+                }
+                (Some(name), _) if rev == 0 && !t.res.namespaced => {
+                    single(ctx, t.res, &t.res.storage_key(None, name), &sel).await?
+                }
+                _ => collect(ctx, t.res, &prefix, &sel, rev, None, req.query.limit).await?,
+            }
+        }
+    };
+    let mut meta = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(c) = &page.continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = page.remaining.filter(|r| *r > 0) {
+        meta["remainingItemCount"] = json!(r);
+    }
+    if req.wants_table() {
+        return Ok(wire::ok(&crate::table::of_list(t.res, &page.items, meta, req.query.include_object.as_deref())));
+    }
+    Ok(wire::ok(&list_object(t.res, meta, page.items)))
+}
+
+async fn single(ctx: &Ctx, res: &Resource, key: &str, sel: &Selectors) -> Result<Page, ApiError> {
+    let resp = ctx.objects.range(RangeRequest::key(key)).await?;
+    let mut items = Vec::new();
+    for kv in &resp.kvs {
+        let obj = decode(kv)?;
+        if sel.matches(res, &obj) {
+            items.push(obj);
+        }
+    }
+    Ok(Page { items, revision: resp.revision, continue_token: None, remaining: None })
+}
+
+pub fn list_object(res: &Resource, meta: Value, items: Vec<Value>) -> Value {
+    json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": meta, "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_refuse_garbage() {
+        let t = ContinueToken { rv: 42, start: "web-7\0".into() };
+        assert_eq!(ContinueToken::decode(&t.encode()).unwrap(), t);
+        assert!(ContinueToken::decode("!!!").is_err());
+        let escape = ContinueToken { rv: 1, start: "../secrets/".into() }.encode();
+        assert!(ContinueToken::decode(&escape).is_err());
+    }
+}

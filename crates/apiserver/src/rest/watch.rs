@@ -1,0 +1,259 @@
+//! A client's watch: newline-delimited JSON events on a chunked response, from a
+//! resourceVersion (or from the current state sent as ADDED events), filtered by
+//! namespace and selectors, with bookmarks and the timeout the client asked for.
+
+use super::read::{ContinueToken, Selectors, collect};
+use super::{Request, Target};
+use crate::Ctx;
+use crate::watch::{Change, Kind, Message, Start};
+use crate::wire::{self, ChannelBody, Resp};
+use api::{ApiError, Resource};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{Instant, sleep_until};
+
+/// How often a watch that allows bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
+
+/// How a client wants each event's object.
+struct Format {
+    res: &'static Resource,
+    table: bool,
+    include: Option<String>,
+    /// Upstream sends Table column definitions only with the first event.
+    columns_sent: bool,
+}
+
+impl Format {
+    fn line(&mut self, kind: &str, change: Option<&Change>, obj: &Value) -> Bytes {
+        if self.table {
+            let t = crate::table::of_object(self.res, obj, self.include.as_deref(), !self.columns_sent);
+            self.columns_sent = true;
+            return Bytes::from(format!("{}\n", json!({"type": kind, "object": t})));
+        }
+        let body = match change {
+            Some(c) if std::ptr::eq(Arc::as_ptr(&c.obj), obj) => c.json().clone(),
+            _ => Bytes::from(serde_json::to_vec(obj).unwrap_or_default()),
+        };
+        let mut out = Vec::with_capacity(body.len() + 32);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"}\n");
+        Bytes::from(out)
+    }
+}
+
+/// Which event, if any, a change is for this client: selector transitions turn
+/// MODIFIED into ADDED or DELETED, as upstream's watch cache does.
+fn classify<'a>(c: &'a Change, res: &Resource, ns_prefix: &str, sel: &Selectors) -> Option<(Kind, &'a Value)> {
+    if !c.key.starts_with(ns_prefix) {
+        return None;
+    }
+    let now = c.kind != Kind::Deleted && sel.matches(res, &c.obj);
+    let before = c.prev.as_deref().is_some_and(|p| sel.matches(res, p));
+    match c.kind {
+        Kind::Deleted => before.then_some((Kind::Deleted, &*c.obj)),
+        Kind::Added => now.then_some((Kind::Added, &*c.obj)),
+        Kind::Modified => match (before, now) {
+            (true, true) => Some((Kind::Modified, &*c.obj)),
+            (false, true) => Some((Kind::Added, &*c.obj)),
+            (true, false) => Some((Kind::Deleted, &*c.obj)),
+            (false, false) => None,
+        },
+    }
+}
+
+fn bookmark(res: &Resource, rv: i64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    let obj = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": meta});
+    Bytes::from(format!("{}\n", json!({"type": "BOOKMARK", "object": obj})))
+}
+
+fn error_line(e: &ApiError) -> Bytes {
+    Bytes::from(format!("{}\n", json!({"type": "ERROR", "object": e.to_status()})))
+}
+
+pub async fn serve(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, ApiError> {
+    if req.query.continue_token.is_some() {
+        // A watch never continues a list; refuse the token as upstream does.
+        ContinueToken::decode(req.query.continue_token.as_deref().unwrap_or_default())?;
+        return Err(ApiError::bad_request("continue is not supported for watch requests"));
+    }
+    let mut sel = Selectors::parse(t.res, req)?;
+    if let Some(name) = &t.name {
+        // The legacy watch of one object by name.
+        sel.fields.terms.push(api::selector::FieldTerm {
+            field: "metadata.name".into(),
+            value: name.clone(),
+            equal: true,
+        });
+    }
+    let ns_prefix = t.res.storage_list_prefix(t.namespace.as_deref());
+    let feed_prefix = t.res.storage_prefix();
+    let rv_param = req.query.resource_version.as_deref();
+    let requested: i64 = match rv_param {
+        None | Some("") | Some("0") => 0,
+        Some(s) => s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
+    };
+    let send_initial = req.query.send_initial_events.unwrap_or(requested == 0);
+    if req.query.send_initial_events == Some(true) && !req.query.allow_watch_bookmarks {
+        return Err(ApiError::invalid(
+            "ListOptions",
+            "meta.k8s.io",
+            "",
+            vec![api::Cause::new(
+                "FieldValueForbidden",
+                "allowWatchBookmarks",
+                "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
+            )],
+        ));
+    }
+
+    let mut format =
+        Format { res: t.res, table: req.wants_table(), include: req.query.include_object.clone(), columns_sent: false };
+    let mut initial = Vec::new();
+    let (start, mut last) = if send_initial {
+        // Subscribe first, then read the state: nothing can fall between the two.
+        let feed = ctx.hub.feed(&feed_prefix).await?;
+        let rx = feed.subscribe();
+        let page = collect(ctx, t.res, &ns_prefix, &sel, 0, None, 0).await?;
+        for obj in &page.items {
+            initial.push(format.line("ADDED", None, obj));
+        }
+        (Start::Shared { backlog: Vec::new(), rx }, page.revision.max(requested))
+    } else {
+        match ctx.hub.start(&feed_prefix, requested).await {
+            Ok(start) => (start, requested),
+            // Upstream reports a too-old resourceVersion as an ERROR event on an
+            // otherwise successful watch.
+            Err(e) if e.code == 410 => {
+                let mut resp = wire::bytes_response(http::StatusCode::OK, "application/json", error_line(&e));
+                resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+                return Ok(resp);
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let bookmarks = req.query.allow_watch_bookmarks;
+    if send_initial && req.query.send_initial_events == Some(true) {
+        initial.push(bookmark(t.res, last, true));
+    }
+
+    let timeout = match req.query.timeout_seconds {
+        Some(s) => Duration::from_secs(s),
+        // Upstream ends an open-ended watch after a random 30 to 60 minutes.
+        None => Duration::from_secs(1800 + (api::time::now_unix() as u64 % 1800)),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let res = t.res;
+    let ctx2 = ctx.clone();
+    tokio::spawn(async move {
+        ctx2.metrics.watchers_changed(1);
+        let deadline = Instant::now() + timeout;
+        let _ = run(tx, start, initial, &mut format, res, &ns_prefix, &sel, &mut last, bookmarks, deadline).await;
+        ctx2.metrics.watchers_changed(-1);
+    });
+    let mut resp = wire::Resp::new(ChannelBody::boxed(rx));
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+/// Streams events until the deadline, the client leaving, or the feed resetting.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    tx: mpsc::Sender<Bytes>,
+    start: Start,
+    initial: Vec<Bytes>,
+    format: &mut Format,
+    res: &'static Resource,
+    ns_prefix: &str,
+    sel: &Selectors,
+    last: &mut i64,
+    bookmarks: bool,
+    deadline: Instant,
+) -> Result<(), ()> {
+    let send = |b: Bytes| tx.send(b);
+    for line in initial {
+        send(line).await.map_err(|_| ())?;
+    }
+    let emit = |c: &Change, format: &mut Format, last: &mut i64| -> Option<Bytes> {
+        if c.rv <= *last {
+            return None;
+        }
+        *last = c.rv;
+        let (kind, obj) = classify(c, res, ns_prefix, sel)?;
+        Some(format.line(kind.as_str(), Some(c), obj))
+    };
+    // Like upstream, a bookmark also goes out just before the watch times out, so the
+    // client resumes from the newest revision.
+    let bookmark_due = |deadline: Instant| {
+        (Instant::now() + BOOKMARK_EVERY).min(deadline.checked_sub(Duration::from_millis(500)).unwrap_or(deadline))
+    };
+    let mut next_bookmark = bookmark_due(deadline);
+    match start {
+        Start::Shared { backlog, mut rx } => {
+            for c in &backlog {
+                if let Some(line) = emit(c, format, last) {
+                    send(line).await.map_err(|_| ())?;
+                }
+            }
+            loop {
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Ok(Message::Change(c)) => {
+                            if let Some(line) = emit(&c, format, last) {
+                                send(line).await.map_err(|_| ())?;
+                            }
+                        }
+                        Ok(Message::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            // This client fell too far behind: it must relist.
+                            let e = ApiError::expired(format!("too old resource version: {}", *last));
+                            let _ = send(error_line(&e)).await;
+                            return Ok(());
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    },
+                    _ = sleep_until(next_bookmark), if bookmarks => {
+                        send(bookmark(res, *last, false)).await.map_err(|_| ())?;
+                        next_bookmark = bookmark_due(deadline).max(Instant::now() + Duration::from_secs(1));
+                    }
+                    _ = sleep_until(deadline) => return Ok(()),
+                    _ = tx.closed() => return Err(()),
+                }
+            }
+        }
+        Start::Own(mut stream) => loop {
+            tokio::select! {
+                batch = stream.next() => match batch {
+                    Some(Ok(events)) => {
+                        for e in &events {
+                            let Ok(c) = crate::watch::change_from_event(e) else { continue };
+                            if let Some(line) = emit(&c, format, last) {
+                                send(line).await.map_err(|_| ())?;
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = send(error_line(&crate::objects::store_error(e))).await;
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                },
+                _ = sleep_until(next_bookmark), if bookmarks => {
+                    send(bookmark(res, *last, false)).await.map_err(|_| ())?;
+                    next_bookmark = bookmark_due(deadline).max(Instant::now() + Duration::from_secs(1));
+                }
+                _ = sleep_until(deadline) => return Ok(()),
+                _ = tx.closed() => return Err(()),
+            }
+        },
+    }
+}
