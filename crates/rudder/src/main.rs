@@ -1,1 +1,49 @@
-fn main() {}
+//! `rudder`: one binary for the control plane and its tools. Each verb lives in its
+//! own module; `main` parses the command line, sets up logging and runs the verb.
+
+mod kubeconfig;
+mod server;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "rudder", version, about = "A container orchestrator that speaks the Kubernetes API")]
+struct Cli {
+    /// Log format: human-readable text or JSON lines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (and, once it exists, an agent for this node).
+    Server(server::Args),
+    /// Print an admin kubeconfig for the cluster in a data dir.
+    Kubeconfig(kubeconfig::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Kubeconfig(args) => kubeconfig::run(args),
+        }
+    })
+}

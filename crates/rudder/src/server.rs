@@ -1,0 +1,127 @@
+//! `rudder server`: the control plane on this machine.
+
+use crate::kubeconfig;
+use anyhow::Context;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use store::Store;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    Embedded,
+    Etcd,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where state, certificates and credentials live.
+    #[arg(long, default_value = "/var/lib/rudder")]
+    data_dir: PathBuf,
+    /// The address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// The API server's port.
+    #[arg(long, default_value_t = 6443)]
+    port: u16,
+    /// Where cluster state is kept.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    store: StoreKind,
+    /// etcd client URLs, comma-separated, for `--store etcd`.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_endpoints: Vec<String>,
+    /// Run the control plane without a node agent.
+    #[arg(long)]
+    disable_agent: bool,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The pod network.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// The service network.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// Registry mirrors and credentials (default: DATA_DIR/registries.yaml when present).
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
+}
+
+async fn open_store(args: &Args) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match args.store {
+        StoreKind::Embedded => {
+            let path = args.data_dir.join("db").join("state.db");
+            let s = store::embedded::EmbeddedStore::open(&path, store::embedded::Options::default())
+                .with_context(|| format!("opening the store at {}", path.display()))?;
+            Arc::new(s)
+        }
+        StoreKind::Etcd => Arc::new(
+            store::etcd::EtcdStore::connect(&args.etcd_endpoints)
+                .await
+                .with_context(|| format!("connecting to etcd at {}", args.etcd_endpoints.join(",")))?,
+        ),
+    })
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    if !args.disable_agent {
+        tracing::warn!("this build has no node agent yet; running the control plane only (as with --disable-agent)");
+    }
+    let store = open_store(&args).await?;
+    let config = apiserver::Config {
+        data_dir: args.data_dir.clone(),
+        bind_address: args.bind_address,
+        port: args.port,
+        extra_sans: args.node_name.iter().cloned().collect(),
+    };
+    let server = apiserver::ApiServer::start(config, store).await.context("starting the API server")?;
+    let host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };
+    let url = format!("https://{host}:{}", server.addr.port());
+    let kubeconfig_path = args.data_dir.join("admin.kubeconfig");
+    apiserver::pki::write_private(
+        &kubeconfig_path,
+        kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.admin_token).as_bytes(),
+    )?;
+    apiserver::pki::write_private(
+        &args.data_dir.join("node-token"),
+        format!("{}\n", server.pki.node_token()).as_bytes(),
+    )?;
+    let controllers =
+        tokio::spawn(run_controllers(kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.admin_token)));
+    tracing::info!(
+        address = %server.addr,
+        kubeconfig = %kubeconfig_path.display(),
+        ready_in_ms = started.elapsed().as_millis() as u64,
+        "rudder server is ready"
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    controllers.abort();
+    server.shutdown().await;
+    Ok(())
+}
+
+/// The controllers run in-process but reach the API like any client, over HTTPS.
+async fn run_controllers(kubeconfig: String) {
+    let client = async {
+        let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+        anyhow::Ok(kube::Client::try_from(config)?)
+    };
+    match client.await {
+        Ok(client) => controllers::run(client, std::future::pending()).await,
+        Err(e) => tracing::error!(error = %e, "controllers cannot reach the API server"),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,113 @@
+//! Creating, reading, labelling and deleting, as users do every day.
+
+use crate::{Cluster, KUBECTL_VERSIONS};
+
+#[test]
+fn create_get_describe_label_delete() {
+    let c = Cluster::start();
+    for v in KUBECTL_VERSIONS {
+        let k = c.kubectl(v);
+        let ns = format!("team-{}", v.replace('.', "-"));
+        // 1.33 sends this body as protobuf, 1.27 as JSON.
+        assert!(k.ok(&["create", "namespace", &ns]).contains(&format!("namespace/{ns} created")));
+        let dup = k.fails(&["create", "namespace", &ns]);
+        assert!(dup.contains(&format!("namespaces \"{ns}\" already exists")), "{dup}");
+        k.ok(&["create", "configmap", "cfg", "-n", &ns, "--from-literal=colour=blue", "--from-literal=size=l"]);
+        k.ok(&["create", "secret", "generic", "pw", "-n", &ns, "--from-literal=password=s3cret"]);
+        k.ok(&["create", "configmap", "other", "-n", &ns, "--from-literal=a=b"]);
+
+        let table = k.ok(&["get", "configmaps", "-n", &ns]);
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header, ["NAME", "DATA", "AGE"]);
+        assert!(table.lines().any(|l| l.starts_with("cfg") && l.split_whitespace().nth(1) == Some("2")), "{table}");
+        let secrets = k.ok(&["get", "secrets", "-n", &ns]);
+        assert!(secrets.lines().any(|l| l.contains("pw") && l.contains("Opaque")), "{secrets}");
+
+        let yaml = k.ok(&["get", "configmap", "cfg", "-n", &ns, "-o", "yaml"]);
+        assert!(yaml.contains("colour: blue") && yaml.contains("resourceVersion:") && yaml.contains("uid:"), "{yaml}");
+        let json: serde_json::Value =
+            serde_json::from_str(&k.ok(&["get", "secret", "pw", "-n", &ns, "-o", "json"])).unwrap();
+        assert_eq!(json["data"]["password"], "czNjcmV0");
+        assert_eq!(json["type"], "Opaque");
+
+        k.ok(&["label", "configmap", "cfg", "-n", &ns, "tier=front"]);
+        k.ok(&["annotate", "configmap", "cfg", "-n", &ns, "owner=ops"]);
+        let labelled = k.ok(&["get", "cm", "-n", &ns, "-l", "tier=front", "-o", "name"]);
+        assert_eq!(labelled.trim(), "configmap/cfg");
+        let set_based = k.ok(&["get", "cm", "-n", &ns, "-l", "tier in (front,back),!missing", "-o", "name"]);
+        assert_eq!(set_based.trim(), "configmap/cfg");
+        let by_field = k.ok(&["get", "cm", "-n", &ns, "--field-selector", "metadata.name=other", "-o", "name"]);
+        assert_eq!(by_field.trim(), "configmap/other");
+        let shown = k.ok(&["get", "cm", "cfg", "-n", &ns, "--show-labels"]);
+        assert!(shown.contains("tier=front"), "{shown}");
+
+        let described = k.ok(&["describe", "configmap", "cfg", "-n", &ns]);
+        assert!(
+            described.contains("Labels:") && described.contains("tier=front") && described.contains("owner: ops"),
+            "{described}"
+        );
+
+        let wide = k.ok(&["get", "namespaces", "-o", "wide"]);
+        assert!(wide.contains(&ns) && wide.contains("Active"), "{wide}");
+
+        assert!(k.ok(&["delete", "configmap", "other", "-n", &ns]).contains("deleted"));
+        k.ok(&["delete", "configmap", "-n", &ns, "-l", "tier=front"]);
+        let left = k.ok(&["get", "cm", "-n", &ns, "-o", "name"]);
+        assert!(!left.contains("configmap/cfg") && !left.contains("configmap/other"), "{left}");
+        let missing = k.fails(&["get", "configmap", "nope", "-n", &ns]);
+        assert!(missing.contains("Error from server (NotFound): configmaps \"nope\" not found"), "{missing}");
+
+        // Deleting a namespace deletes what is in it, then the namespace; kubectl waits.
+        let started = std::time::Instant::now();
+        assert!(k.ok(&["delete", "namespace", &ns]).contains(&format!("namespace \"{ns}\" deleted")));
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        let gone = k.fails(&["get", "namespace", &ns]);
+        assert!(gone.contains("NotFound"), "{gone}");
+        let leftovers = c.curl(&[&format!("{}/api/v1/namespaces/{ns}/secrets", c.url())]);
+        let leftovers: serde_json::Value = serde_json::from_slice(&leftovers.stdout).unwrap();
+        assert_eq!(leftovers["items"].as_array().map(Vec::len), Some(0), "{leftovers}");
+    }
+}
+
+#[test]
+fn default_namespaces_exist_and_missing_ones_refuse_content() {
+    let c = Cluster::start();
+    let k = c.kubectl("1.33");
+    let ns = k.ok(&["get", "namespaces", "-o", "name"]);
+    for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(ns.contains(&format!("namespace/{want}")), "{ns}");
+    }
+    let labels = k.ok(&["get", "ns", "default", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(labels.contains("kubernetes.io/metadata.name"), "{labels}");
+    let err = k.fails(&["create", "configmap", "x", "-n", "does-not-exist"]);
+    assert!(err.contains("namespaces \"does-not-exist\" not found"), "{err}");
+}
+
+#[test]
+fn pods_default_and_describe_like_upstream() {
+    let c = Cluster::start();
+    for v in KUBECTL_VERSIONS {
+        let k = c.kubectl(v);
+        let name = format!("p{}", v.replace('.', ""));
+        k.ok(&["run", &name, "--image=busybox:1.36", "--port=8080", "--", "sleep", "3600"]);
+        let pod: serde_json::Value = serde_json::from_str(&k.ok(&["get", "pod", &name, "-o", "json"])).unwrap();
+        assert_eq!(pod["spec"]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["dnsPolicy"], "ClusterFirst");
+        assert_eq!(pod["spec"]["schedulerName"], "default-scheduler");
+        assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);
+        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+        let table = k.ok(&["get", "pods", &name, "-o", "wide"]);
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(&header[..5], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+        assert!(header.contains(&"NODE") && header.contains(&"IP"), "{table}");
+        assert!(table.contains("0/1") && table.contains("Pending"), "{table}");
+        let described = k.ok(&["describe", "pod", &name]);
+        assert!(described.contains("8080/TCP"), "{described}");
+        // An unscheduled pod has no grace period: deletion is immediate.
+        k.ok(&["delete", "pod", &name, "--wait=true"]);
+        k.fails(&["get", "pod", &name]);
+    }
+}

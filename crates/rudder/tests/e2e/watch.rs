@@ -1,0 +1,95 @@
+//! `kubectl get -w`: a table row per change, from the list's resourceVersion, and a
+//! named watch that first shows the current object.
+
+use crate::{Cluster, KUBECTL_VERSIONS};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn expect_line(rx: &mpsc::Receiver<String>, want: &str) -> String {
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("no line with {want:?} in 10s"));
+        if line.contains(want) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn get_watch_follows_changes() {
+    let c = Cluster::start();
+    for v in KUBECTL_VERSIONS {
+        let k = c.kubectl(v);
+        let ns = format!("w-{}", v.replace('.', "-"));
+        k.ok(&["create", "ns", &ns]);
+        k.ok(&["create", "cm", "before", "-n", &ns, "--from-literal=a=1"]);
+        let mut watch = k.command(&["get", "cm", "-n", &ns, "-w", "--output-watch-events"]);
+        let mut child = watch.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let rx = lines_of(&mut child);
+        expect_line(&rx, "before");
+        k.ok(&["create", "cm", "during", "-n", &ns, "--from-literal=a=1"]);
+        assert!(expect_line(&rx, "during").contains("ADDED"));
+        k.ok(&["label", "cm", "during", "-n", &ns, "x=y"]);
+        assert!(expect_line(&rx, "during").contains("MODIFIED"));
+        k.ok(&["delete", "cm", "during", "-n", &ns]);
+        assert!(expect_line(&rx, "during").contains("DELETED"));
+        let _ = child.kill();
+        let _ = child.wait();
+
+        // A named watch starts from the current object (resourceVersion=0).
+        let mut named = k.command(&["get", "cm", "before", "-n", &ns, "-w"]);
+        let mut child = named.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let rx = lines_of(&mut child);
+        expect_line(&rx, "before");
+        k.ok(&["label", "cm", "before", "-n", &ns, "seen=yes"]);
+        expect_line(&rx, "before");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn raw_watches_get_bookmarks_and_end_at_their_timeout() {
+    let c = Cluster::start();
+    let k = c.kubectl("1.33");
+    k.ok(&["create", "cm", "x", "--from-literal=a=b"]);
+    let list: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps"])).unwrap();
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    // From the list's revision nothing has changed: only a bookmark arrives, just
+    // before the two-second timeout ends the stream.
+    let started = std::time::Instant::now();
+    let out = c.curl(&[
+        "-N",
+        &format!(
+            "{}/api/v1/namespaces/default/configmaps?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=2",
+            c.url()
+        ),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() >= Duration::from_secs(2) && started.elapsed() < Duration::from_secs(10));
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 1, "{text}");
+    assert_eq!(events[0]["type"], "BOOKMARK");
+    assert_eq!(events[0]["object"]["kind"], "ConfigMap");
+    // Without a resourceVersion the current state arrives first, as ADDED events.
+    let initial =
+        c.curl(&["-N", &format!("{}/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1", c.url())]);
+    let text = String::from_utf8_lossy(&initial.stdout);
+    assert!(text.contains("\"type\":\"ADDED\"") && text.contains("\"name\":\"x\""), "{text}");
+}
