@@ -7,6 +7,7 @@
 //! [`validation`] holds upstream's name and field rules; [`table`] computes the
 //! columns and rows `kubectl get` prints.
 
+pub mod convert;
 pub mod defaults;
 pub mod fields;
 pub mod registry;

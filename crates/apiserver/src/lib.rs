@@ -132,7 +132,7 @@ async fn bootstrap(ctx: &Ctx) -> Result<(), api::ApiError> {
         api::registry::find("", "v1", "namespaces").ok_or_else(|| api::ApiError::internal("no namespaces"))?;
     for name in DEFAULT_NAMESPACES {
         let key = namespaces.storage_key(None, name);
-        if ctx.objects.get(&key).await?.is_some() {
+        if ctx.objects.get(namespaces, &key).await?.is_some() {
             continue;
         }
         let mut ns = json!({

@@ -41,8 +41,13 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
-fn encode(obj: &Value) -> Bytes {
-    let mut copy = obj.clone();
+/// Parses a stored value into the shape `res` serves.
+pub fn decode_as(res: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
+    Ok(api::convert::from_storage(res, decode(kv)?))
+}
+
+fn encode(res: &Resource, obj: &Value) -> Bytes {
+    let mut copy = api::convert::to_storage(res, obj.clone());
     if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
@@ -59,16 +64,17 @@ impl Objects {
     }
 
     /// The object and its revision, if it exists.
-    pub async fn get(&self, key: &str) -> Result<Option<(Value, i64)>, ApiError> {
+    pub async fn get(&self, res: &Resource, key: &str) -> Result<Option<(Value, i64)>, ApiError> {
         match self.store.get(key).await.map_err(store_error)? {
-            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            Some(kv) => Ok(Some((decode_as(res, &kv)?, kv.mod_revision))),
             None => Ok(None),
         }
     }
 
     /// Writes a new object; 409 AlreadyExists if the key is taken.
     pub async fn create(&self, res: &Resource, key: &str, mut obj: Value) -> Result<Value, ApiError> {
-        let txn = Txn::new().when([Compare::absent(key)]).and_then([Op::Put { key: key.into(), value: encode(&obj) }]);
+        let txn =
+            Txn::new().when([Compare::absent(key)]).and_then([Op::Put { key: key.into(), value: encode(res, &obj) }]);
         let resp = self.store.txn(txn).await.map_err(store_error)?;
         if !resp.succeeded {
             return Err(ApiError::already_exists(res, name_of(&obj)));
@@ -82,7 +88,7 @@ impl Objects {
     pub async fn update(&self, res: &Resource, key: &str, mut obj: Value, expected: i64) -> Result<Value, ApiError> {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, expected)])
-            .and_then([Op::Put { key: key.into(), value: encode(&obj) }])
+            .and_then([Op::Put { key: key.into(), value: encode(res, &obj) }])
             .or_else([Op::get(key)]);
         let resp = self.store.txn(txn).await.map_err(store_error)?;
         if !resp.succeeded {
@@ -103,7 +109,7 @@ impl Objects {
         let resp = self.store.txn(txn).await.map_err(store_error)?;
         match resp.results.into_iter().next() {
             Some(OpResult::Delete { prev: Some(prev) }) if resp.succeeded => {
-                let mut obj = decode(&prev)?;
+                let mut obj = decode_as(res, &prev)?;
                 set_resource_version(&mut obj, resp.revision);
                 Ok(obj)
             }

@@ -8,6 +8,8 @@
 
 pub mod embedded;
 pub mod etcd;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
 pub use types::*;

@@ -104,7 +104,7 @@ pub async fn delete_object(ctx: &Ctx, t: &Target, opts: &DeleteOptions) -> Resul
     let res: &Resource = t.res;
     let name = t.name().to_string();
     for _ in 0..5 {
-        let (old, rev) = ctx.objects.get(&t.key()).await?.ok_or_else(|| ApiError::not_found(res, &name))?;
+        let (old, rev) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(res, &name))?;
         let uid = old.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
         if let Some(want) = &opts.precondition_uid
             && want != uid

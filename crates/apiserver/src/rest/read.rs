@@ -13,7 +13,7 @@ use std::sync::Arc;
 use store::{RangeRequest, prefix_end};
 
 pub async fn get(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, ApiError> {
-    let (obj, _) = ctx.objects.get(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+    let (obj, _) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
     Ok(object_response(t, req, http::StatusCode::OK, &obj))
 }
 
@@ -124,8 +124,9 @@ pub async fn collect(
         let fetched = resp.kvs.len();
         for (i, kv) in resp.kvs.iter().enumerate() {
             let obj = decode(kv)?;
+            // Selectors match the stored shape; clients get their version's.
             if sel.matches(res, &obj) {
-                items.push(obj);
+                items.push(api::convert::from_storage(res, obj));
             }
             if limit > 0 && items.len() as i64 == limit {
                 let more_here = i + 1 < fetched;
@@ -223,7 +224,7 @@ async fn single(ctx: &Ctx, res: &Resource, key: &str, sel: &Selectors) -> Result
     for kv in &resp.kvs {
         let obj = decode(kv)?;
         if sel.matches(res, &obj) {
-            items.push(obj);
+            items.push(api::convert::from_storage(res, obj));
         }
     }
     Ok(Page { items, revision: resp.revision, continue_token: None, remaining: None })

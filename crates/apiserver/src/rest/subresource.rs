@@ -24,7 +24,8 @@ pub async fn handle(ctx: &Arc<Ctx>, t: &Target, sub: &str, mut req: Request) -> 
     }
     match (kind, &req.method) {
         (Subresource::Status, &Method::GET) => {
-            let (obj, _) = ctx.objects.get(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+            let (obj, _) =
+                ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
             Ok(wire::ok(&obj))
         }
         (Subresource::Status, &Method::PUT) => {
@@ -38,7 +39,8 @@ pub async fn handle(ctx: &Arc<Ctx>, t: &Target, sub: &str, mut req: Request) -> 
             Ok(wire::with_warnings(wire::ok(&obj), &warnings))
         }
         (Subresource::Scale, &Method::GET) => {
-            let (obj, _) = ctx.objects.get(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+            let (obj, _) =
+                ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
             Ok(wire::ok(&scale_of(&obj)?))
         }
         (Subresource::Scale, &Method::PUT | &Method::PATCH) => scale_write(ctx, t, &mut req).await,
@@ -88,7 +90,7 @@ async fn scale_write(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Re
         ((crate::patch::PatchType::Merge, checked.obj), false)
     };
     for attempt in 1..=5 {
-        let (old, rev) = ctx.objects.get(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+        let (old, rev) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
         let current = scale_of(&old)?;
         let wanted = if is_patch {
             match scale.0 {
@@ -148,7 +150,7 @@ async fn bind(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, Api
     }
     let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
     for attempt in 1..=5 {
-        let (old, rev) = ctx.objects.get(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+        let (old, rev) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
         if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str)
             && Some(uid) != meta_str(&old, "uid")
         {
@@ -187,7 +189,7 @@ async fn bind(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, Api
 async fn evict(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, ApiError> {
     let bytes = req.body().await?;
     let eviction = body::parse_object(&bytes, req.content_type.as_deref())?;
-    let (pod, _) = ctx.objects.get(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+    let (pod, _) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
     let finished = matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
     let terminating = pod.pointer("/metadata/deletionTimestamp").is_some();
     if !finished && !terminating {
@@ -237,7 +239,7 @@ async fn evict(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, Ap
 /// is removed.
 async fn finalize(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, ApiError> {
     let checked = super::write::read_object(t, req).await?;
-    let (old, rev) = ctx.objects.get(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+    let (old, rev) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
     let mut new = old.clone();
     new["spec"]["finalizers"] = checked.obj.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
     let causes = api::validation::validate_namespace_finalize(&new, &old);

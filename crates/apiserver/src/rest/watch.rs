@@ -29,6 +29,11 @@ struct Format {
 
 impl Format {
     fn line(&mut self, kind: &str, change: Option<&Change>, obj: &Value) -> Bytes {
+        if api::convert::converts(self.res) && change.is_some() {
+            // Changes carry the stored shape; this client watches another version.
+            let served = api::convert::from_storage(self.res, obj.clone());
+            return self.line(kind, None, &served);
+        }
         if self.table {
             let t = crate::table::of_object(self.res, obj, self.include.as_deref(), !self.columns_sent);
             self.columns_sent = true;

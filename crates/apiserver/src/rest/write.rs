@@ -77,7 +77,7 @@ async fn admit_namespace(ctx: &Ctx, t: &Target, obj: &mut Value) -> Result<Optio
         _ => obj["metadata"]["namespace"] = json!(ns),
     }
     let namespaces = api::registry::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
-    match ctx.objects.get(&namespaces.storage_key(None, &ns)).await? {
+    match ctx.objects.get(namespaces, &namespaces.storage_key(None, &ns)).await? {
         None => Err(ApiError::not_found(namespaces, &ns)),
         Some((n, _)) if n.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::forbidden(format!(
             "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
@@ -295,7 +295,7 @@ pub async fn update_with(ctx: &Ctx, t: &Target, req: &Request, obj: Value, mode:
             "the namespace of the provided object does not match the namespace sent on the request",
         ));
     }
-    let (old, rev) = ctx.objects.get(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+    let (old, rev) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
     let manager = req.field_manager();
     commit(ctx, t, req.query.dry_run, &old, rev, obj, mode, Some(&manager)).await
 }
@@ -371,7 +371,7 @@ pub async fn patch_with(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let current = ctx.objects.get(&t.key()).await?;
+        let current = ctx.objects.get(t.res, &t.key()).await?;
         let (patched, warnings, old, rev) = match (current, kind) {
             (None, PatchType::Apply) if mode == Mode::Main => {
                 let Checked { obj: config, warnings } =

@@ -111,3 +111,42 @@ fn pods_default_and_describe_like_upstream() {
         k.fails(&["get", "pod", &name]);
     }
 }
+
+/// events.k8s.io/v1 Events are core Events seen through another version.
+#[test]
+fn events_are_one_object_in_two_versions() {
+    let c = Cluster::start();
+    let k = c.kubectl("1.33");
+    k.ok(&["create", "configmap", "cfg", "--from-literal=a=b"]);
+    let uid = k.ok(&["get", "cm", "cfg", "-o", "jsonpath={.metadata.uid}"]);
+    let event = "apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: hello, namespace: default}
+eventTime: 2024-01-02T03:04:05.000000Z
+reportingController: example.com/tester
+reportingInstance: tester-1
+action: Testing
+reason: Tested
+type: Normal
+note: hello from events.k8s.io
+regarding: {kind: ConfigMap, name: cfg, namespace: default, apiVersion: v1, uid: UID}
+"
+    .replace("UID", &uid);
+    k.ok_stdin(&["create", "-f", "-"], &event);
+    let core: serde_json::Value = serde_json::from_str(&k.ok(&["get", "events.v1.", "hello", "-o", "json"])).unwrap();
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["message"], "hello from events.k8s.io");
+    assert_eq!(core["involvedObject"]["name"], "cfg");
+    assert_eq!(core["reportingComponent"], "example.com/tester");
+    let v1: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "events.v1.events.k8s.io", "hello", "-o", "json"])).unwrap();
+    assert_eq!(v1["note"], "hello from events.k8s.io");
+    assert_eq!(v1["metadata"]["uid"], core["metadata"]["uid"]);
+    let table = k.ok(&["get", "events", "--field-selector", "involvedObject.name=cfg"]);
+    assert!(table.contains("Tested") && table.contains("configmap/cfg"), "{table}");
+    // describe finds the event by the object's uid, through the core version.
+    let described = k.ok(&["describe", "configmap", "cfg"]);
+    assert!(described.contains("Tested") && described.contains("hello from events.k8s.io"), "{described}");
+    k.ok(&["delete", "events.v1.events.k8s.io", "hello"]);
+    k.fails(&["get", "events.v1.", "hello"]);
+}

@@ -82,3 +82,26 @@ done"#,
         &missing[..missing.len().min(5)]
     );
 }
+
+/// The same server on the etcd backend: kubectl works, and state lives in etcd across
+/// a restart.
+#[test]
+fn etcd_backend_serves_kubectl_and_keeps_state() {
+    let etcd = store::testing::EtcdServer::start();
+    let mut c = Cluster::start_with(&["--store", "etcd", "--etcd-endpoints", &etcd.endpoint]);
+    for v in crate::KUBECTL_VERSIONS {
+        let k = c.kubectl(v);
+        let ns = format!("etcd-{}", v.replace('.', "-"));
+        k.ok(&["create", "ns", &ns]);
+        k.ok_stdin(&["apply", "-n", &ns, "-f", "-"], crate::DEPLOYMENT);
+        k.ok(&["scale", "deploy", "web", "-n", &ns, "--replicas=4"]);
+        let table = k.ok(&["get", "deploy", "-n", &ns]);
+        assert!(table.contains("0/4"), "{table}");
+    }
+    c.restart();
+    let k = c.kubectl("1.33");
+    let replicas = k.ok(&["get", "deploy", "web", "-n", "etcd-1-33", "-o", "jsonpath={.spec.replicas}"]);
+    assert_eq!(replicas, "4");
+    k.ok(&["delete", "ns", "etcd-1-27"]);
+    k.fails(&["get", "ns", "etcd-1-27"]);
+}

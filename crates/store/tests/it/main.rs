@@ -3,7 +3,6 @@
 
 mod conformance;
 mod embedded;
-mod etcd_server;
 
 use std::sync::Arc;
 use store::Store;
@@ -22,7 +21,7 @@ pub fn embedded() -> Backend {
 }
 
 pub async fn etcd() -> Backend {
-    let server = etcd_server::EtcdServer::start();
+    let server = store::testing::EtcdServer::start();
     let s = store::etcd::EtcdStore::connect(std::slice::from_ref(&server.endpoint)).await.unwrap();
     Backend { store: Arc::new(s), _guard: Box::new(server) }
 }

@@ -1,4 +1,5 @@
-//! A real etcd server on loopback ports, started for one test and removed after it.
+//! A real etcd server on loopback ports, started for one test and removed after it
+//! (the `testing` feature; for tests of this crate and of its users).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
