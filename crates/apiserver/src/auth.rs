@@ -55,9 +55,10 @@ impl Authenticator {
     }
 }
 
-/// Paths served without credentials, as upstream's `system:public-info-viewer` allows.
+/// Paths served without credentials, as upstream's `system:public-info-viewer` allows,
+/// plus `/cacerts`: the CA a joining node checks against the hash in its join token.
 pub fn is_public(path: &str) -> bool {
-    matches!(path, "/version" | "/version/" | "/healthz" | "/livez" | "/readyz")
+    matches!(path, "/version" | "/version/" | "/healthz" | "/livez" | "/readyz" | "/cacerts")
         || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")

@@ -45,6 +45,8 @@ pub struct Ctx {
     pub ready: AtomicBool,
     /// `host:port` as discovery advertises it.
     pub server_address: String,
+    /// The cluster CA, served at `/cacerts` for joining nodes.
+    pub ca_pem: String,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +112,7 @@ impl ApiServer {
             metrics: metrics::Metrics::default(),
             ready: AtomicBool::new(false),
             server_address: addr.to_string(),
+            ca_pem: pki.ca_pem.clone(),
         });
         // Serve at once (health and discovery answer while the namespaces are made).
         let (shutdown, rx) = signal::channel(false);

@@ -1,6 +1,8 @@
 //! `rudder`: one binary for the control plane and its tools. Each verb lives in its
 //! own module; `main` parses the command line, sets up logging and runs the verb.
 
+#[allow(dead_code)] // used by `rudder sim` and `rudder agent`, which join with a token
+mod join;
 mod kubeconfig;
 mod server;
 

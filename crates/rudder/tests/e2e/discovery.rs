@@ -39,7 +39,7 @@ fn version_api_resources_and_explain() {
 fn health_and_metrics() {
     let c = Cluster::start();
     // Health and version answer without credentials; everything else needs them.
-    for path in ["/readyz", "/livez", "/healthz", "/version"] {
+    for path in ["/readyz", "/livez", "/healthz", "/version", "/cacerts"] {
         let out = std::process::Command::new("curl")
             .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
             .arg(c.data_dir().join("tls/ca.crt"))
@@ -48,6 +48,9 @@ fn health_and_metrics() {
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{path}");
     }
+    // /cacerts is the CA a joining node pins with the hash in its join token.
+    let ca = std::process::Command::new("curl").args(["-sSk", &format!("{}/cacerts", c.url())]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ca.stdout), std::fs::read_to_string(c.data_dir().join("tls/ca.crt")).unwrap());
     let metrics = c.curl(&[&format!("{}/metrics", c.url())]);
     let text = String::from_utf8_lossy(&metrics.stdout);
     assert!(text.contains("# TYPE apiserver_request_total counter"), "{text}");
