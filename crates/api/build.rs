@@ -15,6 +15,7 @@ pub const SERVED_DOCUMENTS: &[&str] = &[
     "apis__discovery.k8s.io__v1",
     "apis__events.k8s.io__v1",
     "apis__policy__v1",
+    "apis__scheduling.k8s.io__v1",
 ];
 
 fn main() {

@@ -185,6 +185,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, short: [], categories: [], sub: []),
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, short: [], categories: [], sub: []),
     resource!("events.k8s.io", "v1", "Event", "events", "event", true, short: ["ev"], categories: [], sub: [], storage: "events"),
+    resource!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, short: ["pc"], categories: [], sub: []),
     resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, short: ["pdb"], categories: [], sub: [Status]),
 ];
 

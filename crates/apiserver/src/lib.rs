@@ -9,6 +9,7 @@
 //! [`fieldmanager`]. Discovery and OpenAPI are served from [`discovery`] and
 //! [`openapi`].
 
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod decode;
@@ -129,34 +130,42 @@ impl ApiServer {
     }
 }
 
-/// Creates the default namespaces that are missing.
+/// Creates the default namespaces and the system priority classes that are missing.
 async fn bootstrap(ctx: &Ctx) -> Result<(), api::ApiError> {
-    let namespaces =
-        api::registry::find("", "v1", "namespaces").ok_or_else(|| api::ApiError::internal("no namespaces"))?;
+    let find = |g, v, p| api::registry::find(g, v, p).ok_or_else(|| api::ApiError::internal(format!("{p} not served")));
+    let namespaces = find("", "v1", "namespaces")?;
     for name in DEFAULT_NAMESPACES {
-        let key = namespaces.storage_key(None, name);
-        if ctx.objects.get(namespaces, &key).await?.is_some() {
-            continue;
-        }
-        let mut ns = json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "uid": rest::new_uid(),
-                "creationTimestamp": api::time::now_rfc3339(),
-            },
+        ensure(ctx, namespaces, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await?;
+    }
+    let classes = find("scheduling.k8s.io", "v1", "priorityclasses")?;
+    for (name, value) in api::validation::SYSTEM_PRIORITY_CLASSES {
+        let description = "Used for system critical pods that must not be moved from their current node.";
+        let class = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description,
         });
-        api::defaults::apply(namespaces, &mut ns);
-        if let Some(schema) = rest::schema_of(namespaces) {
-            let now = api::time::now_rfc3339();
-            fieldmanager::update(None, &mut ns, "rudder", None, "v1", &now, schema);
-        }
-        match ctx.objects.create(namespaces, &key, ns).await {
-            Ok(_) => {}
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => return Err(e),
-        }
+        ensure(ctx, classes, class).await?;
     }
     Ok(())
+}
+
+/// Creates a cluster-scoped object unless it exists.
+async fn ensure(ctx: &Ctx, res: &'static api::Resource, mut obj: serde_json::Value) -> Result<(), api::ApiError> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let key = res.storage_key(None, &name);
+    if ctx.objects.get(res, &key).await?.is_some() {
+        return Ok(());
+    }
+    obj["metadata"]["uid"] = json!(rest::new_uid());
+    obj["metadata"]["creationTimestamp"] = json!(api::time::now_rfc3339());
+    api::defaults::apply(res, &mut obj);
+    if let Some(schema) = rest::schema_of(res) {
+        let now = api::time::now_rfc3339();
+        fieldmanager::update(None, &mut obj, "rudder", None, &res.api_version(), &now, schema);
+    }
+    match ctx.objects.create(res, &key, obj).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -21,6 +21,7 @@ static DOCUMENTS: &[(&str, &[u8])] = &[
     doc!("apis/discovery.k8s.io/v1", "apis__discovery.k8s.io__v1.json"),
     doc!("apis/events.k8s.io/v1", "apis__events.k8s.io__v1.json"),
     doc!("apis/policy/v1", "apis__policy__v1.json"),
+    doc!("apis/scheduling.k8s.io/v1", "apis__scheduling.k8s.io__v1.json"),
 ];
 
 /// The media type kubectl parses for the v2 document (its own Accept spelling, with

@@ -42,6 +42,7 @@ PACKAGES = {
     "k8s.io.api.discovery.v1": ("api", "discovery/v1"),
     "k8s.io.api.events.v1": ("api", "events/v1"),
     "k8s.io.api.autoscaling.v1": ("api", "autoscaling/v1"),
+    "k8s.io.api.scheduling.v1": ("api", "scheduling/v1"),
     "k8s.io.apimachinery.pkg.apis.meta.v1": ("apimachinery", "pkg/apis/meta/v1"),
     "k8s.io.apimachinery.pkg.api.resource": ("apimachinery", "pkg/api/resource"),
     "k8s.io.apimachinery.pkg.util.intstr": ("apimachinery", "pkg/util/intstr"),
@@ -75,6 +76,7 @@ ROOTS = [
     ("events.k8s.io/v1", "Event", "k8s.io.api.events.v1.Event"),
     ("policy/v1", "PodDisruptionBudget", "k8s.io.api.policy.v1.PodDisruptionBudget"),
     ("policy/v1", "Eviction", "k8s.io.api.policy.v1.Eviction"),
+    ("scheduling.k8s.io/v1", "PriorityClass", "k8s.io.api.scheduling.v1.PriorityClass"),
     ("autoscaling/v1", "Scale", "k8s.io.api.autoscaling.v1.Scale"),
     ("*", "DeleteOptions", "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions"),
 ]

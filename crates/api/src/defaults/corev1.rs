@@ -319,6 +319,13 @@ pub(super) fn lease(obj: &mut Value) {
     }
 }
 
+/// A PriorityClass preempts lower priorities unless told otherwise.
+pub(super) fn priority_class(obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        default_value(m, "preemptionPolicy", json!("PreemptLowerPriority"));
+    }
+}
+
 /// A PDB's spec is a struct and its status counters are always written.
 pub(super) fn pdb(obj: &mut Value) {
     if let Some(m) = obj.as_object_mut() {

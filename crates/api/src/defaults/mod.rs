@@ -40,6 +40,7 @@ pub fn apply(resource: &Resource, obj: &mut Value) {
         ("discovery.k8s.io", "EndpointSlice") => corev1::endpoint_slice(obj),
         ("coordination.k8s.io", "Lease") => corev1::lease(obj),
         ("policy", "PodDisruptionBudget") => corev1::pdb(obj),
+        ("scheduling.k8s.io", "PriorityClass") => corev1::priority_class(obj),
         _ => {}
     }
 }

@@ -163,4 +163,12 @@ pub(crate) static POD_DISRUPTION_BUDGET: &[ColumnDefinition] = &[
     AGE,
 ];
 
+pub(crate) static PRIORITY_CLASS: &[ColumnDefinition] = &[
+    NAME,
+    col("Value", "integer", d::PRIORITY_CLASS_VALUE),
+    col("Global-Default", "boolean", d::PRIORITY_CLASS_GLOBAL_DEFAULT),
+    AGE,
+    col("PreemptionPolicy", "string", d::PRIORITY_CLASS_PREEMPTION_POLICY),
+];
+
 pub(crate) static LEASE: &[ColumnDefinition] = &[NAME, col("Holder", "string", d::LEASE_HOLDER), AGE];

@@ -5,7 +5,7 @@
 use super::age;
 use super::fields::{arr_at, bool_at, format_labels, get, int_at, len_at, name, opt_int_at, str_at};
 use super::time::Nanos;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 const LABEL_NODE_ROLE_PREFIX: &str = "node-role.kubernetes.io/";
@@ -235,6 +235,15 @@ pub(super) fn secret(s: &Value, now: Nanos) -> Vec<Value> {
 
 pub(super) fn service_account(sa: &Value, now: Nanos) -> Vec<Value> {
     vec![name(sa), Value::from(len_at(sa, "/secrets")), age(sa, now)]
+}
+
+/// PriorityClass: its value, whether it is the default, and its preemption policy.
+pub(super) fn priority_class(pc: &Value, now: Nanos) -> Vec<Value> {
+    let policy = match str_at(pc, "/preemptionPolicy") {
+        "" => "PreemptLowerPriority",
+        p => p,
+    };
+    vec![name(pc), json!(int_at(pc, "/value")), json!(bool_at(pc, "/globalDefault")), age(pc, now), json!(policy)]
 }
 
 pub(super) fn lease(l: &Value, now: Nanos) -> Vec<Value> {

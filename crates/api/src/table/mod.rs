@@ -60,6 +60,7 @@ enum Printer {
     Job,
     CronJob,
     PodDisruptionBudget,
+    PriorityClass,
     Lease,
     Default,
 }
@@ -86,6 +87,7 @@ impl Printer {
             ("batch", "Job") => Printer::Job,
             ("batch", "CronJob") => Printer::CronJob,
             ("policy", "PodDisruptionBudget") => Printer::PodDisruptionBudget,
+            ("scheduling.k8s.io", "PriorityClass") => Printer::PriorityClass,
             ("coordination.k8s.io", "Lease") => Printer::Lease,
             _ => Printer::Default,
         }
@@ -111,6 +113,7 @@ impl Printer {
             Printer::Job => columns::JOB,
             Printer::CronJob => columns::CRON_JOB,
             Printer::PodDisruptionBudget => columns::POD_DISRUPTION_BUDGET,
+            Printer::PriorityClass => columns::PRIORITY_CLASS,
             Printer::Lease => columns::LEASE,
             Printer::Default => columns::DEFAULT,
         }
@@ -136,6 +139,7 @@ impl Printer {
             Printer::Job => workloads::job(obj, now),
             Printer::CronJob => workloads::cron_job(obj, now),
             Printer::PodDisruptionBudget => workloads::pod_disruption_budget(obj, now),
+            Printer::PriorityClass => core::priority_class(obj, now),
             Printer::Lease => core::lease(obj, now),
             Printer::Default => vec![fields::name(obj), age(obj, now)],
         }
@@ -213,7 +217,7 @@ mod tests {
             for obj in [json!({}), json!(null), json!({"metadata": {"name": "x"}, "spec": 3, "status": []})] {
                 let cells = row(r, &obj, NOW);
                 assert_eq!(cells.len(), columns(r).len(), "{}", r.kind);
-                assert!(cells.iter().all(|c| c.is_string() || c.is_i64()), "{}: {cells:?}", r.kind);
+                assert!(cells.iter().all(|c| c.is_string() || c.is_i64() || c.is_boolean()), "{}: {cells:?}", r.kind);
             }
         }
     }
@@ -234,6 +238,7 @@ mod tests {
                 "ControllerRevision" => vec![2],
                 "CronJob" => vec![4],
                 "PodDisruptionBudget" => vec![3],
+                "PriorityClass" => vec![1],
                 _ => vec![],
             }
         };

@@ -15,12 +15,14 @@ mod names;
 mod net;
 mod pod;
 mod quantity;
+mod scheduling;
 mod service;
 
 pub use batch::parse_cron;
 pub use names::*;
 pub use pod::validate_binding;
 pub use quantity::{Format, QUANTITY_FORMAT_MESSAGE, Quantity, QuantityError, parse_quantity};
+pub use scheduling::{HIGHEST_USER_DEFINABLE_PRIORITY, SYSTEM_PRIORITY_CLASSES};
 
 use crate::registry::Resource;
 use crate::status::Cause;
@@ -51,6 +53,7 @@ enum Kind {
     Lease,
     EndpointSlice,
     PodDisruptionBudget,
+    PriorityClass,
     /// Served but without kind rules here: only the checks every object passes.
     Other,
 }
@@ -77,6 +80,7 @@ fn kind_of(resource: &Resource) -> Kind {
         ("coordination.k8s.io", "Lease") => Kind::Lease,
         ("discovery.k8s.io", "EndpointSlice") => Kind::EndpointSlice,
         ("policy", "PodDisruptionBudget") => Kind::PodDisruptionBudget,
+        ("scheduling.k8s.io", "PriorityClass") => Kind::PriorityClass,
         _ => Kind::Other,
     }
 }
@@ -122,6 +126,7 @@ pub fn validate_create(resource: &Resource, obj: &Value) -> Vec<Cause> {
         Kind::Lease => corev1::validate_lease(obj),
         Kind::EndpointSlice => service::validate_endpoint_slice(obj),
         Kind::PodDisruptionBudget => corev1::validate_pdb(obj),
+        Kind::PriorityClass => scheduling::validate_priority_class(obj),
         Kind::Other => Vec::new(),
     };
     // Upstream runs the common metadata checks only once the kind's own rules pass, so
@@ -155,6 +160,7 @@ pub fn validate_update(resource: &Resource, new: &Value, old: &Value) -> Vec<Cau
         Kind::Lease => corev1::validate_lease_update(new, old),
         Kind::EndpointSlice => service::validate_endpoint_slice_update(new, old),
         Kind::PodDisruptionBudget => corev1::validate_pdb(new),
+        Kind::PriorityClass => scheduling::validate_priority_class_update(new, old),
         Kind::Other => Vec::new(),
     });
     dedup(errs)

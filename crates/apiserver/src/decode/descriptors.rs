@@ -8,35 +8,35 @@ use super::{Message, f};
 
 /// Every message reachable from [`ROOTS`], sorted by name; `M(i)` refers to `MESSAGES[i]`.
 #[rustfmt::skip]
-pub(super) static MESSAGES: [Message; 232] = [
+pub(super) static MESSAGES: [Message; 233] = [
     // 0
-    Message { name: "k8s.io.api.apps.v1.ControllerRevision", fields: &[f(1, "metadata", M(229), Optional), f(2, "data", RawExtension, Optional), f(3, "revision", Int64, Optional)] },
+    Message { name: "k8s.io.api.apps.v1.ControllerRevision", fields: &[f(1, "metadata", M(230), Optional), f(2, "data", RawExtension, Optional), f(3, "revision", Int64, Optional)] },
     // 1
-    Message { name: "k8s.io.api.apps.v1.DaemonSet", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(3), Optional), f(3, "status", M(4), Optional)] },
+    Message { name: "k8s.io.api.apps.v1.DaemonSet", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(3), Optional), f(3, "status", M(4), Optional)] },
     // 2
     Message { name: "k8s.io.api.apps.v1.DaemonSetCondition", fields: &[f(1, "type", String, Optional), f(2, "status", String, Optional), f(3, "lastTransitionTime", Time, Optional), f(4, "reason", String, OmitZero), f(5, "message", String, OmitZero)] },
     // 3
-    Message { name: "k8s.io.api.apps.v1.DaemonSetSpec", fields: &[f(1, "selector", M(226), Optional), f(2, "template", M(162), Optional), f(3, "updateStrategy", M(5), Optional), f(4, "minReadySeconds", Int32, OmitZero), f(6, "revisionHistoryLimit", Int32, Optional)] },
+    Message { name: "k8s.io.api.apps.v1.DaemonSetSpec", fields: &[f(1, "selector", M(227), Optional), f(2, "template", M(162), Optional), f(3, "updateStrategy", M(5), Optional), f(4, "minReadySeconds", Int32, OmitZero), f(6, "revisionHistoryLimit", Int32, Optional)] },
     // 4
     Message { name: "k8s.io.api.apps.v1.DaemonSetStatus", fields: &[f(1, "currentNumberScheduled", Int32, Optional), f(2, "numberMisscheduled", Int32, Optional), f(3, "desiredNumberScheduled", Int32, Optional), f(4, "numberReady", Int32, Optional), f(5, "observedGeneration", Int64, OmitZero), f(6, "updatedNumberScheduled", Int32, OmitZero), f(7, "numberAvailable", Int32, OmitZero), f(8, "numberUnavailable", Int32, OmitZero), f(9, "collisionCount", Int32, Optional), f(10, "conditions", M(2), Repeated)] },
     // 5
     Message { name: "k8s.io.api.apps.v1.DaemonSetUpdateStrategy", fields: &[f(1, "type", String, OmitZero), f(2, "rollingUpdate", M(15), Optional)] },
     // 6
-    Message { name: "k8s.io.api.apps.v1.Deployment", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(8), Optional), f(3, "status", M(9), Optional)] },
+    Message { name: "k8s.io.api.apps.v1.Deployment", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(8), Optional), f(3, "status", M(9), Optional)] },
     // 7
     Message { name: "k8s.io.api.apps.v1.DeploymentCondition", fields: &[f(1, "type", String, Optional), f(2, "status", String, Optional), f(4, "reason", String, OmitZero), f(5, "message", String, OmitZero), f(6, "lastUpdateTime", Time, Optional), f(7, "lastTransitionTime", Time, Optional)] },
     // 8
-    Message { name: "k8s.io.api.apps.v1.DeploymentSpec", fields: &[f(1, "replicas", Int32, Optional), f(2, "selector", M(226), Optional), f(3, "template", M(162), Optional), f(4, "strategy", M(10), Optional), f(5, "minReadySeconds", Int32, OmitZero), f(6, "revisionHistoryLimit", Int32, Optional), f(7, "paused", Bool, OmitZero), f(9, "progressDeadlineSeconds", Int32, Optional)] },
+    Message { name: "k8s.io.api.apps.v1.DeploymentSpec", fields: &[f(1, "replicas", Int32, Optional), f(2, "selector", M(227), Optional), f(3, "template", M(162), Optional), f(4, "strategy", M(10), Optional), f(5, "minReadySeconds", Int32, OmitZero), f(6, "revisionHistoryLimit", Int32, Optional), f(7, "paused", Bool, OmitZero), f(9, "progressDeadlineSeconds", Int32, Optional)] },
     // 9
     Message { name: "k8s.io.api.apps.v1.DeploymentStatus", fields: &[f(1, "observedGeneration", Int64, OmitZero), f(2, "replicas", Int32, OmitZero), f(3, "updatedReplicas", Int32, OmitZero), f(4, "availableReplicas", Int32, OmitZero), f(5, "unavailableReplicas", Int32, OmitZero), f(6, "conditions", M(7), Repeated), f(7, "readyReplicas", Int32, OmitZero), f(8, "collisionCount", Int32, Optional), f(9, "terminatingReplicas", Int32, Optional)] },
     // 10
     Message { name: "k8s.io.api.apps.v1.DeploymentStrategy", fields: &[f(1, "type", String, OmitZero), f(2, "rollingUpdate", M(16), Optional)] },
     // 11
-    Message { name: "k8s.io.api.apps.v1.ReplicaSet", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(13), Optional), f(3, "status", M(14), Optional)] },
+    Message { name: "k8s.io.api.apps.v1.ReplicaSet", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(13), Optional), f(3, "status", M(14), Optional)] },
     // 12
     Message { name: "k8s.io.api.apps.v1.ReplicaSetCondition", fields: &[f(1, "type", String, Optional), f(2, "status", String, Optional), f(3, "lastTransitionTime", Time, Optional), f(4, "reason", String, OmitZero), f(5, "message", String, OmitZero)] },
     // 13
-    Message { name: "k8s.io.api.apps.v1.ReplicaSetSpec", fields: &[f(1, "replicas", Int32, Optional), f(2, "selector", M(226), Optional), f(3, "template", M(162), Optional), f(4, "minReadySeconds", Int32, OmitZero)] },
+    Message { name: "k8s.io.api.apps.v1.ReplicaSetSpec", fields: &[f(1, "replicas", Int32, Optional), f(2, "selector", M(227), Optional), f(3, "template", M(162), Optional), f(4, "minReadySeconds", Int32, OmitZero)] },
     // 14
     Message { name: "k8s.io.api.apps.v1.ReplicaSetStatus", fields: &[f(1, "replicas", Int32, Optional), f(2, "fullyLabeledReplicas", Int32, OmitZero), f(3, "observedGeneration", Int64, OmitZero), f(4, "readyReplicas", Int32, OmitZero), f(5, "availableReplicas", Int32, OmitZero), f(6, "conditions", M(12), Repeated), f(7, "terminatingReplicas", Int32, Optional)] },
     // 15
@@ -46,7 +46,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 17
     Message { name: "k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy", fields: &[f(1, "partition", Int32, Optional), f(2, "maxUnavailable", IntOrString, Optional)] },
     // 18
-    Message { name: "k8s.io.api.apps.v1.StatefulSet", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(22), Optional), f(3, "status", M(23), Optional)] },
+    Message { name: "k8s.io.api.apps.v1.StatefulSet", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(22), Optional), f(3, "status", M(23), Optional)] },
     // 19
     Message { name: "k8s.io.api.apps.v1.StatefulSetCondition", fields: &[f(1, "type", String, Optional), f(2, "status", String, Optional), f(3, "lastTransitionTime", Time, Optional), f(4, "reason", String, OmitZero), f(5, "message", String, OmitZero)] },
     // 20
@@ -54,33 +54,33 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 21
     Message { name: "k8s.io.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy", fields: &[f(1, "whenDeleted", String, OmitZero), f(2, "whenScaled", String, OmitZero)] },
     // 22
-    Message { name: "k8s.io.api.apps.v1.StatefulSetSpec", fields: &[f(1, "replicas", Int32, Optional), f(2, "selector", M(226), Optional), f(3, "template", M(162), Optional), f(4, "volumeClaimTemplates", M(139), Repeated), f(5, "serviceName", String, Optional), f(6, "podManagementPolicy", String, OmitZero), f(7, "updateStrategy", M(24), Optional), f(8, "revisionHistoryLimit", Int32, Optional), f(9, "minReadySeconds", Int32, OmitZero), f(10, "persistentVolumeClaimRetentionPolicy", M(21), Optional), f(11, "ordinals", M(20), Optional)] },
+    Message { name: "k8s.io.api.apps.v1.StatefulSetSpec", fields: &[f(1, "replicas", Int32, Optional), f(2, "selector", M(227), Optional), f(3, "template", M(162), Optional), f(4, "volumeClaimTemplates", M(139), Repeated), f(5, "serviceName", String, Optional), f(6, "podManagementPolicy", String, OmitZero), f(7, "updateStrategy", M(24), Optional), f(8, "revisionHistoryLimit", Int32, Optional), f(9, "minReadySeconds", Int32, OmitZero), f(10, "persistentVolumeClaimRetentionPolicy", M(21), Optional), f(11, "ordinals", M(20), Optional)] },
     // 23
     Message { name: "k8s.io.api.apps.v1.StatefulSetStatus", fields: &[f(1, "observedGeneration", Int64, OmitZero), f(2, "replicas", Int32, Optional), f(3, "readyReplicas", Int32, OmitZero), f(4, "currentReplicas", Int32, OmitZero), f(5, "updatedReplicas", Int32, OmitZero), f(6, "currentRevision", String, OmitZero), f(7, "updateRevision", String, OmitZero), f(9, "collisionCount", Int32, Optional), f(10, "conditions", M(19), Repeated), f(11, "availableReplicas", Int32, Optional)] },
     // 24
     Message { name: "k8s.io.api.apps.v1.StatefulSetUpdateStrategy", fields: &[f(1, "type", String, OmitZero), f(2, "rollingUpdate", M(17), Optional)] },
     // 25
-    Message { name: "k8s.io.api.autoscaling.v1.Scale", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(26), Optional), f(3, "status", M(27), Optional)] },
+    Message { name: "k8s.io.api.autoscaling.v1.Scale", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(26), Optional), f(3, "status", M(27), Optional)] },
     // 26
     Message { name: "k8s.io.api.autoscaling.v1.ScaleSpec", fields: &[f(1, "replicas", Int32, OmitZero)] },
     // 27
     Message { name: "k8s.io.api.autoscaling.v1.ScaleStatus", fields: &[f(1, "replicas", Int32, Optional), f(2, "selector", String, OmitZero)] },
     // 28
-    Message { name: "k8s.io.api.batch.v1.CronJob", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(29), Optional), f(3, "status", M(30), Optional)] },
+    Message { name: "k8s.io.api.batch.v1.CronJob", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(29), Optional), f(3, "status", M(30), Optional)] },
     // 29
     Message { name: "k8s.io.api.batch.v1.CronJobSpec", fields: &[f(1, "schedule", String, Optional), f(2, "startingDeadlineSeconds", Int64, Optional), f(3, "concurrencyPolicy", String, OmitZero), f(4, "suspend", Bool, Optional), f(5, "jobTemplate", M(35), Optional), f(6, "successfulJobsHistoryLimit", Int32, Optional), f(7, "failedJobsHistoryLimit", Int32, Optional), f(8, "timeZone", String, Optional)] },
     // 30
     Message { name: "k8s.io.api.batch.v1.CronJobStatus", fields: &[f(1, "active", M(138), Repeated), f(4, "lastScheduleTime", Time, Optional), f(5, "lastSuccessfulTime", Time, Optional)] },
     // 31
-    Message { name: "k8s.io.api.batch.v1.Job", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(33), Optional), f(3, "status", M(34), Optional)] },
+    Message { name: "k8s.io.api.batch.v1.Job", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(33), Optional), f(3, "status", M(34), Optional)] },
     // 32
     Message { name: "k8s.io.api.batch.v1.JobCondition", fields: &[f(1, "type", String, Optional), f(2, "status", String, Optional), f(3, "lastProbeTime", Time, Optional), f(4, "lastTransitionTime", Time, Optional), f(5, "reason", String, OmitZero), f(6, "message", String, OmitZero)] },
     // 33
-    Message { name: "k8s.io.api.batch.v1.JobSpec", fields: &[f(1, "parallelism", Int32, Optional), f(2, "completions", Int32, Optional), f(3, "activeDeadlineSeconds", Int64, Optional), f(4, "selector", M(226), Optional), f(5, "manualSelector", Bool, Optional), f(6, "template", M(162), Optional), f(7, "backoffLimit", Int32, Optional), f(8, "ttlSecondsAfterFinished", Int32, Optional), f(9, "completionMode", String, Optional), f(10, "suspend", Bool, Optional), f(11, "podFailurePolicy", M(36), Optional), f(12, "backoffLimitPerIndex", Int32, Optional), f(13, "maxFailedIndexes", Int32, Optional), f(14, "podReplacementPolicy", String, Optional), f(15, "managedBy", String, Optional), f(16, "successPolicy", M(40), Optional)] },
+    Message { name: "k8s.io.api.batch.v1.JobSpec", fields: &[f(1, "parallelism", Int32, Optional), f(2, "completions", Int32, Optional), f(3, "activeDeadlineSeconds", Int64, Optional), f(4, "selector", M(227), Optional), f(5, "manualSelector", Bool, Optional), f(6, "template", M(162), Optional), f(7, "backoffLimit", Int32, Optional), f(8, "ttlSecondsAfterFinished", Int32, Optional), f(9, "completionMode", String, Optional), f(10, "suspend", Bool, Optional), f(11, "podFailurePolicy", M(36), Optional), f(12, "backoffLimitPerIndex", Int32, Optional), f(13, "maxFailedIndexes", Int32, Optional), f(14, "podReplacementPolicy", String, Optional), f(15, "managedBy", String, Optional), f(16, "successPolicy", M(40), Optional)] },
     // 34
     Message { name: "k8s.io.api.batch.v1.JobStatus", fields: &[f(1, "conditions", M(32), Repeated), f(2, "startTime", Time, Optional), f(3, "completionTime", Time, Optional), f(4, "active", Int32, OmitZero), f(5, "succeeded", Int32, OmitZero), f(6, "failed", Int32, OmitZero), f(7, "completedIndexes", String, OmitZero), f(8, "uncountedTerminatedPods", M(42), Optional), f(9, "ready", Int32, Optional), f(10, "failedIndexes", String, Optional), f(11, "terminating", Int32, Optional)] },
     // 35
-    Message { name: "k8s.io.api.batch.v1.JobTemplateSpec", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(33), Optional)] },
+    Message { name: "k8s.io.api.batch.v1.JobTemplateSpec", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(33), Optional)] },
     // 36
     Message { name: "k8s.io.api.batch.v1.PodFailurePolicy", fields: &[f(1, "rules", M(39), Repeated)] },
     // 37
@@ -96,7 +96,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 42
     Message { name: "k8s.io.api.batch.v1.UncountedTerminatedPods", fields: &[f(1, "succeeded", String, Repeated), f(2, "failed", String, Repeated)] },
     // 43
-    Message { name: "k8s.io.api.coordination.v1.Lease", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(44), Optional)] },
+    Message { name: "k8s.io.api.coordination.v1.Lease", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(44), Optional)] },
     // 44
     Message { name: "k8s.io.api.coordination.v1.LeaseSpec", fields: &[f(1, "holderIdentity", String, Optional), f(2, "leaseDurationSeconds", Int32, Optional), f(3, "acquireTime", MicroTime, Optional), f(4, "renewTime", MicroTime, Optional), f(5, "leaseTransitions", Int32, Optional), f(6, "strategy", String, Optional), f(7, "preferredHolder", String, Optional)] },
     // 45
@@ -112,7 +112,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 50
     Message { name: "k8s.io.api.core.v1.AzureFileVolumeSource", fields: &[f(1, "secretName", String, Optional), f(2, "shareName", String, Optional), f(3, "readOnly", Bool, OmitZero)] },
     // 51
-    Message { name: "k8s.io.api.core.v1.Binding", fields: &[f(1, "metadata", M(229), Optional), f(2, "target", M(138), Optional)] },
+    Message { name: "k8s.io.api.core.v1.Binding", fields: &[f(1, "metadata", M(230), Optional), f(2, "target", M(138), Optional)] },
     // 52
     Message { name: "k8s.io.api.core.v1.CSIVolumeSource", fields: &[f(1, "driver", String, Optional), f(2, "readOnly", Bool, Optional), f(3, "fsType", String, Optional), f(4, "volumeAttributes", String, Map), f(5, "nodePublishSecretRef", M(113), Optional)] },
     // 53
@@ -124,9 +124,9 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 56
     Message { name: "k8s.io.api.core.v1.ClientIPConfig", fields: &[f(1, "timeoutSeconds", Int32, Optional)] },
     // 57
-    Message { name: "k8s.io.api.core.v1.ClusterTrustBundleProjection", fields: &[f(1, "name", String, Optional), f(2, "signerName", String, Optional), f(3, "labelSelector", M(226), Optional), f(4, "path", String, Optional), f(5, "optional", Bool, Optional)] },
+    Message { name: "k8s.io.api.core.v1.ClusterTrustBundleProjection", fields: &[f(1, "name", String, Optional), f(2, "signerName", String, Optional), f(3, "labelSelector", M(227), Optional), f(4, "path", String, Optional), f(5, "optional", Bool, Optional)] },
     // 58
-    Message { name: "k8s.io.api.core.v1.ConfigMap", fields: &[f(1, "metadata", M(229), Optional), f(2, "data", String, Map), f(3, "binaryData", Bytes, Map), f(4, "immutable", Bool, Optional)] },
+    Message { name: "k8s.io.api.core.v1.ConfigMap", fields: &[f(1, "metadata", M(230), Optional), f(2, "data", String, Map), f(3, "binaryData", Bytes, Map), f(4, "immutable", Bool, Optional)] },
     // 59
     Message { name: "k8s.io.api.core.v1.ConfigMapEnvSource", fields: &[f(1, "localObjectReference", M(113), Inline), f(2, "optional", Bool, Optional)] },
     // 60
@@ -174,7 +174,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 81
     Message { name: "k8s.io.api.core.v1.EndpointSubset", fields: &[f(1, "addresses", M(79), Repeated), f(2, "notReadyAddresses", M(79), Repeated), f(3, "ports", M(80), Repeated)] },
     // 82
-    Message { name: "k8s.io.api.core.v1.Endpoints", fields: &[f(1, "metadata", M(229), Optional), f(2, "subsets", M(81), Repeated)] },
+    Message { name: "k8s.io.api.core.v1.Endpoints", fields: &[f(1, "metadata", M(230), Optional), f(2, "subsets", M(81), Repeated)] },
     // 83
     Message { name: "k8s.io.api.core.v1.EnvFromSource", fields: &[f(1, "prefix", String, OmitZero), f(2, "configMapRef", M(59), Optional), f(3, "secretRef", M(180), Optional)] },
     // 84
@@ -188,7 +188,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 88
     Message { name: "k8s.io.api.core.v1.EphemeralVolumeSource", fields: &[f(1, "volumeClaimTemplate", M(143), Optional)] },
     // 89
-    Message { name: "k8s.io.api.core.v1.Event", fields: &[f(1, "metadata", M(229), Optional), f(2, "involvedObject", M(138), Optional), f(3, "reason", String, OmitZero), f(4, "message", String, OmitZero), f(5, "source", M(91), Optional), f(6, "firstTimestamp", Time, Optional), f(7, "lastTimestamp", Time, Optional), f(8, "count", Int32, OmitZero), f(9, "type", String, OmitZero), f(10, "eventTime", MicroTime, Optional), f(11, "series", M(90), Optional), f(12, "action", String, OmitZero), f(13, "related", M(138), Optional), f(14, "reportingComponent", String, Optional), f(15, "reportingInstance", String, Optional)] },
+    Message { name: "k8s.io.api.core.v1.Event", fields: &[f(1, "metadata", M(230), Optional), f(2, "involvedObject", M(138), Optional), f(3, "reason", String, OmitZero), f(4, "message", String, OmitZero), f(5, "source", M(91), Optional), f(6, "firstTimestamp", Time, Optional), f(7, "lastTimestamp", Time, Optional), f(8, "count", Int32, OmitZero), f(9, "type", String, OmitZero), f(10, "eventTime", MicroTime, Optional), f(11, "series", M(90), Optional), f(12, "action", String, OmitZero), f(13, "related", M(138), Optional), f(14, "reportingComponent", String, Optional), f(15, "reportingInstance", String, Optional)] },
     // 90
     Message { name: "k8s.io.api.core.v1.EventSeries", fields: &[f(1, "count", Int32, OmitZero), f(2, "lastObservedTime", MicroTime, Optional)] },
     // 91
@@ -242,7 +242,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 115
     Message { name: "k8s.io.api.core.v1.NFSVolumeSource", fields: &[f(1, "server", String, Optional), f(2, "path", String, Optional), f(3, "readOnly", Bool, OmitZero)] },
     // 116
-    Message { name: "k8s.io.api.core.v1.Namespace", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(118), Optional), f(3, "status", M(119), Optional)] },
+    Message { name: "k8s.io.api.core.v1.Namespace", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(118), Optional), f(3, "status", M(119), Optional)] },
     // 117
     Message { name: "k8s.io.api.core.v1.NamespaceCondition", fields: &[f(1, "type", String, Optional), f(2, "status", String, Optional), f(4, "lastTransitionTime", Time, Optional), f(5, "reason", String, OmitZero), f(6, "message", String, OmitZero)] },
     // 118
@@ -250,7 +250,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 119
     Message { name: "k8s.io.api.core.v1.NamespaceStatus", fields: &[f(1, "phase", String, OmitZero), f(2, "conditions", M(117), Repeated)] },
     // 120
-    Message { name: "k8s.io.api.core.v1.Node", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(133), Optional), f(3, "status", M(134), Optional)] },
+    Message { name: "k8s.io.api.core.v1.Node", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(133), Optional), f(3, "status", M(134), Optional)] },
     // 121
     Message { name: "k8s.io.api.core.v1.NodeAddress", fields: &[f(1, "type", String, Optional), f(2, "address", String, Optional)] },
     // 122
@@ -288,25 +288,25 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 138
     Message { name: "k8s.io.api.core.v1.ObjectReference", fields: &[f(1, "kind", String, OmitZero), f(2, "namespace", String, OmitZero), f(3, "name", String, OmitZero), f(4, "uid", String, OmitZero), f(5, "apiVersion", String, OmitZero), f(6, "resourceVersion", String, OmitZero), f(7, "fieldPath", String, OmitZero)] },
     // 139
-    Message { name: "k8s.io.api.core.v1.PersistentVolumeClaim", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(141), Optional), f(3, "status", M(142), Optional)] },
+    Message { name: "k8s.io.api.core.v1.PersistentVolumeClaim", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(141), Optional), f(3, "status", M(142), Optional)] },
     // 140
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimCondition", fields: &[f(1, "type", String, Optional), f(2, "status", String, Optional), f(3, "lastProbeTime", Time, Optional), f(4, "lastTransitionTime", Time, Optional), f(5, "reason", String, OmitZero), f(6, "message", String, OmitZero)] },
     // 141
-    Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimSpec", fields: &[f(1, "accessModes", String, Repeated), f(2, "resources", M(206), Optional), f(3, "volumeName", String, OmitZero), f(4, "selector", M(226), Optional), f(5, "storageClassName", String, Optional), f(6, "volumeMode", String, Optional), f(7, "dataSource", M(199), Optional), f(8, "dataSourceRef", M(200), Optional), f(9, "volumeAttributesClassName", String, Optional)] },
+    Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimSpec", fields: &[f(1, "accessModes", String, Repeated), f(2, "resources", M(206), Optional), f(3, "volumeName", String, OmitZero), f(4, "selector", M(227), Optional), f(5, "storageClassName", String, Optional), f(6, "volumeMode", String, Optional), f(7, "dataSource", M(199), Optional), f(8, "dataSourceRef", M(200), Optional), f(9, "volumeAttributesClassName", String, Optional)] },
     // 142
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimStatus", fields: &[f(1, "phase", String, OmitZero), f(2, "accessModes", String, Repeated), f(3, "capacity", Quantity, Map), f(4, "conditions", M(140), Repeated), f(5, "allocatedResources", Quantity, Map), f(7, "allocatedResourceStatuses", String, Map), f(8, "currentVolumeAttributesClassName", String, Optional), f(9, "modifyVolumeStatus", M(114), Optional)] },
     // 143
-    Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimTemplate", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(141), Optional)] },
+    Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimTemplate", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(141), Optional)] },
     // 144
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimVolumeSource", fields: &[f(1, "claimName", String, Optional), f(2, "readOnly", Bool, OmitZero)] },
     // 145
     Message { name: "k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource", fields: &[f(1, "pdID", String, Optional), f(2, "fsType", String, OmitZero)] },
     // 146
-    Message { name: "k8s.io.api.core.v1.Pod", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(160), Optional), f(3, "status", M(161), Optional)] },
+    Message { name: "k8s.io.api.core.v1.Pod", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(160), Optional), f(3, "status", M(161), Optional)] },
     // 147
     Message { name: "k8s.io.api.core.v1.PodAffinity", fields: &[f(1, "requiredDuringSchedulingIgnoredDuringExecution", M(148), Repeated), f(2, "preferredDuringSchedulingIgnoredDuringExecution", M(209), Repeated)] },
     // 148
-    Message { name: "k8s.io.api.core.v1.PodAffinityTerm", fields: &[f(1, "labelSelector", M(226), Optional), f(2, "namespaces", String, Repeated), f(3, "topologyKey", String, Optional), f(4, "namespaceSelector", M(226), Optional), f(5, "matchLabelKeys", String, Repeated), f(6, "mismatchLabelKeys", String, Repeated)] },
+    Message { name: "k8s.io.api.core.v1.PodAffinityTerm", fields: &[f(1, "labelSelector", M(227), Optional), f(2, "namespaces", String, Repeated), f(3, "topologyKey", String, Optional), f(4, "namespaceSelector", M(227), Optional), f(5, "matchLabelKeys", String, Repeated), f(6, "mismatchLabelKeys", String, Repeated)] },
     // 149
     Message { name: "k8s.io.api.core.v1.PodAntiAffinity", fields: &[f(1, "requiredDuringSchedulingIgnoredDuringExecution", M(148), Repeated), f(2, "preferredDuringSchedulingIgnoredDuringExecution", M(209), Repeated)] },
     // 150
@@ -334,7 +334,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 161
     Message { name: "k8s.io.api.core.v1.PodStatus", fields: &[f(1, "phase", String, OmitZero), f(2, "conditions", M(150), Repeated), f(3, "message", String, OmitZero), f(4, "reason", String, OmitZero), f(5, "hostIP", String, OmitZero), f(6, "podIP", String, OmitZero), f(7, "startTime", Time, Optional), f(8, "containerStatuses", M(72), Repeated), f(9, "qosClass", String, OmitZero), f(10, "initContainerStatuses", M(72), Repeated), f(11, "nominatedNodeName", String, OmitZero), f(12, "podIPs", M(153), Repeated), f(13, "ephemeralContainerStatuses", M(72), Repeated), f(14, "resize", String, OmitZero), f(15, "resourceClaimStatuses", M(157), Repeated), f(16, "hostIPs", M(103), Repeated), f(17, "observedGeneration", Int64, OmitZero)] },
     // 162
-    Message { name: "k8s.io.api.core.v1.PodTemplateSpec", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(160), Optional)] },
+    Message { name: "k8s.io.api.core.v1.PodTemplateSpec", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(160), Optional)] },
     // 163
     Message { name: "k8s.io.api.core.v1.PortStatus", fields: &[f(1, "port", Int32, Optional), f(2, "protocol", String, Optional), f(3, "error", String, Optional)] },
     // 164
@@ -368,7 +368,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 178
     Message { name: "k8s.io.api.core.v1.SeccompProfile", fields: &[f(1, "type", String, Optional), f(2, "localhostProfile", String, Optional)] },
     // 179
-    Message { name: "k8s.io.api.core.v1.Secret", fields: &[f(1, "metadata", M(229), Optional), f(2, "data", Bytes, Map), f(3, "type", String, OmitZero), f(4, "stringData", String, Map), f(5, "immutable", Bool, Optional)] },
+    Message { name: "k8s.io.api.core.v1.Secret", fields: &[f(1, "metadata", M(230), Optional), f(2, "data", Bytes, Map), f(3, "type", String, OmitZero), f(4, "stringData", String, Map), f(5, "immutable", Bool, Optional)] },
     // 180
     Message { name: "k8s.io.api.core.v1.SecretEnvSource", fields: &[f(1, "localObjectReference", M(113), Inline), f(2, "optional", Bool, Optional)] },
     // 181
@@ -380,9 +380,9 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 184
     Message { name: "k8s.io.api.core.v1.SecurityContext", fields: &[f(1, "capabilities", M(53), Optional), f(2, "privileged", Bool, Optional), f(3, "seLinuxOptions", M(176), Optional), f(4, "runAsUser", Int64, Optional), f(5, "runAsNonRoot", Bool, Optional), f(6, "readOnlyRootFilesystem", Bool, Optional), f(7, "allowPrivilegeEscalation", Bool, Optional), f(8, "runAsGroup", Int64, Optional), f(9, "procMount", String, Optional), f(10, "windowsOptions", M(210), Optional), f(11, "seccompProfile", M(178), Optional), f(12, "appArmorProfile", M(47), Optional)] },
     // 185
-    Message { name: "k8s.io.api.core.v1.Service", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(189), Optional), f(3, "status", M(190), Optional)] },
+    Message { name: "k8s.io.api.core.v1.Service", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(189), Optional), f(3, "status", M(190), Optional)] },
     // 186
-    Message { name: "k8s.io.api.core.v1.ServiceAccount", fields: &[f(1, "metadata", M(229), Optional), f(2, "secrets", M(138), Repeated), f(3, "imagePullSecrets", M(113), Repeated), f(4, "automountServiceAccountToken", Bool, Optional)] },
+    Message { name: "k8s.io.api.core.v1.ServiceAccount", fields: &[f(1, "metadata", M(230), Optional), f(2, "secrets", M(138), Repeated), f(3, "imagePullSecrets", M(113), Repeated), f(4, "automountServiceAccountToken", Bool, Optional)] },
     // 187
     Message { name: "k8s.io.api.core.v1.ServiceAccountTokenProjection", fields: &[f(1, "audience", String, OmitZero), f(2, "expirationSeconds", Int64, Optional), f(3, "path", String, Optional)] },
     // 188
@@ -390,7 +390,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 189
     Message { name: "k8s.io.api.core.v1.ServiceSpec", fields: &[f(1, "ports", M(188), Repeated), f(2, "selector", String, Map), f(3, "clusterIP", String, OmitZero), f(4, "type", String, OmitZero), f(5, "externalIPs", String, Repeated), f(7, "sessionAffinity", String, OmitZero), f(8, "loadBalancerIP", String, OmitZero), f(9, "loadBalancerSourceRanges", String, Repeated), f(10, "externalName", String, OmitZero), f(11, "externalTrafficPolicy", String, OmitZero), f(12, "healthCheckNodePort", Int32, OmitZero), f(13, "publishNotReadyAddresses", Bool, OmitZero), f(14, "sessionAffinityConfig", M(191), Optional), f(17, "ipFamilyPolicy", String, Optional), f(18, "clusterIPs", String, Repeated), f(19, "ipFamilies", String, Repeated), f(20, "allocateLoadBalancerNodePorts", Bool, Optional), f(21, "loadBalancerClass", String, Optional), f(22, "internalTrafficPolicy", String, Optional), f(23, "trafficDistribution", String, Optional)] },
     // 190
-    Message { name: "k8s.io.api.core.v1.ServiceStatus", fields: &[f(1, "loadBalancer", M(112), Optional), f(2, "conditions", M(224), Repeated)] },
+    Message { name: "k8s.io.api.core.v1.ServiceStatus", fields: &[f(1, "loadBalancer", M(112), Optional), f(2, "conditions", M(225), Repeated)] },
     // 191
     Message { name: "k8s.io.api.core.v1.SessionAffinityConfig", fields: &[f(1, "clientIP", M(56), Optional)] },
     // 192
@@ -406,7 +406,7 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 197
     Message { name: "k8s.io.api.core.v1.Toleration", fields: &[f(1, "key", String, OmitZero), f(2, "operator", String, OmitZero), f(3, "value", String, OmitZero), f(4, "effect", String, OmitZero), f(5, "tolerationSeconds", Int64, Optional)] },
     // 198
-    Message { name: "k8s.io.api.core.v1.TopologySpreadConstraint", fields: &[f(1, "maxSkew", Int32, Optional), f(2, "topologyKey", String, Optional), f(3, "whenUnsatisfiable", String, Optional), f(4, "labelSelector", M(226), Optional), f(5, "minDomains", Int32, Optional), f(6, "nodeAffinityPolicy", String, Optional), f(7, "nodeTaintsPolicy", String, Optional), f(8, "matchLabelKeys", String, Repeated)] },
+    Message { name: "k8s.io.api.core.v1.TopologySpreadConstraint", fields: &[f(1, "maxSkew", Int32, Optional), f(2, "topologyKey", String, Optional), f(3, "whenUnsatisfiable", String, Optional), f(4, "labelSelector", M(227), Optional), f(5, "minDomains", Int32, Optional), f(6, "nodeAffinityPolicy", String, Optional), f(7, "nodeTaintsPolicy", String, Optional), f(8, "matchLabelKeys", String, Repeated)] },
     // 199
     Message { name: "k8s.io.api.core.v1.TypedLocalObjectReference", fields: &[f(1, "apiGroup", String, Optional), f(2, "kind", String, Optional), f(3, "name", String, Optional)] },
     // 200
@@ -440,38 +440,40 @@ pub(super) static MESSAGES: [Message; 232] = [
     // 214
     Message { name: "k8s.io.api.discovery.v1.EndpointPort", fields: &[f(1, "name", String, Optional), f(2, "protocol", String, Optional), f(3, "port", Int32, Optional), f(4, "appProtocol", String, Optional)] },
     // 215
-    Message { name: "k8s.io.api.discovery.v1.EndpointSlice", fields: &[f(1, "metadata", M(229), Optional), f(2, "endpoints", M(211), Repeated), f(3, "ports", M(214), Repeated), f(4, "addressType", String, Optional)] },
+    Message { name: "k8s.io.api.discovery.v1.EndpointSlice", fields: &[f(1, "metadata", M(230), Optional), f(2, "endpoints", M(211), Repeated), f(3, "ports", M(214), Repeated), f(4, "addressType", String, Optional)] },
     // 216
     Message { name: "k8s.io.api.discovery.v1.ForNode", fields: &[f(1, "name", String, Optional)] },
     // 217
     Message { name: "k8s.io.api.discovery.v1.ForZone", fields: &[f(1, "name", String, Optional)] },
     // 218
-    Message { name: "k8s.io.api.events.v1.Event", fields: &[f(1, "metadata", M(229), Optional), f(2, "eventTime", MicroTime, Optional), f(3, "series", M(219), Optional), f(4, "reportingController", String, OmitZero), f(5, "reportingInstance", String, OmitZero), f(6, "action", String, OmitZero), f(7, "reason", String, OmitZero), f(8, "regarding", M(138), Optional), f(9, "related", M(138), Optional), f(10, "note", String, OmitZero), f(11, "type", String, OmitZero), f(12, "deprecatedSource", M(91), Optional), f(13, "deprecatedFirstTimestamp", Time, Optional), f(14, "deprecatedLastTimestamp", Time, Optional), f(15, "deprecatedCount", Int32, OmitZero)] },
+    Message { name: "k8s.io.api.events.v1.Event", fields: &[f(1, "metadata", M(230), Optional), f(2, "eventTime", MicroTime, Optional), f(3, "series", M(219), Optional), f(4, "reportingController", String, OmitZero), f(5, "reportingInstance", String, OmitZero), f(6, "action", String, OmitZero), f(7, "reason", String, OmitZero), f(8, "regarding", M(138), Optional), f(9, "related", M(138), Optional), f(10, "note", String, OmitZero), f(11, "type", String, OmitZero), f(12, "deprecatedSource", M(91), Optional), f(13, "deprecatedFirstTimestamp", Time, Optional), f(14, "deprecatedLastTimestamp", Time, Optional), f(15, "deprecatedCount", Int32, OmitZero)] },
     // 219
     Message { name: "k8s.io.api.events.v1.EventSeries", fields: &[f(1, "count", Int32, Optional), f(2, "lastObservedTime", MicroTime, Optional)] },
     // 220
-    Message { name: "k8s.io.api.policy.v1.Eviction", fields: &[f(1, "metadata", M(229), Optional), f(2, "deleteOptions", M(225), Optional)] },
+    Message { name: "k8s.io.api.policy.v1.Eviction", fields: &[f(1, "metadata", M(230), Optional), f(2, "deleteOptions", M(226), Optional)] },
     // 221
-    Message { name: "k8s.io.api.policy.v1.PodDisruptionBudget", fields: &[f(1, "metadata", M(229), Optional), f(2, "spec", M(222), Optional), f(3, "status", M(223), Optional)] },
+    Message { name: "k8s.io.api.policy.v1.PodDisruptionBudget", fields: &[f(1, "metadata", M(230), Optional), f(2, "spec", M(222), Optional), f(3, "status", M(223), Optional)] },
     // 222
-    Message { name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec", fields: &[f(1, "minAvailable", IntOrString, Optional), f(2, "selector", M(226), Optional), f(3, "maxUnavailable", IntOrString, Optional), f(4, "unhealthyPodEvictionPolicy", String, Optional)] },
+    Message { name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec", fields: &[f(1, "minAvailable", IntOrString, Optional), f(2, "selector", M(227), Optional), f(3, "maxUnavailable", IntOrString, Optional), f(4, "unhealthyPodEvictionPolicy", String, Optional)] },
     // 223
-    Message { name: "k8s.io.api.policy.v1.PodDisruptionBudgetStatus", fields: &[f(1, "observedGeneration", Int64, OmitZero), f(2, "disruptedPods", Time, Map), f(3, "disruptionsAllowed", Int32, Optional), f(4, "currentHealthy", Int32, Optional), f(5, "desiredHealthy", Int32, Optional), f(6, "expectedPods", Int32, Optional), f(7, "conditions", M(224), Repeated)] },
+    Message { name: "k8s.io.api.policy.v1.PodDisruptionBudgetStatus", fields: &[f(1, "observedGeneration", Int64, OmitZero), f(2, "disruptedPods", Time, Map), f(3, "disruptionsAllowed", Int32, Optional), f(4, "currentHealthy", Int32, Optional), f(5, "desiredHealthy", Int32, Optional), f(6, "expectedPods", Int32, Optional), f(7, "conditions", M(225), Repeated)] },
     // 224
-    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Condition", fields: &[f(1, "type", String, Optional), f(2, "status", String, Optional), f(3, "observedGeneration", Int64, OmitZero), f(4, "lastTransitionTime", Time, Optional), f(5, "reason", String, Optional), f(6, "message", String, Optional)] },
+    Message { name: "k8s.io.api.scheduling.v1.PriorityClass", fields: &[f(1, "metadata", M(230), Optional), f(2, "value", Int32, Optional), f(3, "globalDefault", Bool, OmitZero), f(4, "description", String, OmitZero), f(5, "preemptionPolicy", String, Optional)] },
     // 225
-    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions", fields: &[f(1, "gracePeriodSeconds", Int64, Optional), f(2, "preconditions", M(231), Optional), f(3, "orphanDependents", Bool, Optional), f(4, "propagationPolicy", String, Optional), f(5, "dryRun", String, Repeated), f(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool, Optional)] },
+    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Condition", fields: &[f(1, "type", String, Optional), f(2, "status", String, Optional), f(3, "observedGeneration", Int64, OmitZero), f(4, "lastTransitionTime", Time, Optional), f(5, "reason", String, Optional), f(6, "message", String, Optional)] },
     // 226
-    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector", fields: &[f(1, "matchLabels", String, Map), f(2, "matchExpressions", M(227), Repeated)] },
+    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions", fields: &[f(1, "gracePeriodSeconds", Int64, Optional), f(2, "preconditions", M(232), Optional), f(3, "orphanDependents", Bool, Optional), f(4, "propagationPolicy", String, Optional), f(5, "dryRun", String, Repeated), f(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool, Optional)] },
     // 227
-    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement", fields: &[f(1, "key", String, Optional), f(2, "operator", String, Optional), f(3, "values", String, Repeated)] },
+    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector", fields: &[f(1, "matchLabels", String, Map), f(2, "matchExpressions", M(228), Repeated)] },
     // 228
-    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry", fields: &[f(1, "manager", String, OmitZero), f(2, "operation", String, OmitZero), f(3, "apiVersion", String, OmitZero), f(4, "time", Time, Optional), f(6, "fieldsType", String, OmitZero), f(7, "fieldsV1", FieldsV1, Optional), f(8, "subresource", String, OmitZero)] },
+    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement", fields: &[f(1, "key", String, Optional), f(2, "operator", String, Optional), f(3, "values", String, Repeated)] },
     // 229
-    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", fields: &[f(1, "name", String, OmitZero), f(2, "generateName", String, OmitZero), f(3, "namespace", String, OmitZero), f(4, "selfLink", String, OmitZero), f(5, "uid", String, OmitZero), f(6, "resourceVersion", String, OmitZero), f(7, "generation", Int64, OmitZero), f(8, "creationTimestamp", Time, Optional), f(9, "deletionTimestamp", Time, Optional), f(10, "deletionGracePeriodSeconds", Int64, Optional), f(11, "labels", String, Map), f(12, "annotations", String, Map), f(13, "ownerReferences", M(230), Repeated), f(14, "finalizers", String, Repeated), f(17, "managedFields", M(228), Repeated)] },
+    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry", fields: &[f(1, "manager", String, OmitZero), f(2, "operation", String, OmitZero), f(3, "apiVersion", String, OmitZero), f(4, "time", Time, Optional), f(6, "fieldsType", String, OmitZero), f(7, "fieldsV1", FieldsV1, Optional), f(8, "subresource", String, OmitZero)] },
     // 230
-    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.OwnerReference", fields: &[f(1, "kind", String, Optional), f(3, "name", String, Optional), f(4, "uid", String, Optional), f(5, "apiVersion", String, Optional), f(6, "controller", Bool, Optional), f(7, "blockOwnerDeletion", Bool, Optional)] },
+    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", fields: &[f(1, "name", String, OmitZero), f(2, "generateName", String, OmitZero), f(3, "namespace", String, OmitZero), f(4, "selfLink", String, OmitZero), f(5, "uid", String, OmitZero), f(6, "resourceVersion", String, OmitZero), f(7, "generation", Int64, OmitZero), f(8, "creationTimestamp", Time, Optional), f(9, "deletionTimestamp", Time, Optional), f(10, "deletionGracePeriodSeconds", Int64, Optional), f(11, "labels", String, Map), f(12, "annotations", String, Map), f(13, "ownerReferences", M(231), Repeated), f(14, "finalizers", String, Repeated), f(17, "managedFields", M(229), Repeated)] },
     // 231
+    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.OwnerReference", fields: &[f(1, "kind", String, Optional), f(3, "name", String, Optional), f(4, "uid", String, Optional), f(5, "apiVersion", String, Optional), f(6, "controller", Bool, Optional), f(7, "blockOwnerDeletion", Bool, Optional)] },
+    // 232
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Preconditions", fields: &[f(1, "uid", String, Optional), f(2, "resourceVersion", String, Optional)] },
 ];
 
@@ -500,6 +502,7 @@ pub(super) static ROOTS: &[(&str, &str, u16)] = &[
     ("events.k8s.io/v1", "Event", 218),
     ("policy/v1", "PodDisruptionBudget", 221),
     ("policy/v1", "Eviction", 220),
+    ("scheduling.k8s.io/v1", "PriorityClass", 224),
     ("autoscaling/v1", "Scale", 25),
-    ("*", "DeleteOptions", 225),
+    ("*", "DeleteOptions", 226),
 ];

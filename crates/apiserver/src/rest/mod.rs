@@ -3,7 +3,7 @@
 //! through [`crate::objects::Objects`], and answers JSON or a Table.
 
 mod delete;
-mod read;
+pub(crate) mod read;
 mod subresource;
 mod watch;
 mod write;

@@ -143,6 +143,7 @@ pub async fn create_object(
     if res.group == "batch" && res.kind == "Job" {
         api::defaults::job_selector(&mut obj);
     }
+    crate::admission::admit_create(ctx, res, &mut obj).await?;
     let causes = api::validation::validate_create(res, &obj);
     if !causes.is_empty() {
         return Err(ApiError::invalid(res.kind, res.group, &name, causes));
@@ -240,6 +241,9 @@ pub async fn commit(
             api::defaults::apply(res, &mut new);
         }
         Mode::Status => strategy::prepare_for_status_update(res, &mut new, old),
+    }
+    if mode == Mode::Main {
+        crate::admission::admit_update(ctx, res, &new, old).await?;
     }
     let causes = match mode {
         Mode::Main => api::validation::validate_update(res, &new, old),

@@ -150,3 +150,32 @@ regarding: {kind: ConfigMap, name: cfg, namespace: default, apiVersion: v1, uid:
     k.ok(&["delete", "events.v1.events.k8s.io", "hello"]);
     k.fails(&["get", "events.v1.", "hello"]);
 }
+
+/// Pods get their priority from their PriorityClass (or the global default), as
+/// upstream's Priority admission plugin sets it.
+#[test]
+fn priority_classes_set_pod_priority() {
+    let c = Cluster::start();
+    let k = c.kubectl("1.33");
+    let classes = k.ok(&["get", "priorityclasses"]);
+    assert!(classes.contains("system-node-critical") && classes.contains("2000001000"), "{classes}");
+    k.ok(&["create", "priorityclass", "high", "--value=1000", "--description=important"]);
+    k.ok(&["run", "plain", "--image=busybox:1.36"]);
+    assert_eq!(
+        k.ok(&["get", "pod", "plain", "-o", "jsonpath={.spec.priority} {.spec.preemptionPolicy}"]),
+        "0 PreemptLowerPriority"
+    );
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: vip}\nspec:\n  priorityClassName: high\n  containers: [{name: c, image: busybox:1.36}]\n";
+    k.ok_stdin(&["create", "-f", "-"], pod);
+    assert_eq!(k.ok(&["get", "pod", "vip", "-o", "jsonpath={.spec.priority}"]), "1000");
+    let missing = k.fails_stdin(&["create", "-f", "-"], &pod.replace("vip", "lost").replace("high", "nope"));
+    assert!(missing.contains("no PriorityClass with name nope was found"), "{missing}");
+    k.ok(&["create", "priorityclass", "everyone", "--value=7", "--global-default"]);
+    let again = k.fails(&["create", "priorityclass", "another", "--value=8", "--global-default"]);
+    assert!(again.contains("already marked as default"), "{again}");
+    k.ok(&["run", "defaulted", "--image=busybox:1.36"]);
+    assert_eq!(
+        k.ok(&["get", "pod", "defaulted", "-o", "jsonpath={.spec.priorityClassName}={.spec.priority}"]),
+        "everyone=7"
+    );
+}

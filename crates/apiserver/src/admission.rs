@@ -1,0 +1,125 @@
+//! Admission: rules that need other objects than the one being written, applied after
+//! defaulting and before validation, as upstream's admission plugins are.
+//!
+//! - Priority: a pod's `priorityClassName` (or the global default class) decides its
+//!   `spec.priority` and `preemptionPolicy`; only one class may be the global default.
+
+use crate::Ctx;
+use crate::rest::read::{Selectors, collect};
+use api::selector::{FieldSelector, LabelSelector};
+use api::{ApiError, Resource};
+use serde_json::{Value, json};
+
+fn priority_classes() -> &'static Resource {
+    api::registry::find("scheduling.k8s.io", "v1", "priorityclasses").expect("priorityclasses are served")
+}
+
+async fn all_classes(ctx: &Ctx) -> Result<Vec<Value>, ApiError> {
+    let res = priority_classes();
+    let all = Selectors { labels: LabelSelector::default(), fields: FieldSelector::default() };
+    Ok(collect(ctx, res, &res.storage_prefix(), &all, 0, None, 0).await?.items)
+}
+
+/// The global default class: the lowest-valued one marked so, as upstream picks.
+fn global_default(classes: &[Value]) -> Option<&Value> {
+    classes
+        .iter()
+        .filter(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
+        .min_by_key(|c| c.get("value").and_then(Value::as_i64).unwrap_or(0))
+}
+
+/// Mutates and checks a new object.
+pub async fn admit_create(ctx: &Ctx, res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
+    match (res.group, res.kind) {
+        ("", "Pod") => admit_pod_priority(ctx, res, obj).await,
+        ("scheduling.k8s.io", "PriorityClass") => admit_single_default(ctx, obj, None).await,
+        _ => Ok(()),
+    }
+}
+
+/// Checks an update.
+pub async fn admit_update(ctx: &Ctx, res: &Resource, new: &Value, old: &Value) -> Result<(), ApiError> {
+    match (res.group, res.kind) {
+        ("scheduling.k8s.io", "PriorityClass") => admit_single_default(ctx, new, Some(old)).await,
+        _ => Ok(()),
+    }
+}
+
+async fn admit_pod_priority(ctx: &Ctx, res: &Resource, pod: &mut Value) -> Result<(), ApiError> {
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let wanted = pod.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or_default().to_string();
+    let (class_name, priority, policy) = if wanted.is_empty() {
+        let classes = all_classes(ctx).await?;
+        match global_default(&classes) {
+            Some(c) => (
+                c.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                c.get("value").and_then(Value::as_i64).unwrap_or(0),
+                c.get("preemptionPolicy").and_then(Value::as_str).unwrap_or("PreemptLowerPriority").to_string(),
+            ),
+            None => (String::new(), 0, "PreemptLowerPriority".to_string()),
+        }
+    } else {
+        let pcs = priority_classes();
+        let Some((class, _)) = ctx.objects.get(pcs, &pcs.storage_key(None, &wanted)).await? else {
+            return Err(ApiError::forbidden(format!(
+                "{} \"{name}\" is forbidden: no PriorityClass with name {wanted} was found",
+                res.qualified_plural()
+            )));
+        };
+        (
+            wanted,
+            class.get("value").and_then(Value::as_i64).unwrap_or(0),
+            class.get("preemptionPolicy").and_then(Value::as_str).unwrap_or("PreemptLowerPriority").to_string(),
+        )
+    };
+    if let Some(given) = pod.pointer("/spec/priority").and_then(Value::as_i64)
+        && given != priority
+    {
+        return Err(ApiError::forbidden(format!(
+            "{} \"{name}\" is forbidden: the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {priority} from the given PriorityClass name",
+            res.qualified_plural()
+        )));
+    }
+    let spec = &mut pod["spec"];
+    if !class_name.is_empty() {
+        spec["priorityClassName"] = json!(class_name);
+    }
+    spec["priority"] = json!(priority);
+    spec["preemptionPolicy"] = json!(policy);
+    Ok(())
+}
+
+async fn admit_single_default(ctx: &Ctx, class: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    if class.get("globalDefault").and_then(Value::as_bool) != Some(true) {
+        return Ok(());
+    }
+    let name = class.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let classes = all_classes(ctx).await?;
+    if let Some(other) = classes.iter().find(|c| {
+        c.get("globalDefault").and_then(Value::as_bool) == Some(true)
+            && c.pointer("/metadata/name").and_then(Value::as_str) != Some(name)
+    }) {
+        let other = other.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let _ = old;
+        return Err(ApiError::forbidden(format!(
+            "priorityclasses.scheduling.k8s.io \"{name}\" is forbidden: PriorityClass {other} is already marked as default. Only one default can exist"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lowest_global_default_wins() {
+        let classes = vec![
+            json!({"metadata":{"name":"a"},"value":10,"globalDefault":true}),
+            json!({"metadata":{"name":"b"},"value":5,"globalDefault":true}),
+            json!({"metadata":{"name":"c"},"value":1}),
+        ];
+        assert_eq!(global_default(&classes).unwrap()["metadata"]["name"], "b");
+        assert!(global_default(&classes[2..]).is_none());
+    }
+}
