@@ -3,12 +3,13 @@
 //! Every controller is a client of the API server (never of the store), built on
 //! kube-runtime's `Controller`, which queues keys, never runs two reconciles of one key
 //! at once, and retries with backoff. Each controller module splits a pure decision
-//! (`decide`, tested with plain data) from the I/O that carries it out. Start with
-//! [`run`], which starts them all.
+//! (`decide`, tested with plain data) from the I/O that carries it out, and reports
+//! what it does as Events through [`recorder`]. Start with [`run`], which runs them all.
 
 pub mod namespace;
 
 use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,11 +19,21 @@ pub enum Error {
     Discovery(String),
 }
 
+/// An Event recorder for a controller, named as upstream names its controllers
+/// (`replicaset-controller`, `deployment-controller`, ...); `kubectl describe` shows
+/// the name in its From column.
+pub fn recorder(client: &Client, controller: &str) -> Recorder {
+    Recorder::new(client.clone(), Reporter { controller: controller.to_string(), instance: None })
+}
+
 /// Runs every controller until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
-    let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
+    let all = async {
+        // Each controller runs until the process ends; a new one adds its future here.
+        tokio::join!(namespace::run(client.clone()));
+    };
     tokio::select! {
-        _ = namespace::run(client.clone()) => tracing::warn!("namespace controller ended"),
+        _ = all => tracing::warn!("controllers ended"),
         _ = shutdown => {}
     }
 }
