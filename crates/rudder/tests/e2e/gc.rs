@@ -85,7 +85,7 @@ fn background_deletion_removes_dependents_of_that_uid_only() {
         wait_for("the dependent of a missing uid to go", || get(&k, &ns, "cm", "impostor").is_none());
         assert!(get(&k, &ns, "cm", "dep-1").is_some(), "a living owner keeps its dependents");
 
-        k.ok(&["delete", "configmap", "owner", "-n", &ns]);
+        k.ok(&["delete", "configmap", "owner", "-n", &ns, "--timeout=60s"]);
         wait_for("dependents to go", || get(&k, &ns, "cm", "dep-1").is_none() && get(&k, &ns, "cm", "dep-2").is_none());
         wait_for("the dead reference to go", || {
             get(&k, &ns, "cm", "shared").is_some_and(|o| owners_of(&o) == ["keeper"])
@@ -181,14 +181,14 @@ fn orphan_deletion_keeps_dependents_without_the_reference() {
         }
 
         // kubectl waits for the ReplicaSet to be gone, which needs the finalizer dropped.
-        k.ok(&["delete", "rs", "keep", "-n", &ns, "--cascade=orphan"]);
+        k.ok(&["delete", "rs", "keep", "-n", &ns, "--cascade=orphan", "--timeout=60s"]);
         assert!(get(&k, &ns, "rs", "keep").is_none());
         for i in 0..2 {
             let p = get(&k, &ns, "pod", &format!("keep-{i}")).expect("orphaned pods stay");
             assert!(owners_of(&p).is_empty(), "{p}");
         }
 
-        k.ok(&["delete", "rs", "drop", "-n", &ns]);
+        k.ok(&["delete", "rs", "drop", "-n", &ns, "--timeout=60s"]);
         wait_for("the background cascade to delete the pods", || {
             (0..2).all(|i| get(&k, &ns, "pod", &format!("drop-{i}")).is_none())
         });
