@@ -237,11 +237,22 @@ pub(crate) async fn resync(sim: Arc<Sim>) {
 async fn list_ours(sim: &Sim) -> Result<Vec<Option<Node>>, Error> {
     let nodes: Api<Node> = Api::all(sim.client.clone());
     let mut present: Vec<Option<Node>> = vec![None; sim.nodes.len()];
-    let mut params = ListParams::default().labels(&format!("{SIMULATED_LABEL}=true")).limit(500);
+    let selector = format!("{SIMULATED_LABEL}=true");
+    // Pages are fetched one after the other and outside the write budget: waiting
+    // for a slot behind thousands of renewals would let the list's revision be
+    // compacted away before the last page.
+    let mut params = ListParams::default().labels(&selector).limit(500);
     loop {
-        let page = {
-            let _permit = sim.node_permit().await;
-            nodes.list(&params).await?
+        let page = match nodes.list(&params).await {
+            Ok(page) => page,
+            Err(e) if is_status(&e, 410) => {
+                // History went faster than the pages (a busy server keeps little):
+                // take one consistent list in a single response instead.
+                present.iter_mut().for_each(|p| *p = None);
+                params = ListParams::default().labels(&selector);
+                nodes.list(&params).await?
+            }
+            Err(e) => return Err(e.into()),
         };
         for node in page.items {
             if let Some(&i) = node.metadata.name.as_ref().and_then(|n| sim.by_name.get(n)) {

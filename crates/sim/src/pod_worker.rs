@@ -147,7 +147,10 @@ pub(crate) async fn run(sim: Arc<Sim>) {
     let ours = sim.clone();
     // Filtering before the reflector keeps only our pods in memory: a cluster of
     // 50,000 pods over several sims need not be held by each.
-    let events = watcher::watcher(api, watcher::Config::default())
+    // One list in a single response when the watch (re)starts: under heavy write
+    // load a paginated list can outlive the server's history and never finish.
+    let config = watcher::Config { page_size: None, ..watcher::Config::default() };
+    let events = watcher::watcher(api, config)
         .default_backoff()
         .filter(move |event| {
             let keep = match event {

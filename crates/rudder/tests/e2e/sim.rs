@@ -14,7 +14,10 @@ struct Sim {
 
 impl Sim {
     fn start(c: &Cluster, nodes: usize, prefix: &str) -> Sim {
-        let token = std::fs::read_to_string(c.data_dir().join("node-token")).unwrap();
+        // The server writes the token just after the kubeconfig the harness waits for.
+        let token = eventually(Duration::from_secs(10), "the node token", || {
+            std::fs::read_to_string(c.data_dir().join("node-token")).ok().filter(|t| t.ends_with('\n'))
+        });
         let log = c.data_dir().join(format!("sim-{prefix}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
             .args(["sim", "--server", &c.url(), "--token", token.trim()])
