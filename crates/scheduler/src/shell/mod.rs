@@ -98,6 +98,11 @@ pub fn is_ours(pod: &Pod) -> bool {
         && !convert::is_terminal(pod)
 }
 
+/// A time as the API writes it: RFC 3339 in whole seconds, UTC.
+fn rfc3339(t: Timestamp) -> String {
+    k8s_openapi::jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", t).unwrap_or_default()
+}
+
 /// The patch setting PodScheduled=False (and the nominated node), or `None` when the
 /// pod already says exactly that. The transition time moves only when the status does.
 fn unschedulable_patch(
@@ -121,7 +126,7 @@ fn unschedulable_patch(
         "lastProbeTime": null,
     });
     if current.is_none_or(|c| c.status != "False") {
-        cond["lastTransitionTime"] = json!(now.to_string());
+        cond["lastTransitionTime"] = json!(rfc3339(now));
     }
     let mut status = json!({"conditions": [cond]});
     if let Some(n) = nominate {
@@ -375,7 +380,7 @@ async fn execute<W: Writer>(shared: &Shared, writer: &W, action: Action) {
                         "status": "True",
                         "reason": "PreemptionByScheduler",
                         "message": format!("{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
-                        "lastTransitionTime": Timestamp::now().to_string(),
+                        "lastTransitionTime": rfc3339(Timestamp::now()),
                     }]}});
                     if let Err(e) = writer.patch_pod_status(v, patch).await {
                         tracing::debug!(victim = %v.name, error = %e, "marking the victim failed");

@@ -212,7 +212,7 @@ async fn unschedulable_pods_get_an_event_and_the_condition_once() {
         status_patch.clone().unwrap(),
         json!({"status": {"conditions": [{
             "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
-            "lastProbeTime": null, "lastTransitionTime": wall().to_string(),
+            "lastProbeTime": null, "lastTransitionTime": "2023-11-14T22:13:20Z",
         }]}})
     );
     let shared = shared(s);
