@@ -89,11 +89,14 @@ fn scheduled_condition(pod: &Pod) -> Option<Condition> {
     })
 }
 
-/// Whether this scheduler should place the pod.
+/// Whether this scheduler should place the pod: pending, for `default-scheduler`,
+/// not being deleted, and without scheduling gates (upstream's SchedulingGates keeps
+/// gated pods out of the queue).
 pub fn is_ours(pod: &Pod) -> bool {
     let spec = pod.spec.as_ref();
     spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or(SCHEDULER_NAME) == SCHEDULER_NAME
         && spec.and_then(|s| s.node_name.as_deref()).unwrap_or("").is_empty()
+        && spec.and_then(|s| s.scheduling_gates.as_ref()).is_none_or(Vec::is_empty)
         && pod.metadata.deletion_timestamp.is_none()
         && !convert::is_terminal(pod)
 }
@@ -262,10 +265,12 @@ impl State {
         if !(self.nodes_synced && self.pods_synced) {
             return None;
         }
-        let pod = self.queue.pop(now)?;
-        let Some(pending) = self.pending.get(&pod.uid).cloned() else {
-            self.queue.remove(&pod.uid);
-            return None;
+        let (pod, pending) = loop {
+            let pod = self.queue.pop(now)?;
+            match self.pending.get(&pod.uid) {
+                Some(p) => break (pod.clone(), p.clone()),
+                None => self.queue.remove(&pod.uid),
+            }
         };
         match self.core.schedule(&pod, &self.snapshot) {
             Ok(node) => {

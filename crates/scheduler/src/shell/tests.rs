@@ -162,8 +162,11 @@ fn only_pending_pods_for_this_scheduler_are_queued() {
     s.on_pod(&pod("going", "100m", json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:00Z"}})), now);
     s.on_pod(&pod("bound", "100m", json!({"spec": {"nodeName": "n1"}})), now);
     s.on_pod(&pod("done", "100m", json!({"status": {"phase": "Succeeded"}})), now);
+    s.on_pod(&pod("gated", "100m", json!({"spec": {"schedulingGates": [{"name": "wait"}]}})), now);
     assert!(s.queue.is_empty());
     assert_eq!(s.snapshot.node("n1").unwrap().requested.milli_cpu, 100, "bound pods count on their node");
+    s.on_pod(&pod("gated", "100m", json!({})), now);
+    assert_eq!(s.queue.len(), 1, "a pod whose gates are removed is queued");
     s.on_pod(&pod("bound", "100m", json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Failed"}})), now);
     assert_eq!(s.snapshot.node("n1").unwrap().requested.milli_cpu, 0, "finished pods free their resources");
 }
