@@ -131,6 +131,11 @@ impl Snapshot {
         removed
     }
 
+    /// Every pod on a node (or waiting for its node), by uid.
+    pub fn pod_uids(&self) -> impl Iterator<Item = &String> {
+        self.pod_node.keys()
+    }
+
     pub fn contains_pod(&self, uid: &str) -> bool {
         self.pod_node.contains_key(uid)
     }

@@ -331,12 +331,6 @@ impl State {
     }
 }
 
-impl Snapshot {
-    fn pod_uids(&self) -> impl Iterator<Item = &String> {
-        self.nodes().iter().flat_map(|n| n.pods.iter().map(|p| &p.uid))
-    }
-}
-
 struct Shared {
     state: Mutex<State>,
     wake: tokio::sync::Notify,
