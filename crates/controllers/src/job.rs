@@ -414,9 +414,11 @@ fn after_finish(job: &Job) -> Action {
 async fn reconcile(cached: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if !ctx.pods.ready() {
         // Without the full Pod list, "no Pods" would mean creating them all again.
+        tracing::debug!(job = %cached.name_any(), "pod cache not synced yet");
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let job = ctx.written.freshest(cached);
+    tracing::debug!(job = %job.name_any(), namespace = ?job.namespace(), "syncing job");
     let uid = job.uid().unwrap_or_default();
     if finished_condition(&job).is_some() {
         ctx.backoffs.lock().unwrap_or_else(PoisonError::into_inner).remove(&uid);
