@@ -213,16 +213,24 @@ pub async fn run(client: Client) {
         written: LastWritten::new(),
         recorder: crate::recorder(&client, CONTROLLER_NAME),
     });
+    let cj_ctx = ctx.clone();
     let cronjob_triggers =
         reflector::reflector(writer, watcher(Api::<CronJob>::all(client.clone()), watcher::Config::default()))
             .default_backoff()
-            .filter_map(|ev| async move {
-                match ev {
-                    Ok(Event::Apply(cj) | Event::InitApply(cj)) => Some(Ok(ObjectRef::from_obj(&cj))),
-                    Ok(_) => None,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cronjob watch failed");
-                        None
+            .filter_map(move |ev| {
+                let ctx = cj_ctx.clone();
+                async move {
+                    match ev {
+                        Ok(Event::Apply(cj) | Event::InitApply(cj)) => Some(Ok(ObjectRef::from_obj(&cj))),
+                        Ok(Event::Delete(cj)) => {
+                            ctx.written.forget(&cj.uid().unwrap_or_default());
+                            None
+                        }
+                        Ok(_) => None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cronjob watch failed");
+                            None
+                        }
                     }
                 }
             });

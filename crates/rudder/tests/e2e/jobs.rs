@@ -68,7 +68,7 @@ fn jsonpath(k: &Kubectl, ns: &str, what: &str, path: &str) -> String {
     k.ok(&["get", what, "-n", ns, "-o", &format!("jsonpath={path}")])
 }
 
-fn wait(k: &Kubectl, ns: &str, job: &str, condition: &str, timeout: &str) {
+fn wait(c: &Cluster, k: &Kubectl, ns: &str, job: &str, condition: &str, timeout: &str) {
     let out = k.run(&[
         "wait",
         "-n",
@@ -77,13 +77,17 @@ fn wait(k: &Kubectl, ns: &str, job: &str, condition: &str, timeout: &str) {
         &format!("job/{job}"),
         &format!("--timeout={timeout}"),
     ]);
-    assert!(
-        out.ok,
-        "job {ns}/{job} not {condition}: {}{}\n{}",
-        out.stdout,
-        out.stderr,
-        k.ok(&["get", "job", job, "-n", ns, "-o", "yaml"])
-    );
+    if !out.ok {
+        let yaml = k.run(&["get", "job", job, "-n", ns, "-o", "yaml"]).stdout;
+        let log = c.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "job {ns}/{job} not {condition}: {}{}\n{yaml}\nserver log (last lines, newest first):\n{}",
+            out.stdout,
+            out.stderr,
+            tail.join("\n")
+        );
+    }
 }
 
 #[test]
@@ -112,7 +116,7 @@ fn jobs_complete_fail_expire_and_suspend() {
         let k = c.kubectl(v);
         let ns = format!("jobs-{}", v.replace('.', "-"));
 
-        wait(&k, &ns, "pi", "complete", "60s");
+        wait(&c, &k, &ns, "pi", "complete", "60s");
         assert_eq!(jsonpath(&k, &ns, "job/pi", "{.status.succeeded}"), "3");
         let met = jsonpath(&k, &ns, "job/pi", "{.status.conditions[?(@.type==\"SuccessCriteriaMet\")].reason}");
         assert_eq!(met, "CompletionsReached");
@@ -141,7 +145,7 @@ fn jobs_complete_fail_expire_and_suspend() {
             assert!(described.contains(want), "{want} missing:\n{described}");
         }
 
-        wait(&k, &ns, "indexed", "complete", "60s");
+        wait(&c, &k, &ns, "indexed", "complete", "60s");
         assert_eq!(jsonpath(&k, &ns, "job/indexed", "{.status.completedIndexes}"), "0-2");
         let indexes = k.ok(&[
             "get",
@@ -157,7 +161,7 @@ fn jobs_complete_fail_expire_and_suspend() {
         indexes.sort();
         assert_eq!(indexes, ["0", "1", "2"]);
 
-        wait(&k, &ns, "slow", "failed", "30s");
+        wait(&c, &k, &ns, "slow", "failed", "30s");
         assert_eq!(
             jsonpath(&k, &ns, "job/slow", "{.status.conditions[?(@.type==\"Failed\")].reason}"),
             "DeadlineExceeded"
@@ -166,7 +170,7 @@ fn jobs_complete_fail_expire_and_suspend() {
         // Suspended: no pods until resumed.
         assert_eq!(k.ok(&["get", "pods", "-n", &ns, "-l", "job-name=later", "-o", "name"]), "");
         k.ok(&["patch", "job", "later", "-n", &ns, "-p", "{\"spec\":{\"suspend\":false}}"]);
-        wait(&k, &ns, "later", "complete", "30s");
+        wait(&c, &k, &ns, "later", "complete", "30s");
 
         // Finished, then deleted after its TTL.
         eventually(Duration::from_secs(30), "the finished job to expire", || {
@@ -174,7 +178,7 @@ fn jobs_complete_fail_expire_and_suspend() {
         });
 
         // Two failures exceed backoffLimit 1; the replacement waits out the 10 s backoff.
-        wait(&k, &ns, "fail", "failed", "90s");
+        wait(&c, &k, &ns, "fail", "failed", "90s");
         assert_eq!(
             jsonpath(&k, &ns, "job/fail", "{.status.conditions[?(@.type==\"Failed\")].reason}"),
             "BackoffLimitExceeded"
@@ -213,7 +217,7 @@ spec:
     for v in KUBECTL_VERSIONS {
         let name = format!("manual-{}", v.replace('.', "-"));
         c.kubectl(v).ok(&["create", "job", &name, "--from=cronjob/tick"]);
-        wait(&c.kubectl(v), "default", &name, "complete", "30s");
+        wait(&c, &c.kubectl(v), "default", &name, "complete", "30s");
         let owner = k.ok(&["get", "job", &name, "-o", "jsonpath={.metadata.ownerReferences[0].kind}"]);
         assert_eq!(owner, "CronJob");
     }
@@ -237,7 +241,7 @@ spec:
     assert_eq!(last, stamp);
     assert!(minutes > 28_000_000, "{minutes}");
 
-    wait(&k, "default", &scheduled, "complete", "30s");
+    wait(&c, &k, "default", &scheduled, "complete", "30s");
     eventually(Duration::from_secs(20), "the cronjob to see its job finish", || {
         let done = k.ok(&["get", "cronjob", "tick", "-o", "jsonpath={.status.lastSuccessfulTime}|{.status.active}"]);
         (done.ends_with('|') && done.len() > 1).then_some(())
