@@ -11,7 +11,7 @@ pub mod template;
 
 use crate::Error;
 use crate::replicaset::{
-    adopt_patch, claim, controller_ref, error_message, event, new_controller_ref, parse_selector, publish,
+    EventSink, adopt_patch, claim, controller_ref, error_message, event, new_controller_ref, parse_selector,
     release_patch, strip,
 };
 use futures_util::StreamExt;
@@ -21,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::SelectorExt;
 use kube::runtime::controller::{Action as ControllerAction, Controller};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -37,7 +37,7 @@ pub const CONTROLLER_NAME: &str = "deployment-controller";
 struct Ctx {
     client: Client,
     replica_sets: Store<ReplicaSet>,
-    recorder: Recorder,
+    events: EventSink,
 }
 
 /// The merge patch that writes a Deployment's status; zero counts are removed, as
@@ -162,8 +162,7 @@ async fn execute(ctx: &Ctx, d: &Deployment, actions: Vec<Action>) -> Result<(), 
                                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(status_patch(&status)))
                                 .await;
                         }
-                        publish(
-                            &ctx.recorder,
+                        ctx.events.publish(
                             regarding.clone(),
                             event(EventType::Warning, plan::FAILED_RS_CREATE, "Create", msg),
                         );
@@ -194,7 +193,7 @@ async fn execute(ctx: &Ctx, d: &Deployment, actions: Vec<Action>) -> Result<(), 
             }
             Action::Event { warning, reason, message } => {
                 let type_ = if warning { EventType::Warning } else { EventType::Normal };
-                publish(&ctx.recorder, regarding.clone(), event(type_, reason, "Scale", message));
+                ctx.events.publish(regarding.clone(), event(type_, reason, "Scale", message));
             }
         }
     }
@@ -263,7 +262,7 @@ pub async fn run(client: Client) {
     let rs_stream =
         reflector::reflector(rs_writer, watcher(rs_api, watcher::Config::default()).default_backoff().modify(strip))
             .touched_objects();
-    let ctx = Arc::new(Ctx { recorder: crate::recorder(&client, CONTROLLER_NAME), client, replica_sets: rs_store });
+    let ctx = Arc::new(Ctx { events: EventSink::new(client.clone(), CONTROLLER_NAME), client, replica_sets: rs_store });
     let mapper_store = d_store.clone();
     Controller::for_stream(d_stream, d_store)
         .watches_stream(rs_stream, move |rs| rs_to_deployments(&rs, &mapper_store))
