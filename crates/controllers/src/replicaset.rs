@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 /// The name upstream gives this controller; Events carry it.
 pub const CONTROLLER_NAME: &str = "replicaset-controller";
+/// How often a ReplicaSet is synced without any event.
+pub const RESYNC: Duration = Duration::from_secs(5 * 60);
 /// At most this many pods are created or deleted in one sync (upstream's `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
 /// The first creation batch; each next batch doubles (upstream's `SlowStartInitialBatchSize`).
@@ -754,10 +756,9 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
     if let Some(msg) = manage_error {
         return Err(Error::Manage(msg));
     }
-    if let Some(after) = next_availability(&rs, &active, Timestamp::now()) {
-        return Ok(Action::requeue(after));
-    }
-    Ok(Action::await_change())
+    // A resync now and then heals whatever a lost event left behind.
+    let after = next_availability(&rs, &active, Timestamp::now()).unwrap_or(RESYNC).min(RESYNC);
+    Ok(Action::requeue(after))
 }
 
 /// Active pods of every ReplicaSet sharing this one's controller (a Deployment's RSes).
@@ -854,7 +855,16 @@ async fn delete_pods(ctx: &Ctx, rs: &ReplicaSet, key: &str, pods: &[&Pod]) -> Op
     failure
 }
 
+/// A write refused because the cache was stale: expected now and then, retried soon.
+pub fn is_conflict(err: &Error) -> bool {
+    matches!(err, Error::Kube(kube::Error::Api(s)) if s.code == 409)
+}
+
 fn error_policy(rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+    if is_conflict(err) {
+        tracing::debug!(replicaset = %key_of(&rs), error = %err, "replicaset sync raced a write; retrying");
+        return Action::requeue(Duration::from_millis(100));
+    }
     tracing::warn!(replicaset = %key_of(&rs), error = %err, "replicaset sync failed; retrying");
     Action::requeue(Duration::from_secs(1))
 }

@@ -33,6 +33,8 @@ use std::time::Duration;
 
 /// The name upstream gives this controller; Events carry it.
 pub const CONTROLLER_NAME: &str = "deployment-controller";
+/// How often a Deployment is synced without any event.
+pub const RESYNC: Duration = Duration::from_secs(5 * 60);
 
 struct Ctx {
     client: Client,
@@ -107,10 +109,8 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<ControllerAction
         if plan::is_rolling(&d) || deleting { Vec::new() } else { owned_pods(&ctx, &ns, &selector, &owned).await? };
     let plan = plan::plan(&d, &owned, &pods, Timestamp::now())?;
     execute(&ctx, &d, plan.actions).await?;
-    Ok(match plan.requeue_after {
-        Some(after) => ControllerAction::requeue(after),
-        None => ControllerAction::await_change(),
-    })
+    // A resync now and then heals whatever a lost event left behind.
+    Ok(ControllerAction::requeue(plan.requeue_after.unwrap_or(RESYNC).min(RESYNC)))
 }
 
 /// The pods of the Deployment's ReplicaSets, read fresh from the API server.
@@ -213,7 +213,8 @@ async fn on_create_conflict(ctx: &Ctx, d: &Deployment, rs: &ReplicaSet) -> Resul
         .and_then(|s| s.template.as_ref())
         .is_some_and(|t| template::equal_ignore_hash(t, &template));
     if plan::owned_by(&existing, d) && same {
-        return Ok(());
+        // Our cache is behind our own write: sync again once it has caught up.
+        return Err(Error::Manage(format!("replica set {:?} exists but is not cached yet", rs.name_any())));
     }
     let count = d.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0) + 1;
     let d_api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
@@ -223,6 +224,10 @@ async fn on_create_conflict(ctx: &Ctx, d: &Deployment, rs: &ReplicaSet) -> Resul
 }
 
 fn error_policy(d: Arc<Deployment>, err: &Error, _ctx: Arc<Ctx>) -> ControllerAction {
+    if crate::replicaset::is_conflict(err) {
+        tracing::debug!(deployment = %d.name_any(), error = %err, "deployment sync raced a write; retrying");
+        return ControllerAction::requeue(Duration::from_millis(100));
+    }
     tracing::warn!(deployment = %format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any()), error = %err, "deployment sync failed; retrying");
     ControllerAction::requeue(Duration::from_secs(1))
 }

@@ -45,7 +45,8 @@ impl Drop for Sim {
     }
 }
 
-/// Binds every pending pod to a simulated node, round robin, as a scheduler would.
+/// Binds every pending pod to a simulated node, round robin, as a scheduler would;
+/// pods labelled `e2e-unschedulable` stay pending, as if they fit nowhere.
 struct Binder {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -85,7 +86,8 @@ impl Binder {
                 let pods = api.get("/api/v1/pods").and_then(|l| l["items"].as_array().cloned()).unwrap_or_default();
                 for pod in pods {
                     let unbound = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").is_empty();
-                    if !unbound || !pod["metadata"]["deletionTimestamp"].is_null() {
+                    let held = !pod.pointer("/metadata/labels/e2e-unschedulable").unwrap_or(&Value::Null).is_null();
+                    if !unbound || held || !pod["metadata"]["deletionTimestamp"].is_null() {
                         continue;
                     }
                     let (ns, name) =
@@ -201,9 +203,20 @@ fn live_pods(k: &Kubectl, ns: &str) -> Vec<Value> {
     list["items"].as_array().unwrap().iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).cloned().collect()
 }
 
-fn rollout_status(k: &Kubectl, ns: &str) {
+fn rollout_status(c: &Cluster, k: &Kubectl, ns: &str) {
     let out = k.run(&["rollout", "status", "deploy/web", "-n", ns, "--timeout=90s"]);
-    assert!(out.ok, "rollout status failed ({}):\n{}{}", out.code, out.stdout, out.stderr);
+    if !out.ok {
+        let log = c.log();
+        let tail: Vec<&str> = log.lines().rev().take(80).collect();
+        let state = k.run(&["get", "deploy,rs,pods", "-n", ns, "-o", "wide"]).stdout;
+        panic!(
+            "rollout status failed ({}):\n{}{}\n{state}\nserver log tail:\n{}",
+            out.code,
+            out.stdout,
+            out.stderr,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
     assert!(out.stdout.contains("deployment \"web\" successfully rolled out"), "{}", out.stdout);
 }
 
@@ -216,16 +229,16 @@ fn deployment_scales_rolls_out_undoes_pauses_and_restarts() {
         k.ok(&["create", "namespace", &ns]);
         k.ok_stdin(&["apply", "-f", "-"], &deployment(&ns, "{type: RollingUpdate}"));
         k.ok(&["annotate", "deploy/web", "-n", &ns, "kubernetes.io/change-cause=first release"]);
-        rollout_status(&k, &ns);
+        rollout_status(&c, &k, &ns);
 
         // Scale up, then down: pods follow.
         k.ok(&["scale", "deploy/web", "-n", &ns, "--replicas=4"]);
-        rollout_status(&k, &ns);
+        rollout_status(&c, &k, &ns);
         eventually(Duration::from_secs(30), "4 pods", || (live_pods(&k, &ns).len() == 4).then_some(()));
         let get = k.ok(&["get", "deploy", "web", "-n", &ns]);
         assert!(get.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(1) == Some("4/4")), "{get}");
         k.ok(&["scale", "deploy/web", "-n", &ns, "--replicas=2"]);
-        rollout_status(&k, &ns);
+        rollout_status(&c, &k, &ns);
         eventually(Duration::from_secs(30), "2 pods", || (live_pods(&k, &ns).len() == 2).then_some(()));
         let rs_table = k.ok(&["get", "rs", "-n", &ns]);
         let header: Vec<&str> = rs_table.lines().next().unwrap().split_whitespace().collect();
@@ -245,7 +258,7 @@ fn deployment_scales_rolls_out_undoes_pauses_and_restarts() {
         // A rolling update to a new image.
         k.ok(&["set", "image", "deploy/web", "-n", &ns, "nginx=nginx:1.26"]);
         k.ok(&["annotate", "deploy/web", "-n", &ns, "--overwrite", "kubernetes.io/change-cause=second release"]);
-        rollout_status(&k, &ns);
+        rollout_status(&c, &k, &ns);
         let rses = replica_sets(&k, &ns);
         assert_eq!(rses.len(), 2, "{rses:?}");
         assert_eq!((rses[0].1.as_str(), rses[0].2, rses[0].3.as_str()), ("nginx:1.25", 0, "1"));
@@ -278,7 +291,7 @@ fn deployment_scales_rolls_out_undoes_pauses_and_restarts() {
 
         // Undo goes back to the first ReplicaSet, which becomes revision 3.
         k.ok(&["rollout", "undo", "deploy/web", "-n", &ns]);
-        rollout_status(&k, &ns);
+        rollout_status(&c, &k, &ns);
         let rses = replica_sets(&k, &ns);
         assert_eq!(rses.len(), 2, "no third ReplicaSet: {rses:?}");
         assert_eq!(
@@ -290,7 +303,7 @@ fn deployment_scales_rolls_out_undoes_pauses_and_restarts() {
         assert_eq!(revisions, ["2", "3"], "{history}");
         // And to a named revision.
         k.ok(&["rollout", "undo", "deploy/web", "-n", &ns, "--to-revision=2"]);
-        rollout_status(&k, &ns);
+        rollout_status(&c, &k, &ns);
         let rses = replica_sets(&k, &ns);
         assert_eq!(rses.len(), 2, "{rses:?}");
         assert_eq!((rses[1].1.as_str(), rses[1].3.as_str()), ("nginx:1.26", "4"));
@@ -306,13 +319,13 @@ fn deployment_scales_rolls_out_undoes_pauses_and_restarts() {
             d["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Progressing").cloned();
         assert_eq!(progressing.map(|c| c["reason"].clone()), Some("DeploymentPaused".into()));
         k.ok(&["rollout", "resume", "deploy/web", "-n", &ns]);
-        rollout_status(&k, &ns);
+        rollout_status(&c, &k, &ns);
         let rses = replica_sets(&k, &ns);
         assert_eq!((rses.len(), rses[2].1.as_str(), rses[2].2, rses[2].3.as_str()), (3, "nginx:1.27", 2, "5"));
 
         // Restart: same image, a new ReplicaSet.
         k.ok(&["rollout", "restart", "deploy/web", "-n", &ns]);
-        rollout_status(&k, &ns);
+        rollout_status(&c, &k, &ns);
         let rses = replica_sets(&k, &ns);
         assert_eq!(rses.len(), 4, "{rses:?}");
         assert_eq!((rses[3].1.as_str(), rses[3].2, rses[3].3.as_str()), ("nginx:1.27", 2, "6"));
@@ -328,7 +341,7 @@ fn recreate_stops_old_pods_before_starting_new_ones() {
     let k = c.kubectl("1.33");
     k.ok(&["create", "namespace", "recreate"]);
     k.ok_stdin(&["apply", "-f", "-"], &deployment("recreate", "{type: Recreate}"));
-    rollout_status(&k, "recreate");
+    rollout_status(&c, &k, "recreate");
     k.ok(&["set", "image", "deploy/web", "-n", "recreate", "nginx=nginx:1.26"]);
     // Never pods of both templates alive at once.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -348,7 +361,7 @@ fn recreate_stops_old_pods_before_starting_new_ones() {
         assert!(Instant::now() < deadline, "Recreate did not finish: {}", k.ok(&["get", "pods,rs", "-n", "recreate"]));
         std::thread::sleep(Duration::from_millis(200));
     }
-    rollout_status(&k, "recreate");
+    rollout_status(&c, &k, "recreate");
     let events = k.ok(&["get", "events", "-n", "recreate", "--sort-by=.metadata.creationTimestamp"]);
     let down = events.find("to 0").unwrap_or_else(|| panic!("{events}"));
     let up = events.rfind("from 0 to 2").unwrap_or_else(|| panic!("{events}"));
@@ -417,6 +430,38 @@ spec:
         let table = k.ok(&["get", "rs", "cache", "-n", &ns]);
         let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(row[1..4], ["1", "1", "1"], "{table}");
+    }
+}
+
+#[test]
+fn a_stuck_rollout_exceeds_its_progress_deadline() {
+    let (c, _sim, _binder) = cluster();
+    for v in KUBECTL_VERSIONS {
+        let k = c.kubectl(v);
+        let ns = format!("stuck-{}", v.replace('.', "-"));
+        k.ok(&["create", "namespace", &ns]);
+        let manifest = deployment(&ns, "{type: RollingUpdate}")
+            .replace("  replicas: 2\n", "  replicas: 2\n  progressDeadlineSeconds: 3\n")
+            .replace("      labels: {app: web}\n", "      labels: {app: web, e2e-unschedulable: \"true\"}\n");
+        k.ok_stdin(&["apply", "-f", "-"], &manifest);
+        let out = k.run(&["rollout", "status", "deploy/web", "-n", &ns, "--timeout=60s"]);
+        assert!(!out.ok, "{}", out.stdout);
+        assert!(
+            out.stderr.contains("deployment \"web\" exceeded its progress deadline"),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
+        let d = json(&k, &["get", "deploy", "web", "-n", &ns]);
+        let conditions = d["status"]["conditions"].as_array().unwrap();
+        let progressing = conditions.iter().find(|c| c["type"] == "Progressing").unwrap();
+        assert_eq!(
+            (progressing["status"].as_str(), progressing["reason"].as_str()),
+            (Some("False"), Some("ProgressDeadlineExceeded"))
+        );
+        let available = conditions.iter().find(|c| c["type"] == "Available").unwrap();
+        assert_eq!(available["reason"], "MinimumReplicasUnavailable");
+        assert_eq!(d["status"]["unavailableReplicas"], 2);
     }
 }
 
