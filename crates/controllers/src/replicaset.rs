@@ -894,6 +894,19 @@ fn pod_to_replica_sets(pod: &Pod, replica_sets: &Store<ReplicaSet>) -> Vec<Objec
         .collect()
 }
 
+/// Logs what goes wrong outside reconciles (watches); failed reconciles are logged by
+/// their error policy and vanished objects need no word.
+pub fn log_trouble<K, E: std::fmt::Display, Q: std::fmt::Display>(
+    controller: &str,
+    res: Result<K, kube::runtime::controller::Error<E, Q>>,
+) {
+    use kube::runtime::controller::Error as E2;
+    match res {
+        Ok(_) | Err(E2::ObjectNotFound(_)) | Err(E2::ReconcilerFailed(..)) => {}
+        Err(e) => tracing::warn!(controller, error = %e, "controller trouble"),
+    }
+}
+
 /// Drops what no controller reads, to keep the caches small.
 pub fn strip<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
@@ -921,7 +934,7 @@ pub async fn run(client: Client) {
     Controller::for_stream(rs_stream, rs_store)
         .watches_stream(pod_stream, move |pod| pod_to_replica_sets(&pod, &mapper_store))
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|res| async move { log_trouble("replicaset", res) })
         .await;
 }
 

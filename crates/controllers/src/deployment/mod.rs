@@ -11,8 +11,8 @@ pub mod template;
 
 use crate::Error;
 use crate::replicaset::{
-    EventSink, adopt_patch, claim, controller_ref, error_message, event, new_controller_ref, parse_selector,
-    release_patch, strip,
+    EventSink, adopt_patch, claim, controller_ref, error_message, event, log_trouble, new_controller_ref,
+    parse_selector, release_patch, strip,
 };
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
@@ -272,6 +272,6 @@ pub async fn run(client: Client) {
     Controller::for_stream(d_stream, d_store)
         .watches_stream(rs_stream, move |rs| rs_to_deployments(&rs, &mapper_store))
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|res| async move { log_trouble("deployment", res) })
         .await;
 }
