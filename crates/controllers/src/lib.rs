@@ -7,8 +7,10 @@
 //! what it does as Events through [`recorder`]. Start with [`run`], which runs them all.
 
 pub mod cronjob;
+pub mod deployment;
 pub mod job;
 pub mod namespace;
+pub mod replicaset;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
@@ -19,6 +21,12 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("discovery failed: {0}")]
     Discovery(String),
+    #[error("invalid selector: {0}")]
+    InvalidSelector(String),
+    #[error("{0}")]
+    Manage(String),
+    #[error(transparent)]
+    Plan(#[from] deployment::plan::PlanError),
 }
 
 /// An Event recorder for a controller, named as upstream names its controllers
@@ -32,7 +40,13 @@ pub fn recorder(client: &Client, controller: &str) -> Recorder {
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
     let all = async {
         // Each controller runs until the process ends; a new one adds its future here.
-        tokio::join!(namespace::run(client.clone()), job::run(client.clone()), cronjob::run(client.clone()));
+        tokio::join!(
+            namespace::run(client.clone()),
+            replicaset::run(client.clone()),
+            deployment::run(client.clone()),
+            job::run(client.clone()),
+            cronjob::run(client.clone()),
+        );
     };
     tokio::select! {
         _ = all => tracing::warn!("controllers ended"),

@@ -3,6 +3,7 @@
 mod apply;
 mod basics;
 mod cluster;
+mod deployments;
 mod discovery;
 mod durability;
 mod errors;
