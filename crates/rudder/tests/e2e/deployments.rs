@@ -360,7 +360,10 @@ fn a_stuck_rollout_exceeds_its_progress_deadline() {
         k.ok(&["create", "namespace", &ns]);
         let manifest = deployment(&ns, "{type: RollingUpdate}")
             .replace("  replicas: 2\n", "  replicas: 2\n  progressDeadlineSeconds: 3\n")
-            .replace("    spec:\n      containers:", "    spec:\n      nodeSelector: {e2e: nowhere}\n      containers:");
+            .replace(
+                "    spec:\n      containers:",
+                "    spec:\n      nodeSelector: {e2e: nowhere}\n      containers:",
+            );
         k.ok_stdin(&["apply", "-f", "-"], &manifest);
         let out = k.run(&["rollout", "status", "deploy/web", "-n", &ns, "--timeout=60s"]);
         assert!(!out.ok, "{}", out.stdout);
