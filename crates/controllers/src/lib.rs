@@ -6,7 +6,11 @@
 //! (`decide`, tested with plain data) from the I/O that carries it out, and reports
 //! what it does as Events through [`recorder`]. Start with [`run`], which runs them all.
 
+pub mod daemonset;
+pub mod history;
 pub mod namespace;
+pub mod owned_pods;
+pub mod statefulset;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
@@ -30,7 +34,7 @@ pub fn recorder(client: &Client, controller: &str) -> Recorder {
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
     let all = async {
         // Each controller runs until the process ends; a new one adds its future here.
-        tokio::join!(namespace::run(client.clone()));
+        tokio::join!(namespace::run(client.clone()), daemonset::run(client.clone()), statefulset::run(client.clone()));
     };
     tokio::select! {
         _ = all => tracing::warn!("controllers ended"),
