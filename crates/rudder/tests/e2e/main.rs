@@ -6,6 +6,7 @@ mod cluster;
 mod discovery;
 mod durability;
 mod errors;
+mod sim;
 mod watch;
 
 pub use cluster::{Cluster, KUBECTL_VERSIONS};
