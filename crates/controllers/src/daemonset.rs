@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -198,6 +198,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         publish(
             &ctx,
             &ds,
+            None,
             true,
             "SelectingAll",
             "This daemon set is selecting all pods. A non-empty selector is required.",
@@ -240,7 +241,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 
     let decided = plan::decide(&view)?;
     for note in &decided.notes {
-        publish(&ctx, &ds, note.warning, note.reason, &note.message).await;
+        let related = note.pod.as_deref().map(|p| ("Pod", p));
+        publish(&ctx, &ds, related, note.warning, note.reason, &note.message).await;
     }
     note_failures(&ctx, &ds, &decided.failed_on);
     let synced = sync_nodes(&ctx, &ds, &node_refs, &decided.create_on, &decided.delete, &hash).await;
@@ -261,17 +263,14 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
-async fn publish(ctx: &Ctx, ds: &DaemonSet, warning: bool, reason: &str, message: &str) {
-    let ev = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
-        reason: reason.to_string(),
-        note: Some(message.to_string()),
-        action: reason.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &ds.object_ref(&())).await {
-        tracing::debug!(error = %e, "cannot record event");
-    }
+/// Records an Event about the DaemonSet, also about `related` (a pod or node) if given.
+async fn publish(ctx: &Ctx, ds: &DaemonSet, related: Option<(&str, &str)>, warning: bool, reason: &str, message: &str) {
+    let ns = ds.namespace();
+    let related = related.map(|(kind, name)| match kind {
+        "Node" => owned_pods::reference(kind, "v1", None, name),
+        _ => owned_pods::reference(kind, "v1", ns.as_deref(), name),
+    });
+    owned_pods::record(&ctx.recorder, &ds.object_ref(&()), related, warning, reason, message).await;
 }
 
 fn nodes_in_backoff(ctx: &Ctx, ds: &DaemonSet) -> HashSet<String> {
@@ -491,16 +490,27 @@ async fn sync_nodes(
         let placement_hint = by_name.get(node.as_str()).and_then(|n| placement::insufficient_resource(spec, n));
         async move {
             if let Some(reason) = placement_hint {
-                publish(ctx, ds, true, "FailedPlacement", &format!("failed to place pod on {node:?}: {reason}")).await;
+                publish(
+                    ctx,
+                    ds,
+                    Some(("Node", &node)),
+                    true,
+                    "FailedPlacement",
+                    &format!("failed to place pod on {node:?}: {reason}"),
+                )
+                .await;
             }
             match api.create(&PostParams::default(), &pod).await {
                 Ok(created) => {
-                    publish(ctx, ds, false, "SuccessfulCreate", &format!("Created pod: {}", created.name_any())).await;
+                    let name = created.name_any();
+                    publish(ctx, ds, Some(("Pod", &name)), false, "SuccessfulCreate", &format!("Created pod: {name}"))
+                        .await;
                     Ok(Some(created.name_any()))
                 }
                 Err(e) if namespace_terminating(&e) => Ok(None),
                 Err(e) => {
-                    publish(ctx, ds, true, "FailedCreate", &format!("Error creating: {e}")).await;
+                    publish(ctx, ds, Some(("Node", &node)), true, "FailedCreate", &format!("Error creating: {e}"))
+                        .await;
                     Err(e)
                 }
             }
@@ -522,12 +532,21 @@ async fn sync_nodes(
         async move {
             match api.delete(&d.name, &DeleteParams::default()).await {
                 Ok(_) => {
-                    publish(ctx, ds, false, "SuccessfulDelete", &format!("Deleted pod: {}", d.name)).await;
+                    publish(
+                        ctx,
+                        ds,
+                        Some(("Pod", &d.name)),
+                        false,
+                        "SuccessfulDelete",
+                        &format!("Deleted pod: {}", d.name),
+                    )
+                    .await;
                     Ok(Some((d.name.clone(), d.uid.clone())))
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
                 Err(e) => {
-                    publish(ctx, ds, true, "FailedDelete", &format!("Error deleting: {e}")).await;
+                    publish(ctx, ds, Some(("Pod", &d.name)), true, "FailedDelete", &format!("Error deleting: {e}"))
+                        .await;
                     Err(e)
                 }
             }
@@ -557,6 +576,8 @@ fn omit_zero(n: i32) -> Value {
 async fn write_status(ctx: &Ctx, ds: &DaemonSet, c: plan::Counts, observed: bool) -> Result<(), Error> {
     let generation = ds.metadata.generation.unwrap_or(0);
     let old = ds.status.clone().unwrap_or_default();
+    // Without `observed`, this write does not claim the generation, so an older
+    // observedGeneration is no reason to write.
     let unchanged = old.desired_number_scheduled == c.desired
         && old.current_number_scheduled == c.current
         && old.number_misscheduled == c.misscheduled
@@ -564,7 +585,7 @@ async fn write_status(ctx: &Ctx, ds: &DaemonSet, c: plan::Counts, observed: bool
         && old.updated_number_scheduled.unwrap_or(0) == c.updated
         && old.number_available.unwrap_or(0) == c.available
         && old.number_unavailable.unwrap_or(0) == c.unavailable()
-        && old.observed_generation.unwrap_or(0) >= generation;
+        && (!observed || old.observed_generation.unwrap_or(0) >= generation);
     if unchanged {
         return Ok(());
     }

@@ -4,11 +4,13 @@
 //! (`ControllerExpectations`), and the trimming that keeps the pod caches small.
 
 use futures_util::future::join_all;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
+use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -198,6 +200,41 @@ pub fn slim_pod(pod: &mut Pod) {
                 c.last_probe_time = None;
             }
         }
+    }
+}
+
+/// A reference to an object an Event is also about (its `related` object).
+pub fn reference(kind: &str, api_version: &str, namespace: Option<&str>, name: &str) -> ObjectReference {
+    ObjectReference {
+        kind: Some(kind.to_string()),
+        api_version: Some(api_version.to_string()),
+        namespace: namespace.map(str::to_string),
+        name: Some(name.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Records an Event about `regarding`. The recorder folds repeats of one (type,
+/// reason, regarding, related) into a series whatever their message, so an Event
+/// about one of many pods names that pod as `related`: "Created pod: a" and
+/// "Created pod: b" stay two Events, as upstream shows them.
+pub async fn record(
+    recorder: &Recorder,
+    regarding: &ObjectReference,
+    related: Option<ObjectReference>,
+    warning: bool,
+    reason: &str,
+    message: &str,
+) {
+    let ev = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.to_string(),
+        note: Some(message.to_string()),
+        action: reason.to_string(),
+        secondary: related,
+    };
+    if let Err(e) = recorder.publish(&ev, regarding).await {
+        tracing::debug!(error = %e, reason, "cannot record event");
     }
 }
 

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -97,30 +97,28 @@ where
     s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
 }
 
-async fn publish(ctx: &Ctx, set: &StatefulSet, warning: bool, reason: &str, message: &str) {
-    let ev = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
-        reason: reason.to_string(),
-        note: Some(message.to_string()),
-        action: reason.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &set.object_ref(&())).await {
-        tracing::debug!(error = %e, "cannot record event");
-    }
-}
-
 /// Upstream's `recordPodEvent`: "create Pod web-0 in StatefulSet web successful".
 async fn pod_event(ctx: &Ctx, set: &StatefulSet, verb: &'static str, pod: &str, err: Option<&kube::Error>) {
     let title = format!("{}{}", verb[..1].to_uppercase(), &verb[1..]);
+    // Naming the pod keeps one Event per pod rather than one series for all.
+    let related = Some(owned_pods::reference("Pod", "v1", set.namespace().as_deref(), pod));
     match err {
         None => {
             let msg = format!("{verb} Pod {pod} in StatefulSet {} successful", set.name_any());
-            publish(ctx, set, false, &format!("Successful{title}"), &msg).await;
+            owned_pods::record(
+                &ctx.recorder,
+                &set.object_ref(&()),
+                related,
+                false,
+                &format!("Successful{title}"),
+                &msg,
+            )
+            .await;
         }
         Some(e) => {
             let msg = format!("{verb} Pod {pod} in StatefulSet {} failed error: {e}", set.name_any());
-            publish(ctx, set, true, &format!("Failed{title}"), &msg).await;
+            owned_pods::record(&ctx.recorder, &set.object_ref(&()), related, true, &format!("Failed{title}"), &msg)
+                .await;
         }
     }
 }
@@ -309,9 +307,8 @@ async fn claim_revisions(
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => {}
                 Err(e) => return Err(e.into()),
             },
-            // Upstream lists revisions owned by the set or by no one; it never releases.
-            Claim::Release => mine.push((*r).clone()),
-            Claim::NotMine => {}
+            // Upstream lists only revisions its selector covers, and never releases any.
+            Claim::Release | Claim::NotMine => {}
         }
     }
     Ok(mine)

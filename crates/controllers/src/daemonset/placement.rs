@@ -21,28 +21,49 @@ pub struct Fit {
     pub should_continue_running: bool,
 }
 
-/// Upstream's `NodeShouldRunDaemonPod`. `spec` is the DaemonSet's pod template spec.
+/// A DaemonSet's pod template with the daemon tolerations added once, to judge many
+/// nodes against.
+pub struct DaemonPod<'a> {
+    spec: &'a PodSpec,
+    tolerations: Vec<Toleration>,
+}
+
+impl<'a> DaemonPod<'a> {
+    pub fn new(spec: &'a PodSpec) -> DaemonPod<'a> {
+        let tolerations =
+            with_daemon_tolerations(spec.tolerations.as_deref().unwrap_or_default(), spec.host_network == Some(true));
+        DaemonPod { spec, tolerations }
+    }
+
+    /// Upstream's `NodeShouldRunDaemonPod`.
+    pub fn fit(&self, node: &Node) -> Fit {
+        let none = Fit { should_run: false, should_continue_running: false };
+        let spec = self.spec;
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        if spec.node_name.as_deref().is_some_and(|n| !n.is_empty() && n != name) {
+            return none;
+        }
+        if !matches_node_selector(spec.node_selector.as_ref(), node)
+            || !matches_required_affinity(spec.affinity.as_ref(), node)
+        {
+            return none;
+        }
+        let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+        let untolerated = |effects: &[&str]| {
+            taints
+                .iter()
+                .any(|t| effects.contains(&t.effect.as_str()) && !self.tolerations.iter().any(|tol| tolerates(tol, t)))
+        };
+        if untolerated(&["NoSchedule", "NoExecute"]) {
+            return Fit { should_run: false, should_continue_running: !untolerated(&["NoExecute"]) };
+        }
+        Fit { should_run: true, should_continue_running: true }
+    }
+}
+
+/// [`DaemonPod::fit`] for one node.
 pub fn node_fit(node: &Node, spec: &PodSpec) -> Fit {
-    let none = Fit { should_run: false, should_continue_running: false };
-    let name = node.metadata.name.as_deref().unwrap_or_default();
-    if spec.node_name.as_deref().is_some_and(|n| !n.is_empty() && n != name) {
-        return none;
-    }
-    if !matches_node_selector(spec.node_selector.as_ref(), node)
-        || !matches_required_affinity(spec.affinity.as_ref(), node)
-    {
-        return none;
-    }
-    let tolerations =
-        with_daemon_tolerations(spec.tolerations.as_deref().unwrap_or_default(), spec.host_network == Some(true));
-    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
-    let untolerated = |effects: &[&str]| {
-        taints.iter().any(|t| effects.contains(&t.effect.as_str()) && !tolerations.iter().any(|tol| tolerates(tol, t)))
-    };
-    if untolerated(&["NoSchedule", "NoExecute"]) {
-        return Fit { should_run: false, should_continue_running: !untolerated(&["NoExecute"]) };
-    }
-    Fit { should_run: true, should_continue_running: true }
+    DaemonPod::new(spec).fit(node)
 }
 
 /// Whether every `nodeSelector` label is on the node.

@@ -3,7 +3,7 @@
 //! and the status counts (upstream's `podsShouldBeOnNode`, `manage`, `rollingUpdate`
 //! and `updateDaemonSetStatus`).
 
-use super::placement::{Fit, node_fit};
+use super::placement::{DaemonPod, Fit};
 use crate::owned_pods::{is_available, is_ready, is_terminating};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -48,6 +48,8 @@ pub struct Doomed {
 /// An Event the decision explains itself with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
+    /// The pod the Event is also about.
+    pub pod: Option<String>,
     pub warning: bool,
     pub reason: &'static str,
     pub message: String,
@@ -190,9 +192,10 @@ fn manage(v: &View) -> Plan {
     let (spec, min_ready) = spec(v.ds);
     let surge = allows_surge(v.ds);
     let ns = v.ds.metadata.namespace.as_deref().unwrap_or_default();
+    let daemon = DaemonPod::new(spec);
     for node in v.nodes {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let fit = node_fit(node, spec);
+        let fit = daemon.fit(node);
         let pods = v.pods_by_node.get(&name);
         match (fit, pods) {
             (Fit { should_run: true, .. }, None) => plan.create_on.push(name),
@@ -203,6 +206,7 @@ fn manage(v: &View) -> Plan {
                         "Failed" if v.backoff.contains(&name) => plan.backoff_waits = true,
                         "Failed" => {
                             plan.notes.push(Note {
+                                pod: Some(pod_name(p)),
                                 warning: true,
                                 reason: "FailedDaemonPod",
                                 message: format!(
@@ -215,6 +219,7 @@ fn manage(v: &View) -> Plan {
                         }
                         "Succeeded" => {
                             plan.notes.push(Note {
+                                pod: Some(pod_name(p)),
                                 warning: false,
                                 reason: "SucceededDaemonPod",
                                 message: format!(
@@ -310,8 +315,9 @@ fn rolling_update(v: &View) -> Result<(Vec<String>, Vec<Doomed>), PlanError> {
     let mut per_node: BTreeMap<&str, &[&Pod]> =
         v.pods_by_node.iter().map(|(k, p)| (k.as_str(), p.as_slice())).collect();
     let mut desired = 0;
+    let daemon = DaemonPod::new(spec);
     for n in v.nodes {
-        if node_fit(n, spec).should_run {
+        if daemon.fit(n).should_run {
             desired += 1;
             per_node.entry(n.metadata.name.as_deref().unwrap_or_default()).or_insert(&[]);
         }
@@ -366,7 +372,7 @@ fn rolling_update(v: &View) -> Result<(Vec<String>, Vec<Doomed>), PlanError> {
         {
             n_available += 1;
         }
-        let should_run = nodes.get(node).is_some_and(|n| node_fit(n, spec).should_run);
+        let should_run = nodes.get(node).is_some_and(|n| daemon.fit(n).should_run);
         match (new, old) {
             (_, None) => {}
             (None, Some(old)) if !available(old) => {
@@ -405,10 +411,11 @@ pub fn counts(v: &View) -> Counts {
     let (spec, min_ready) = spec(v.ds);
     let generation = template_generation(v.ds);
     let mut c = Counts::default();
+    let daemon = DaemonPod::new(spec);
     for node in v.nodes {
         let name = node.metadata.name.as_deref().unwrap_or_default();
         let pods = v.pods_by_node.get(name).filter(|p| !p.is_empty());
-        if node_fit(node, spec).should_run {
+        if daemon.fit(node).should_run {
             c.desired += 1;
             let Some(pods) = pods else { continue };
             c.current += 1;

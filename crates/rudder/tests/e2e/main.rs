@@ -8,6 +8,7 @@ mod durability;
 mod errors;
 mod sim;
 mod watch;
+mod workloads;
 
 pub use cluster::{Cluster, KUBECTL_VERSIONS};
 
