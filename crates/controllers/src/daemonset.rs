@@ -69,12 +69,19 @@ struct Ctx {
     pods: Store<Pod>,
     revisions: Store<ControllerRevision>,
     expectations: Expectations,
+    retries: owned_pods::Retries,
     /// Failed-pod backoff per `<ds uid>/<node>`: (last deletion, delay).
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
 }
 
 fn key(ds: &DaemonSet) -> String {
     format!("{}/{}", ds.namespace().unwrap_or_default(), ds.name_any())
+}
+
+/// Expectations belong to one incarnation: a DaemonSet deleted and made again under the
+/// same name does not wait for its predecessor's writes.
+fn expectations_key(ds: &DaemonSet) -> String {
+    format!("{}/{}", key(ds), ds.uid().unwrap_or_default())
 }
 
 /// Trims cached nodes to what placement reads.
@@ -154,6 +161,7 @@ pub async fn run(client: Client) {
         pods,
         revisions,
         expectations: Expectations::default(),
+        retries: owned_pods::Retries::default(),
         backoff: Mutex::new(HashMap::new()),
     });
     controller
@@ -167,9 +175,11 @@ pub async fn run(client: Client) {
         .await;
 }
 
-fn error_policy(ds: Arc<DaemonSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(daemonset = %key(&ds), error = %err, "daemonset sync failed; retrying");
-    Action::requeue(Duration::from_secs(1))
+fn error_policy(ds: Arc<DaemonSet>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    let k = key(&ds);
+    let delay = ctx.retries.failed(&k);
+    tracing::warn!(daemonset = %k, error = %err, ?delay, "daemonset sync failed; retrying");
+    Action::requeue(delay)
 }
 
 fn ready<K: kube::runtime::reflector::Lookup + Clone + 'static>(s: &Store<K>) -> bool
@@ -180,6 +190,13 @@ where
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let k = key(&ds);
+    let action = sync(ds, ctx.clone()).await?;
+    ctx.retries.succeeded(&k);
+    Ok(action)
+}
+
+async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     // Acting on a cache that has not listed yet would create a second pod per node.
     if !ready(&ctx.pods) || !ready(&ctx.nodes) || !ready(&ctx.revisions) {
         return Ok(Action::requeue(Duration::from_millis(200)));
@@ -190,7 +207,6 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let Some(spec) = ds.spec.as_ref() else { return Ok(Action::await_change()) };
-    let k = key(&ds);
     let ns = ds.namespace().unwrap_or_default();
     let everything = spec.selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
         && spec.selector.match_expressions.as_ref().is_none_or(|m| m.is_empty());
@@ -228,9 +244,11 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let now = Timestamp::now();
     let view = View { ds: &ds, nodes: &node_refs, pods_by_node: &by_node, hash: &hash, now, backoff: &backoff };
 
-    let satisfied = ctx.expectations.satisfied(&k, |name| match ctx.pods.get(&ObjectRef::new(name).within(&ns)) {
-        None => Seen::Absent,
-        Some(p) => Seen::Present { uid: p.uid().unwrap_or_default(), terminating: owned_pods::is_terminating(&p) },
+    let satisfied = ctx.expectations.satisfied(&expectations_key(&ds), |name| {
+        match ctx.pods.get(&ObjectRef::new(name).within(&ns)) {
+            None => Seen::Absent,
+            Some(p) => Seen::Present { uid: p.uid().unwrap_or_default(), terminating: owned_pods::is_terminating(&p) },
+        }
     });
     if !satisfied {
         // Writes not yet in the cache: report what is known, without claiming to have
@@ -561,7 +579,7 @@ async fn sync_nodes(
             Err(e) => errors.push(e.to_string()),
         }
     }
-    ctx.expectations.expect(&key(ds), created, gone);
+    ctx.expectations.expect(&expectations_key(ds), created, gone);
     match errors.first() {
         None => Ok(()),
         Some(first) => Err(Error::Writes(errors.len(), first.clone())),

@@ -299,6 +299,31 @@ impl Expectations {
     }
 }
 
+/// Per-key retry delays after failed syncs, doubling from 200 ms to 5 minutes and reset
+/// by a success, so a sync that keeps failing (a rejected pod template, say) backs off
+/// as upstream's rate-limited work queue does instead of retrying every second.
+#[derive(Default)]
+pub struct Retries {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Retries {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(300);
+
+    /// The delay before retrying `key` after one more failure.
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut all = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = all.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        Self::FIRST.saturating_mul(1u32 << (*n - 1).min(16)).min(Self::MAX)
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
 /// Runs `op` over `items` in batches of 1, 2, 4, … and stops after the first batch with
 /// a failure (upstream's `slowStartBatch`). Returns each attempted item's result, in
 /// order; items after the failing batch are not attempted.
@@ -427,6 +452,20 @@ mod tests {
         e.expect("k", vec!["x".into()], vec![]);
         e.forget("k");
         assert!(e.satisfied("k", |_| Seen::Absent));
+    }
+
+    #[test]
+    fn retries_back_off_and_reset() {
+        let r = Retries::default();
+        assert_eq!(r.failed("k"), Duration::from_millis(200));
+        assert_eq!(r.failed("k"), Duration::from_millis(400));
+        assert_eq!(r.failed("other"), Duration::from_millis(200));
+        for _ in 0..40 {
+            r.failed("k");
+        }
+        assert_eq!(r.failed("k"), Duration::from_secs(300));
+        r.succeeded("k");
+        assert_eq!(r.failed("k"), Duration::from_millis(200));
     }
 
     #[tokio::test]

@@ -50,10 +50,17 @@ struct Ctx {
     pods: Store<Pod>,
     revisions: Store<ControllerRevision>,
     expectations: Expectations,
+    retries: owned_pods::Retries,
 }
 
 fn key(set: &StatefulSet) -> String {
     format!("{}/{}", set.namespace().unwrap_or_default(), set.name_any())
+}
+
+/// Expectations belong to one incarnation: a StatefulSet deleted and made again under the
+/// same name does not wait for its predecessor's writes.
+fn expectations_key(set: &StatefulSet) -> String {
+    format!("{}/{}", key(set), set.uid().unwrap_or_default())
 }
 
 pub async fn run(client: Client) {
@@ -76,6 +83,7 @@ pub async fn run(client: Client) {
         pods,
         revisions,
         expectations: Expectations::default(),
+        retries: owned_pods::Retries::default(),
     });
     Controller::new(sets, watcher::Config::default())
         .owns_stream(pod_events)
@@ -85,9 +93,11 @@ pub async fn run(client: Client) {
         .await;
 }
 
-fn error_policy(set: Arc<StatefulSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(statefulset = %key(&set), error = %err, "statefulset sync failed; retrying");
-    Action::requeue(Duration::from_secs(1))
+fn error_policy(set: Arc<StatefulSet>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    let k = key(&set);
+    let delay = ctx.retries.failed(&k);
+    tracing::warn!(statefulset = %k, error = %err, ?delay, "statefulset sync failed; retrying");
+    Action::requeue(delay)
 }
 
 fn ready<K: kube::runtime::reflector::Lookup + Clone + 'static>(s: &Store<K>) -> bool
@@ -124,8 +134,19 @@ async fn pod_event(ctx: &Ctx, set: &StatefulSet, verb: &'static str, pod: &str, 
 }
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let k = key(&set);
+    let action = sync(set, ctx.clone()).await?;
+    ctx.retries.succeeded(&k);
+    Ok(action)
+}
+
+async fn sync(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if !ready(&ctx.pods) || !ready(&ctx.revisions) {
         return Ok(Action::requeue(Duration::from_millis(200)));
+    }
+    // A set being deleted is left to the garbage collector: no new revisions or pods.
+    if set.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
     }
     let Some(spec) = set.spec.as_ref() else { return Ok(Action::await_change()) };
     let Some(selector) = owned_pods::selector(&spec.selector) else { return Ok(Action::await_change()) };
@@ -153,9 +174,11 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     };
     let decided = plan::decide(&view);
 
-    let satisfied = ctx.expectations.satisfied(&k, |pod| match ctx.pods.get(&ObjectRef::new(pod).within(&ns)) {
-        None => Seen::Absent,
-        Some(p) => Seen::Present { uid: p.uid().unwrap_or_default(), terminating: owned_pods::is_terminating(&p) },
+    let satisfied = ctx.expectations.satisfied(&expectations_key(&set), |pod| {
+        match ctx.pods.get(&ObjectRef::new(pod).within(&ns)) {
+            None => Seen::Absent,
+            Some(p) => Seen::Present { uid: p.uid().unwrap_or_default(), terminating: owned_pods::is_terminating(&p) },
+        }
     });
     let outcome = if satisfied { carry_out(&ctx, &set, &decided.steps).await } else { Ok(()) };
     if let Some(w) = &decided.waiting_for {
@@ -263,7 +286,7 @@ async fn carry_out(ctx: &Ctx, set: &StatefulSet, steps: &[Step]) -> Result<(), E
             }
         }
     }
-    ctx.expectations.expect(&key(set), created, deleted);
+    ctx.expectations.expect(&expectations_key(set), created, deleted);
     result
 }
 
