@@ -171,7 +171,7 @@ pub async fn run(client: Client) {
             all_ds.state().iter().map(|ds| ObjectRef::from_obj(&**ds)).collect::<Vec<_>>()
         })
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|r| async move { owned_pods::log_run_result(CONTROLLER_NAME, r) })
         .await;
 }
 
@@ -199,6 +199,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     // Acting on a cache that has not listed yet would create a second pod per node.
     if !ready(&ctx.pods) || !ready(&ctx.nodes) || !ready(&ctx.revisions) {
+        tracing::debug!(key = %key(&ds), "caches not synced yet");
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     // A DaemonSet being deleted is left to the garbage collector; its status cannot be

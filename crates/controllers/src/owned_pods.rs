@@ -299,6 +299,27 @@ impl Expectations {
     }
 }
 
+/// Logs what a controller's run stream reports: its reconcile failures are logged by
+/// the error policies, but a watch that keeps failing (its cache then never syncs)
+/// shows only here.
+pub fn log_run_result<K, E1, E2>(
+    controller: &'static str,
+    r: Result<
+        (kube::runtime::reflector::ObjectRef<K>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<E1, E2>,
+    >,
+) where
+    K: kube::Resource,
+    E1: std::error::Error + 'static,
+    E2: std::error::Error + 'static,
+{
+    use kube::runtime::controller::Error as E;
+    match r {
+        Ok(_) | Err(E::ReconcilerFailed(..)) | Err(E::ObjectNotFound(_)) => {}
+        Err(e) => tracing::warn!(controller, error = %e, "controller stream error"),
+    }
+}
+
 /// Per-key retry delays after failed syncs, doubling from 200 ms to 5 minutes and reset
 /// by a success, so a sync that keeps failing (a rejected pod template, say) backs off
 /// as upstream's rate-limited work queue does instead of retrying every second.

@@ -89,7 +89,7 @@ pub async fn run(client: Client) {
         .owns_stream(pod_events)
         .owns_stream(rev_events)
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|r| async move { owned_pods::log_run_result(CONTROLLER_NAME, r) })
         .await;
 }
 
@@ -142,6 +142,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
 
 async fn sync(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if !ready(&ctx.pods) || !ready(&ctx.revisions) {
+        tracing::debug!(key = %key(&set), "caches not synced yet");
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     // A set being deleted is left to the garbage collector: no new revisions or pods.

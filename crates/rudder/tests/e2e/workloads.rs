@@ -28,6 +28,24 @@ fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// Prints the end of the server's log when a test fails, since the cluster's directory goes
+/// with it.
+struct LogOnFailure<'a>(&'a Cluster);
+
+impl Drop for LogOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.0.log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "server log ({} lines, last 60):\n{}",
+                lines.len(),
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
+        }
+    }
+}
+
 /// Plain HTTPS calls to the API with the admin token, usable from another thread.
 #[derive(Clone)]
 struct Http {
@@ -225,6 +243,7 @@ fn agent(image: &str, cause: &str) -> String {
 #[test]
 fn daemonset_runs_on_every_untainted_node_and_rolls_out() {
     let c = Cluster::start();
+    let _log = LogOnFailure(&c);
     let _sim = Sim::start(&c, 3, "n");
     let _binder = Binder::start(Http::new(&c), "default", "n-0");
     let k = c.kubectl("1.33");
@@ -346,6 +365,7 @@ fn image_of(k: &Kubectl, pod: &str) -> String {
 #[test]
 fn statefulset_starts_in_order_scales_down_in_reverse_and_updates_by_partition() {
     let c = Cluster::start();
+    let _log = LogOnFailure(&c);
     let _sim = Sim::start(&c, 2, "n");
     let binder = Binder::start(Http::new(&c), "default", "n-0");
     let k = c.kubectl("1.33");
