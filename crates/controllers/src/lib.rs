@@ -6,8 +6,10 @@
 //! (`decide`, tested with plain data) from the I/O that carries it out, and reports
 //! what it does as Events through [`recorder`]. Start with [`run`], which runs them all.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod history;
+pub mod job;
 pub mod namespace;
 pub mod owned_pods;
 pub mod statefulset;
@@ -34,7 +36,13 @@ pub fn recorder(client: &Client, controller: &str) -> Recorder {
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
     let all = async {
         // Each controller runs until the process ends; a new one adds its future here.
-        tokio::join!(namespace::run(client.clone()), daemonset::run(client.clone()), statefulset::run(client.clone()));
+        tokio::join!(
+            namespace::run(client.clone()),
+            job::run(client.clone()),
+            cronjob::run(client.clone()),
+            daemonset::run(client.clone()),
+            statefulset::run(client.clone()),
+        );
     };
     tokio::select! {
         _ = all => tracing::warn!("controllers ended"),

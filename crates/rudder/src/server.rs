@@ -104,7 +104,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The controllers run in-process but reach the API like any client, over HTTPS.
+/// The controllers and the scheduler run in-process but reach the API like any client, over HTTPS.
 async fn run_controllers(kubeconfig: String) {
     let client = async {
         let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
@@ -112,7 +112,9 @@ async fn run_controllers(kubeconfig: String) {
         anyhow::Ok(kube::Client::try_from(config)?)
     };
     match client.await {
-        Ok(client) => controllers::run(client, std::future::pending()).await,
+        Ok(client) => {
+            tokio::join!(controllers::run(client.clone(), std::future::pending()), scheduler::run(client));
+        }
         Err(e) => tracing::error!(error = %e, "controllers cannot reach the API server"),
     }
 }

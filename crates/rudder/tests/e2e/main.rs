@@ -6,6 +6,8 @@ mod cluster;
 mod discovery;
 mod durability;
 mod errors;
+mod jobs;
+mod scheduling;
 mod sim;
 mod watch;
 mod workloads;

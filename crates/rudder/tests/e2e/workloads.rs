@@ -2,18 +2,13 @@
 //! `kubectl rollout status` and `kubectl rollout history`.
 //!
 //! `rudder sim` runs the nodes (it reports bound pods Running and Ready and lets
-//! deleted ones go). Until the scheduler lands, a [`Binder`] thread in the test binds
-//! pending pods as the scheduler would: a daemon pod to the node its affinity names,
-//! any other pod to the first node. It can hold named pods back, which is how the test
-//! proves a StatefulSet waits for each pod before creating the next.
+//! deleted ones go) and the scheduler binds the pods: a daemon pod to the node its
+//! affinity names.
 
 use crate::{Cluster, KUBECTL_VERSIONS, cluster::Kubectl};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Polls `f` until it gives a value, for at most `timeout`.
@@ -43,38 +38,6 @@ impl Drop for LogOnFailure<'_> {
                 lines[lines.len().saturating_sub(60)..].join("\n")
             );
         }
-    }
-}
-
-/// Plain HTTPS calls to the API with the admin token, usable from another thread.
-#[derive(Clone)]
-struct Http {
-    url: String,
-    token: String,
-    ca: PathBuf,
-}
-
-impl Http {
-    fn new(c: &Cluster) -> Http {
-        Http { url: c.url(), token: c.admin_token(), ca: c.data_dir().join("tls/ca.crt") }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Option<Value> {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "10", "-X", method, "--cacert"])
-            .arg(&self.ca)
-            .args(["-H", &format!("Authorization: Bearer {}", self.token)]);
-        if let Some(b) = body {
-            cmd.args(["-H", "Content-Type: application/json", "-d", &b.to_string()]);
-        }
-        let out = cmd.arg(format!("{}{path}", self.url)).output().ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    fn pods(&self, ns: &str) -> Vec<Value> {
-        self.call("GET", &format!("/api/v1/namespaces/{ns}/pods"), None)
-            .and_then(|l| l["items"].as_array().cloned())
-            .unwrap_or_default()
     }
 }
 
@@ -114,13 +77,6 @@ impl Drop for Sim {
     }
 }
 
-/// Binds pending pods in a namespace as the scheduler would, except those held back.
-struct Binder {
-    hold: Arc<Mutex<HashSet<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
 /// The node a pod's required node affinity pins it to (`metadata.name In [node]`).
 fn pinned_node(pod: &Value) -> Option<String> {
     let terms =
@@ -131,52 +87,6 @@ fn pinned_node(pod: &Value) -> Option<String> {
                 .then(|| f["values"][0].as_str().map(str::to_string))?
         })
     })
-}
-
-impl Binder {
-    fn start(http: Http, ns: &str, default_node: &str) -> Binder {
-        let hold = Arc::new(Mutex::new(HashSet::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (h, s, ns, default_node) = (hold.clone(), stop.clone(), ns.to_string(), default_node.to_string());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                for pod in http.pods(&ns) {
-                    let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                    let unbound = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty);
-                    let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
-                    if !unbound || deleting || h.lock().unwrap().contains(&name) {
-                        continue;
-                    }
-                    let node = pinned_node(&pod).unwrap_or_else(|| default_node.clone());
-                    let binding = json!({
-                        "apiVersion": "v1", "kind": "Binding",
-                        "metadata": {"name": name},
-                        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-                    });
-                    http.call("POST", &format!("/api/v1/namespaces/{ns}/pods/{name}/binding"), Some(&binding));
-                }
-                std::thread::sleep(Duration::from_millis(150));
-            }
-        });
-        Binder { hold, stop, thread: Some(thread) }
-    }
-
-    fn hold(&self, pod: &str) {
-        self.hold.lock().unwrap().insert(pod.to_string());
-    }
-
-    fn release(&self, pod: &str) {
-        self.hold.lock().unwrap().remove(pod);
-    }
-}
-
-impl Drop for Binder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 fn json_of(k: &Kubectl, args: &[&str]) -> Value {
@@ -245,7 +155,6 @@ fn daemonset_runs_on_every_untainted_node_and_rolls_out() {
     let c = Cluster::start();
     let _log = LogOnFailure(&c);
     let _sim = Sim::start(&c, 3, "n");
-    let _binder = Binder::start(Http::new(&c), "default", "n-0");
     let k = c.kubectl("1.33");
     k.ok(&["taint", "nodes", "n-2", "dedicated=infra:NoSchedule"]);
     k.ok_stdin(&["apply", "-f", "-"], &agent("busybox:1.36", "first"));
@@ -348,6 +257,7 @@ spec:
     metadata:
       labels: {app: web}
     spec:
+      nodeSelector: {disk: ssd}
       containers:
       - name: nginx
         image: nginx:1.25
@@ -367,24 +277,26 @@ fn statefulset_starts_in_order_scales_down_in_reverse_and_updates_by_partition()
     let c = Cluster::start();
     let _log = LogOnFailure(&c);
     let _sim = Sim::start(&c, 2, "n");
-    let binder = Binder::start(Http::new(&c), "default", "n-0");
     let k = c.kubectl("1.33");
     k.ok(&["create", "service", "clusterip", "web", "--clusterip=None"]);
 
-    // Ordered start: web-1 is not created while web-0 is not Running and Ready.
-    binder.hold("web-0");
+    // Ordered start: web-1 is not created while web-0 is not Running and Ready. No
+    // node has the label the pods ask for yet, so web-0 waits unscheduled.
     k.ok_stdin(&["apply", "-f", "-"], WEB);
     eventually(Duration::from_secs(20), "web-0", || k.run(&["get", "pod", "web-0"]).ok.then_some(()));
     std::thread::sleep(Duration::from_secs(2));
     let early = pods_by_name(&k, "app=web");
     assert_eq!(early.keys().collect::<Vec<_>>(), ["web-0"], "{early:?}");
+    assert_eq!(early["web-0"].0, "", "web-0 cannot be scheduled yet: {early:?}");
     let out = k.ok(&["rollout", "status", "sts/web", "--watch=false"]);
     assert!(out.contains("Waiting for 3 pods to be ready..."), "{out}");
-    binder.release("web-0");
+    k.ok(&["label", "node", "n-1", "disk=ssd"]);
     for v in KUBECTL_VERSIONS {
         let out = c.kubectl(v).ok(&["rollout", "status", "sts/web", "--timeout=60s"]);
         assert!(out.contains("partitioned roll out complete: 3 new pods have been updated..."), "{out}");
     }
+    let placed = pods_by_name(&k, "app=web");
+    assert!(placed.values().all(|(node, ..)| node == "n-1"), "only n-1 has disk=ssd: {placed:?}");
     // Each pod was created only after its predecessor became Ready.
     for (prev, next) in [("web-0", "web-1"), ("web-1", "web-2")] {
         let ready_at =
