@@ -17,7 +17,7 @@ pub mod plan;
 
 use crate::history::{self, CONTROLLER_REVISION_HASH_LABEL};
 use crate::owned_pods::{self, Claim, Expectations, Seen};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
@@ -182,13 +182,6 @@ fn error_policy(ds: Arc<DaemonSet>, err: &Error, ctx: Arc<Ctx>) -> Action {
     Action::requeue(delay)
 }
 
-fn ready<K: kube::runtime::reflector::Lookup + Clone + 'static>(s: &Store<K>) -> bool
-where
-    K::DynamicType: Eq + Hash + Clone,
-{
-    s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
-}
-
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let k = key(&ds);
     let action = sync(ds, ctx.clone()).await?;
@@ -198,7 +191,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 
 async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     // Acting on a cache that has not listed yet would create a second pod per node.
-    if !ready(&ctx.pods) || !ready(&ctx.nodes) || !ready(&ctx.revisions) {
+    if !owned_pods::synced(&ctx.pods) || !owned_pods::synced(&ctx.nodes) || !owned_pods::synced(&ctx.revisions) {
         tracing::debug!(key = %key(&ds), "caches not synced yet");
         return Ok(Action::requeue(Duration::from_millis(200)));
     }

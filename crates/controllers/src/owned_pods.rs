@@ -299,6 +299,17 @@ impl Expectations {
     }
 }
 
+/// Whether a reflector cache has finished its first list. Acting on one that has not
+/// would, for instance, create a second daemon pod for a node.
+pub fn synced<K>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    use futures_util::FutureExt;
+    store.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
+}
+
 /// Logs what a controller's run stream reports: its reconcile failures are logged by
 /// the error policies, but a watch that keeps failing (its cache then never syncs)
 /// shows only here.

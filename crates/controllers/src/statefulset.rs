@@ -15,7 +15,7 @@ pub mod plan;
 
 use crate::history::{self, HASH_LABEL, UpdateRevision};
 use crate::owned_pods::{self, Claim, Expectations, Seen};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -100,13 +100,6 @@ fn error_policy(set: Arc<StatefulSet>, err: &Error, ctx: Arc<Ctx>) -> Action {
     Action::requeue(delay)
 }
 
-fn ready<K: kube::runtime::reflector::Lookup + Clone + 'static>(s: &Store<K>) -> bool
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
-}
-
 /// Upstream's `recordPodEvent`: "create Pod web-0 in StatefulSet web successful".
 async fn pod_event(ctx: &Ctx, set: &StatefulSet, verb: &'static str, pod: &str, err: Option<&kube::Error>) {
     let title = format!("{}{}", verb[..1].to_uppercase(), &verb[1..]);
@@ -141,7 +134,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
 }
 
 async fn sync(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    if !ready(&ctx.pods) || !ready(&ctx.revisions) {
+    if !owned_pods::synced(&ctx.pods) || !owned_pods::synced(&ctx.revisions) {
         tracing::debug!(key = %key(&set), "caches not synced yet");
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
