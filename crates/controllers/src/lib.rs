@@ -7,10 +7,14 @@
 //! what it does as Events through [`recorder`]. Start with [`run`], which runs them all.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod history;
 pub mod job;
 pub mod namespace;
+pub mod owned_pods;
 pub mod replicaset;
+pub mod statefulset;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
@@ -46,6 +50,8 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
             deployment::run(client.clone()),
             job::run(client.clone()),
             cronjob::run(client.clone()),
+            daemonset::run(client.clone()),
+            statefulset::run(client.clone()),
         );
     };
     tokio::select! {

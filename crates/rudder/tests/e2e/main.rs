@@ -11,6 +11,7 @@ mod jobs;
 mod scheduling;
 mod sim;
 mod watch;
+mod workloads;
 
 pub use cluster::{Cluster, KUBECTL_VERSIONS};
 
