@@ -12,6 +12,7 @@ pub mod decide;
 pub mod schedule;
 
 use crate::Error;
+use crate::events::{Event as KubeEvent, EventType, Recorder};
 use crate::job::cache::{LastWritten, OwnerIndex};
 use decide::{JobKey, Note, decide, forget_active, record_started};
 use futures_util::{StreamExt, stream};
@@ -20,7 +21,6 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, applier};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, Resource, ResourceExt};

@@ -15,6 +15,7 @@
 pub mod placement;
 pub mod plan;
 
+use crate::events::Recorder;
 use crate::history::{self, CONTROLLER_REVISION_HASH_LABEL};
 use crate::owned_pods::{self, Claim, Expectations, Seen};
 use futures_util::StreamExt;
@@ -23,7 +24,6 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};

@@ -18,6 +18,7 @@ pub mod pods;
 mod policy;
 
 use crate::Error;
+use crate::events::{Event as KubeEvent, EventType, Recorder};
 use backoff::BackoffRecord;
 use cache::{LastWritten, OwnerIndex, batch_owner};
 use decide::{Input, Note, Outcome, PodAction, Sync, Timing, finished_condition};
@@ -30,7 +31,6 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, applier};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, Resource, ResourceExt};

@@ -9,6 +9,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod events;
 pub mod history;
 pub mod job;
 pub mod namespace;
@@ -16,8 +17,8 @@ pub mod owned_pods;
 pub mod replicaset;
 pub mod statefulset;
 
+pub use events::Recorder;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,8 +37,8 @@ pub enum Error {
 /// An Event recorder for a controller, named as upstream names its controllers
 /// (`replicaset-controller`, `deployment-controller`, ...); `kubectl describe` shows
 /// the name in its From column.
-pub fn recorder(client: &Client, controller: &str) -> Recorder {
-    Recorder::new(client.clone(), Reporter { controller: controller.to_string(), instance: None })
+pub fn recorder(client: &Client, controller: &'static str) -> Recorder {
+    Recorder::new(client.clone(), controller)
 }
 
 /// Runs every controller until `shutdown` resolves.

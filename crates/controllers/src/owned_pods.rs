@@ -3,6 +3,7 @@
 //! (`ControllerRefManager`), expectations for writes the caches have not shown yet
 //! (`ControllerExpectations`), and the trimming that keeps the pod caches small.
 
+use crate::events::{Event, EventType, Recorder};
 use futures_util::future::join_all;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
@@ -10,7 +11,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
-use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;

@@ -13,6 +13,7 @@
 
 pub mod plan;
 
+use crate::events::Recorder;
 use crate::history::{self, HASH_LABEL, UpdateRevision};
 use crate::owned_pods::{self, Claim, Expectations, Seen};
 use futures_util::StreamExt;
@@ -21,7 +22,6 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};

@@ -10,9 +10,10 @@ pub mod plan;
 pub mod template;
 
 use crate::Error;
+use crate::events::{EventSink, event};
 use crate::replicaset::{
-    EventSink, adopt_patch, claim, controller_ref, error_message, event, log_trouble, new_controller_ref,
-    parse_selector, release_patch, strip,
+    adopt_patch, claim, controller_ref, error_message, log_trouble, new_controller_ref, parse_selector, release_patch,
+    strip,
 };
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
