@@ -16,6 +16,8 @@ pub mod decode;
 pub mod discovery;
 pub mod fieldcheck;
 pub mod fieldmanager;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
