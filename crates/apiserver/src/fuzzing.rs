@@ -289,6 +289,10 @@ pub fn selectors(data: &[u8]) {
         label_selector(&sel, &objects);
     }
     let _ = query::pairs(Some(&text));
+    // A continue token arrives from the client as text; it must never panic the server.
+    if let Ok(token) = crate::rest::read::ContinueToken::decode(&text) {
+        let _ = crate::rest::read::ContinueToken::decode(&token.encode());
+    }
     if let Ok(q) = query::Query::parse(Some(&text)) {
         q.validation();
         if let Some(Ok(sel)) = q.label_selector.as_deref().map(LabelSelector::parse) {
