@@ -361,7 +361,10 @@ fn find_unescaped(s: &str, pat: &str) -> Option<usize> {
             i += 2;
             continue;
         }
-        if s[i..].starts_with(pat) {
+        // Bytes, not `s[i..]`: `i` steps through multi-byte characters (and past an
+        // escaped one) one byte at a time, and an ASCII pattern only matches at a
+        // character boundary anyway.
+        if b[i..].starts_with(pat.as_bytes()) {
             return Some(i);
         }
         i += 1;
@@ -391,6 +394,15 @@ mod tests {
 
     fn labels(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn field_selectors_with_non_ascii_text_parse() {
+        let s = FieldSelector::parse("metadata.name=é,spec.nodeName!=ü\\é,x\\é==y").unwrap();
+        assert_eq!(s.required_value("metadata.name"), Some("é"));
+        assert_eq!(s.terms[1].value, "üé");
+        assert_eq!(s.terms[2].field, "x\\é");
+        assert!(FieldSelector::parse("é").is_err());
     }
 
     #[test]

@@ -6,20 +6,104 @@
 use crate::fieldcheck;
 use api::schema::Schemas;
 use api::{ApiError, Resource};
-use serde_json::Value;
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::fmt;
 
 /// The media type of a Content-Type header, without parameters, lowercased.
 pub fn media_type(content_type: Option<&str>) -> String {
     content_type.unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
+/// Builds a JSON value while noting the paths of keys given twice in one object (the
+/// last one wins, as in Go's decoder; `fieldValidation=Strict` refuses them).
+struct Noting<'a> {
+    path: String,
+    duplicates: &'a RefCell<Vec<String>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Noting<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Noting<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq
+            .next_element_seed(Noting { path: format!("{}[{}]", self.path, out.len()), duplicates: self.duplicates })?
+        {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+            let v = map.next_value_seed(Noting { path: path.clone(), duplicates: self.duplicates })?;
+            if out.insert(key, v).is_some() {
+                self.duplicates.borrow_mut().push(path);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// Parses JSON, returning the paths of duplicated keys too.
+pub fn parse_json_noting_duplicates(bytes: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
+    let duplicates = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = Noting { path: String::new(), duplicates: &duplicates }.deserialize(&mut de)?;
+    de.end()?;
+    Ok((v, duplicates.into_inner()))
+}
+
 /// Parses a body as JSON or YAML (any media type that is not protobuf).
 pub fn parse_text(bytes: &[u8], media: &str) -> Result<Value, ApiError> {
+    Ok(parse_text_noting_duplicates(bytes, media)?.0)
+}
+
+/// [`parse_text`], also returning the paths of keys given twice (JSON only: the YAML
+/// parser refuses duplicate keys outright).
+pub fn parse_text_noting_duplicates(bytes: &[u8], media: &str) -> Result<(Value, Vec<String>), ApiError> {
     if media.ends_with("yaml") {
         return serde_yaml_ng::from_slice::<Value>(bytes)
+            .map(|v| (v, Vec::new()))
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}")));
     }
-    serde_json::from_slice(bytes)
+    parse_json_noting_duplicates(bytes)
         .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {}", json_error(&e))))
 }
 
@@ -27,15 +111,23 @@ fn json_error(e: &serde_json::Error) -> String {
     if e.is_eof() { "unexpected end of JSON input".to_string() } else { e.to_string() }
 }
 
-/// Decodes an object body for `res` by its Content-Type.
+/// Decodes an object body by its Content-Type.
 pub fn parse_object(bytes: &[u8], content_type: Option<&str>) -> Result<Value, ApiError> {
+    Ok(parse_object_noting_duplicates(bytes, content_type)?.0)
+}
+
+/// [`parse_object`], also returning the paths of keys given twice.
+pub fn parse_object_noting_duplicates(
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> Result<(Value, Vec<String>), ApiError> {
     let media = media_type(content_type);
-    let value = match media.as_str() {
+    let (value, duplicates) = match media.as_str() {
         "" | "application/json" | "application/yaml" | "application/x-yaml" | "text/yaml" | "*/*" => {
-            parse_text(bytes, &media)?
+            parse_text_noting_duplicates(bytes, &media)?
         }
         crate::decode::protobuf::CONTENT_TYPE => {
-            crate::decode::decode(bytes).map_err(|e| ApiError::bad_request(format!("protobuf: {e}")))?
+            (crate::decode::decode(bytes).map_err(|e| ApiError::bad_request(format!("protobuf: {e}")))?, Vec::new())
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
@@ -51,7 +143,7 @@ pub fn parse_object(bytes: &[u8], content_type: Option<&str>) -> Result<Value, A
             }
         )));
     }
-    Ok(value)
+    Ok((value, duplicates))
 }
 
 /// The outcome of checking a decoded object.
@@ -67,7 +159,19 @@ pub fn check_object(
     res: &Resource,
     kind: &str,
     api_version: &str,
+    obj: Value,
+    validation: &str,
+) -> Result<Checked, ApiError> {
+    check_object_with_duplicates(res, kind, api_version, obj, &[], validation)
+}
+
+/// [`check_object`], also reporting keys the body gave twice.
+pub fn check_object_with_duplicates(
+    res: &Resource,
+    kind: &str,
+    api_version: &str,
     mut obj: Value,
+    duplicates: &[String],
     validation: &str,
 ) -> Result<Checked, ApiError> {
     let cannot = |detail: String| {
@@ -99,14 +203,15 @@ pub fn check_object(
         None => ("", api_version),
     };
     let Some(schema) = Schemas::get().for_kind(group, version, kind) else {
-        return Ok(Checked { obj, warnings: Vec::new() });
+        return Ok(Checked { obj, warnings: duplicates.iter().map(|p| format!("duplicate field \"{p}\"")).collect() });
     };
     let _ = res;
     let findings = fieldcheck::check_and_prune(&mut obj, schema);
     if let Some(first) = findings.type_errors.first() {
         return Err(cannot(first.clone()));
     }
-    let unknown: Vec<String> = findings.unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+    let mut unknown: Vec<String> = duplicates.iter().map(|p| format!("duplicate field \"{p}\"")).collect();
+    unknown.extend(findings.unknown.iter().map(|p| format!("unknown field \"{p}\"")));
     match validation {
         "Strict" if !unknown.is_empty() => Err(cannot(format!("strict decoding error: {}", unknown.join(", ")))),
         "Ignore" => Ok(Checked { obj, warnings: Vec::new() }),
@@ -133,6 +238,21 @@ mod tests {
         let warned = check_object(cm, "ConfigMap", "v1", obj, "Warn").unwrap();
         assert_eq!(warned.warnings, vec!["unknown field \"bogus\""]);
         assert!(warned.obj.get("bogus").is_none());
+    }
+
+    #[test]
+    fn duplicate_keys_are_strict_errors() {
+        let cm = find("", "v1", "configmaps").unwrap();
+        let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","name":"b"},"data":{"k":"1"}}"#;
+        let (obj, dups) = parse_object_noting_duplicates(body, None).unwrap();
+        assert_eq!(dups, vec!["metadata.name"]);
+        assert_eq!(obj["metadata"]["name"], "b", "the last one wins, as in Go");
+        let e = check_object_with_duplicates(cm, "ConfigMap", "v1", obj.clone(), &dups, "Strict").err().unwrap();
+        assert!(e.message.ends_with("strict decoding error: duplicate field \"metadata.name\""), "{}", e.message);
+        let warned = check_object_with_duplicates(cm, "ConfigMap", "v1", obj, &dups, "Warn").unwrap();
+        assert_eq!(warned.warnings, vec!["duplicate field \"metadata.name\""]);
+        let nested = parse_object_noting_duplicates(br#"{"a":[{"b":1,"b":2}]}"#, None).unwrap();
+        assert_eq!(nested.1, vec!["a[0].b"]);
     }
 
     #[test]

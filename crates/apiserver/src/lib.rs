@@ -16,6 +16,8 @@ pub mod decode;
 pub mod discovery;
 pub mod fieldcheck;
 pub mod fieldmanager;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
@@ -77,6 +79,32 @@ pub struct ApiServer {
     pub ctx: Arc<Ctx>,
     shutdown: signal::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    compactor: tokio::task::JoinHandle<()>,
+}
+
+/// How often history older than the previous interval is compacted away, as upstream's
+/// API server compacts etcd: watches and paginated lists can resume from any revision
+/// of the last five to ten minutes.
+pub const COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Compacts the store, every `interval`, to the revision it had one interval before.
+async fn compact_periodically(store: Arc<dyn Store>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut previous = None;
+    loop {
+        tick.tick().await;
+        let Ok(now) = store.current_revision().await else { continue };
+        if let Some(rev) = previous {
+            match store.compact(rev).await {
+                Ok(()) => tracing::debug!(revision = rev, "compacted store history"),
+                // Already compacted further (the embedded store bounds its own history).
+                Err(store::StoreError::Compacted { .. }) => {}
+                Err(e) => tracing::warn!(error = %e, "store compaction failed"),
+            }
+        }
+        previous = Some(now);
+    }
 }
 
 /// The namespaces every cluster starts with.
@@ -118,13 +146,15 @@ impl ApiServer {
         // Serve at once (health and discovery answer while the namespaces are made).
         let (shutdown, rx) = signal::channel(false);
         let task = tokio::spawn(server::serve(ctx.clone(), listener, tls, rx));
+        let compactor = tokio::spawn(compact_periodically(ctx.objects.store.clone(), COMPACTION_INTERVAL));
         bootstrap(&ctx).await.map_err(Error::Bootstrap)?;
         ctx.ready.store(true, Ordering::Release);
-        Ok(ApiServer { addr, pki, ctx, shutdown, task })
+        Ok(ApiServer { addr, pki, ctx, shutdown, task, compactor })
     }
 
     /// Stops accepting, closes open connections and waits for the listener to end.
     pub async fn shutdown(self) {
+        self.compactor.abort();
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
@@ -167,5 +197,27 @@ async fn ensure(ctx: &Ctx, res: &'static api::Resource, mut obj: serde_json::Val
         Ok(_) => Ok(()),
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::{Op, RangeRequest, StoreError, Txn};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn history_older_than_one_interval_is_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Store> =
+            Arc::new(store::embedded::EmbeddedStore::open(&dir.path().join("s.db"), Default::default()).unwrap());
+        let first = s.txn(Txn::new().and_then([Op::put("/k", "1")])).await.unwrap().revision;
+        s.txn(Txn::new().and_then([Op::put("/k", "2")])).await.unwrap();
+        let task = tokio::spawn(compact_periodically(s.clone(), std::time::Duration::from_millis(100)));
+        // The first tick records the revision; the second compacts to it.
+        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        task.abort();
+        let old = s.range(RangeRequest::key("/k").at_revision(first)).await;
+        assert!(matches!(old, Err(StoreError::Compacted { .. })), "{old:?}");
+        assert_eq!(s.get("/k").await.unwrap().unwrap().value, "2");
     }
 }

@@ -6,12 +6,21 @@
 //! (`decide`, tested with plain data) from the I/O that carries it out, and reports
 //! what it does as Events through [`recorder`]. Start with [`run`], which runs them all.
 
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
+pub mod events;
 pub mod gc;
+pub mod history;
+pub mod job;
 pub mod namespace;
+pub mod owned_pods;
+pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 
+pub use events::Recorder;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -19,20 +28,36 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("discovery failed: {0}")]
     Discovery(String),
+    #[error("invalid selector: {0}")]
+    InvalidSelector(String),
+    #[error("{0}")]
+    Manage(String),
+    #[error(transparent)]
+    Plan(#[from] deployment::plan::PlanError),
 }
 
 /// An Event recorder for a controller, named as upstream names its controllers
 /// (`replicaset-controller`, `deployment-controller`, ...); `kubectl describe` shows
 /// the name in its From column.
-pub fn recorder(client: &Client, controller: &str) -> Recorder {
-    Recorder::new(client.clone(), Reporter { controller: controller.to_string(), instance: None })
+pub fn recorder(client: &Client, controller: &'static str) -> Recorder {
+    Recorder::new(client.clone(), controller)
 }
 
 /// Runs every controller until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
     let all = async {
         // Each controller runs until the process ends; a new one adds its future here.
-        tokio::join!(namespace::run(client.clone()), gc::run(client.clone()), serviceaccount::run(client.clone()),);
+        tokio::join!(
+            namespace::run(client.clone()),
+            replicaset::run(client.clone()),
+            deployment::run(client.clone()),
+            job::run(client.clone()),
+            cronjob::run(client.clone()),
+            daemonset::run(client.clone()),
+            statefulset::run(client.clone()),
+            gc::run(client.clone()),
+            serviceaccount::run(client.clone()),
+        );
     };
     tokio::select! {
         _ = all => tracing::warn!("controllers ended"),

@@ -1,10 +1,10 @@
 //! `rudder`: one binary for the control plane and its tools. Each verb lives in its
 //! own module; `main` parses the command line, sets up logging and runs the verb.
 
-#[allow(dead_code)] // used by `rudder sim` and `rudder agent`, which join with a token
 mod join;
 mod kubeconfig;
 mod server;
+mod sim;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -30,6 +30,8 @@ enum Command {
     Server(server::Args),
     /// Print an admin kubeconfig for the cluster in a data dir.
     Kubeconfig(kubeconfig::Args),
+    /// Simulate nodes that heartbeat and report their pods Running, for scale tests.
+    Sim(sim::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Kubeconfig(args) => kubeconfig::run(args),
+            Command::Sim(args) => sim::run(args).await,
         }
     })
 }

@@ -47,8 +47,15 @@ pub fn new_uid() -> String {
 /// Decodes and checks a body for `t`'s kind.
 pub async fn read_object(t: &Target, req: &mut Request) -> Result<Checked, ApiError> {
     let bytes = req.body().await?;
-    let obj = body::parse_object(&bytes, req.content_type.as_deref())?;
-    body::check_object(t.res, t.res.kind, &t.res.api_version(), obj, req.query.validation())
+    let (obj, duplicates) = body::parse_object_noting_duplicates(&bytes, req.content_type.as_deref())?;
+    body::check_object_with_duplicates(
+        t.res,
+        t.res.kind,
+        &t.res.api_version(),
+        obj,
+        &duplicates,
+        req.query.validation(),
+    )
 }
 
 pub async fn create(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, ApiError> {

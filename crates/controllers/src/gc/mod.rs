@@ -28,7 +28,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::{WatchStreamExt, watcher};
 use queue::WorkQueue;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -180,7 +180,7 @@ enum Step {
 
 struct Gc {
     client: Client,
-    recorder: Recorder,
+    recorder: crate::Recorder,
     graph: Mutex<Graph>,
     mapper: RwLock<Mapper>,
     absent: Mutex<AbsentOwners>,
@@ -352,7 +352,7 @@ impl Gc {
                     uid: Some(dependent.uid),
                     ..Default::default()
                 };
-                // Off the graph task, which must not wait on the network.
+                // The graph task does not wait for the recorder.
                 tokio::spawn(async move {
                     let event = KubeEvent {
                         type_: EventType::Warning,

@@ -49,6 +49,21 @@ fn strict_validation_invalid_objects_and_malformed_bodies() {
     assert_eq!(code, "400");
     assert_eq!(status["reason"], "BadRequest");
     assert!(status["message"].as_str().unwrap().contains("json parse error"), "{status}");
+    let dup_url = format!("{url}?fieldValidation=Strict");
+    let dup = c.curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d","name":"e"}}"#,
+        &dup_url,
+    ]);
+    let (code, status) = code_and_body(dup);
+    assert_eq!(code, "400", "{status}");
+    assert!(status["message"].as_str().unwrap().contains("duplicate field \"metadata.name\""), "{status}");
     let (code, _) = code_and_body(json("a: [b", "application/yaml"));
     assert_eq!(code, "400");
     let (code, status) = code_and_body(json("<xml/>", "application/xml"));

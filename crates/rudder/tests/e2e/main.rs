@@ -3,11 +3,16 @@
 mod apply;
 mod basics;
 mod cluster;
+mod deployments;
 mod discovery;
 mod durability;
 mod errors;
 mod gc;
+mod jobs;
+mod scheduling;
+mod sim;
 mod watch;
+mod workloads;
 
 pub use cluster::{Cluster, KUBECTL_VERSIONS};
 

@@ -27,8 +27,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// How the embedded store behaves; the defaults suit a server.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Revisions of history kept for watches and old reads before automatic compaction.
+    /// Revisions of history always kept for watches and old reads.
     pub history: i64,
+    /// Memory history may use (superseded values and events) before the oldest half is
+    /// compacted away. The API server also compacts on its own schedule, as upstream's
+    /// does with etcd; this bound holds between its compactions.
+    pub history_bytes: u64,
     /// The file is rewritten as a snapshot once it is larger than this and four times
     /// the live data.
     pub rewrite_threshold: u64,
@@ -36,7 +40,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { history: 10_000, rewrite_threshold: 64 << 20 }
+        Options { history: 1_000, history_bytes: 64 << 20, rewrite_threshold: 64 << 20 }
     }
 }
 
@@ -275,8 +279,11 @@ impl Committer {
                 };
                 let _ = reply.send(result);
             }
-            if state.revision - state.compacted > 2 * self.options.history {
-                let to = state.revision - self.options.history;
+            while state.history_bytes > self.options.history_bytes
+                && state.revision - state.compacted > self.options.history
+            {
+                let half = state.compacted + (state.revision - state.compacted) / 2;
+                let to = half.min(state.revision - self.options.history);
                 state.compact(to);
             }
             let oversized = self.log.size > self.options.rewrite_threshold && self.log.size > 4 * state.live_bytes;

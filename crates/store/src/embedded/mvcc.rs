@@ -33,6 +33,14 @@ pub(crate) struct Mvcc {
     events: VecDeque<Event>,
     /// Bytes held by the newest live versions (to decide when the file needs rewriting).
     pub live_bytes: u64,
+    /// Bytes held only for history: superseded versions and recorded events (to keep
+    /// the history window within a memory budget).
+    pub history_bytes: u64,
+}
+
+/// What one recorded event costs beyond the values it shares with the versions.
+fn event_cost(key: &str) -> u64 {
+    2 * key.len() as u64 + 128
 }
 
 impl Mvcc {
@@ -93,7 +101,11 @@ impl Mvcc {
         for c in changes {
             let prev = self.latest(&c.key);
             if let Some(p) = &prev {
-                self.live_bytes -= (p.key.len() + p.value.len()) as u64;
+                let size = (p.key.len() + p.value.len()) as u64;
+                self.live_bytes -= size;
+                if record {
+                    self.history_bytes += size;
+                }
             }
             let (kind, version, kv) = match c.value {
                 Some(value) => {
@@ -123,6 +135,7 @@ impl Mvcc {
             }
             versions.push(version);
             if record {
+                self.history_bytes += event_cost(&kv.key);
                 events.push(Event { kind, kv, prev });
             }
         }
@@ -145,15 +158,21 @@ impl Mvcc {
         if revision <= self.compacted {
             return;
         }
-        self.keys.retain(|_, versions| {
+        let mut freed = 0u64;
+        self.keys.retain(|key, versions| {
             // Keep the newest version at or below the compaction point, and all after it.
             let keep_from = versions.iter().rposition(|v| v.mod_revision <= revision).unwrap_or(0);
-            versions.drain(..keep_from);
+            for v in versions.drain(..keep_from) {
+                freed += v.value.map_or(0, |b| (key.len() + b.len()) as u64);
+            }
             !(versions.len() == 1 && versions[0].value.is_none() && versions[0].mod_revision <= revision)
         });
         while self.events.front().is_some_and(|e| e.kv.mod_revision <= revision) {
-            self.events.pop_front();
+            if let Some(e) = self.events.pop_front() {
+                freed += event_cost(&e.kv.key);
+            }
         }
+        self.history_bytes = self.history_bytes.saturating_sub(freed);
         self.compacted = revision;
     }
 
@@ -201,5 +220,6 @@ mod tests {
         m.compact(3);
         assert!(m.keys.is_empty());
         assert_eq!(m.live_bytes, 0);
+        assert_eq!(m.history_bytes, 0, "compacting everything frees all history");
     }
 }

@@ -63,7 +63,8 @@ async fn concurrent_writers_share_syncs() {
 #[tokio::test]
 async fn history_is_compacted_automatically() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { history: 100, rewrite_threshold: 4096 };
+    // A small memory budget for history: 500 overwrites of one key exceed it.
+    let options = Options { history: 100, history_bytes: 16 * 1024, rewrite_threshold: 4096 };
     let path = dir.path().join("store.db");
     let s = EmbeddedStore::open(&path, options.clone()).unwrap();
     let first = s.txn(Txn::new().and_then([Op::put("/h/a", "0")])).await.unwrap().revision;

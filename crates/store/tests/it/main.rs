@@ -15,7 +15,7 @@ pub struct Backend {
 
 pub fn embedded() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let options = store::embedded::Options { history: 1000, ..Default::default() };
+    let options = store::embedded::Options::default();
     let s = store::embedded::EmbeddedStore::open(&dir.path().join("store.db"), options).unwrap();
     Backend { store: Arc::new(s), _guard: Box::new(dir) }
 }
