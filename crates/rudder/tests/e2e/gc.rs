@@ -1,12 +1,14 @@
 //! The garbage collector and the service account controller, driven by kubectl.
 //!
-//! Owner chains are built by hand (ConfigMaps owning ConfigMaps, a ReplicaSet with
-//! zero replicas owning hand-made pods its selector does not match), so no other
-//! controller touches them and each case would pass against a real cluster too.
+//! Most owner chains are built by hand (ConfigMaps owning ConfigMaps, a ReplicaSet
+//! with zero replicas owning hand-made pods its selector does not match), so no other
+//! controller touches them; the last case deletes a real Deployment whose ReplicaSet
+//! and pods run on `rudder sim` nodes. Each would pass against a real cluster too.
 
 use crate::cluster::Kubectl;
-use crate::{Cluster, KUBECTL_VERSIONS};
+use crate::{Cluster, DEPLOYMENT, KUBECTL_VERSIONS};
 use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -247,5 +249,87 @@ fn every_namespace_has_a_default_service_account() {
     let k = c.kubectl("1.33");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         wait_for("service accounts in the built-in namespaces", || get(&k, ns, "sa", "default").is_some());
+    }
+}
+
+/// A `rudder sim` process with a few nodes, killed when dropped.
+struct Sim(Child);
+
+impl Sim {
+    fn start(c: &Cluster, nodes: usize) -> Sim {
+        let k = c.kubectl("1.33");
+        let mut token = String::new();
+        wait_for("the node token", || {
+            token = std::fs::read_to_string(c.data_dir().join("node-token")).unwrap_or_default();
+            token.ends_with('\n')
+        });
+        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .args(["sim", "--server", &c.url(), "--token", token.trim(), "--prefix", "gc"])
+            .args(["--nodes", &nodes.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(c.data_dir().join("sim.log")).unwrap())
+            .spawn()
+            .expect("starting rudder sim");
+        let sim = Sim(child);
+        wait_for("simulated nodes Ready", || {
+            let out = k.run(&["get", "nodes", "--no-headers"]);
+            out.stdout.lines().filter(|l| l.split_whitespace().nth(1) == Some("Ready")).count() == nodes
+        });
+        sim
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn items(k: &Kubectl, ns: &str, kind: &str) -> Vec<Value> {
+    let out: Value = serde_json::from_str(&k.ok(&["get", kind, "-n", ns, "-o", "json"])).unwrap();
+    out["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn deleting_a_deployment_cascades_as_kubectl_asks() {
+    let c = Cluster::start();
+    let _sim = Sim::start(&c, 2);
+    for v in KUBECTL_VERSIONS {
+        let k = c.kubectl(v);
+        for cascade in ["background", "foreground", "orphan"] {
+            let ns = format!("gc-{cascade}-{}", v.replace('.', "-"));
+            k.ok(&["create", "namespace", &ns]);
+            k.ok_stdin(&["apply", "-n", &ns, "-f", "-"], DEPLOYMENT);
+            k.ok(&["rollout", "status", "deployment/web", "-n", &ns, "--timeout=60s"]);
+            let rs = items(&k, &ns, "rs");
+            assert_eq!(rs.len(), 1, "{rs:?}");
+            let rs_name = rs[0]["metadata"]["name"].as_str().unwrap().to_string();
+            assert_eq!(owners_of(&rs[0]), ["web"]);
+
+            let flag = format!("--cascade={cascade}");
+            k.ok(&["delete", "deployment", "web", "-n", &ns, &flag, "--timeout=60s"]);
+            match cascade {
+                "background" => wait_for("the ReplicaSet and its pods to go", || {
+                    items(&k, &ns, "rs").is_empty() && items(&k, &ns, "pods").is_empty()
+                }),
+                "foreground" => {
+                    // kubectl returned once the Deployment was gone, which waited for
+                    // the ReplicaSet, which waited for its pods.
+                    assert!(items(&k, &ns, "rs").is_empty());
+                    assert!(items(&k, &ns, "pods").is_empty());
+                }
+                _ => {
+                    // As in Kubernetes: the ReplicaSet stays, without its owner; the pods
+                    // stay too, still owned by the ReplicaSet, which still exists.
+                    std::thread::sleep(Duration::from_secs(1));
+                    let rs = get(&k, &ns, "rs", &rs_name).expect("the ReplicaSet stays");
+                    assert!(owners_of(&rs).is_empty(), "{rs}");
+                    let pods = items(&k, &ns, "pods");
+                    assert_eq!(pods.len(), 2);
+                    assert!(pods.iter().all(|p| owners_of(p) == [rs_name.clone()]), "{pods:?}");
+                }
+            }
+        }
     }
 }
