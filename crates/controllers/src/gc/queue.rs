@@ -131,10 +131,11 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
                 if let Some(key) = inner.ready.pop_front() {
                     inner.dirty.remove(&key);
                     inner.processing.insert(key.clone());
-                    let more = !inner.ready.is_empty();
+                    let more = !inner.ready.is_empty() || !inner.delayed.is_empty();
                     drop(inner);
                     if more {
-                        // Pass the baton so several waiting workers drain a burst together.
+                        // Pass the baton: another waiting worker drains the rest of a
+                        // burst, or watches the next deadline while this one is busy.
                         self.wake.notify_one();
                     }
                     return key;
@@ -241,6 +242,26 @@ mod tests {
         q.add_after("soon", Duration::from_secs(1));
         let start = Instant::now();
         assert_eq!(worker.await.unwrap(), "soon");
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_is_kept_while_the_worker_that_watched_it_is_busy() {
+        let q = std::sync::Arc::new(WorkQueue::default());
+        let idle = {
+            let q = q.clone();
+            tokio::spawn(async move { q.get().await })
+        };
+        tokio::task::yield_now().await;
+        q.add_after("later", Duration::from_secs(1));
+        q.add("now");
+        // This worker takes "now" and stays busy; the idle one must wake for "later".
+        let start = Instant::now();
+        let first = q.get().await;
+        let second = idle.await.unwrap();
+        let mut got = [first, second];
+        got.sort();
+        assert_eq!(got, ["later", "now"]);
         assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 
