@@ -292,23 +292,26 @@ async fn monitor(client: Client, key: String, ar: ApiResource, changes: mpsc::Un
 }
 
 impl Gc {
-    fn snapshot(&self, uid: &str) -> Option<Item> {
+    /// Copies out what a worker needs of a node. Dependents' identities are copied only
+    /// for orphaning and blocking dependents only for a foreground deletion, as an
+    /// owner of thousands may be looked at once per dependent that goes.
+    fn snapshot(&self, uid: &str, for_orphaning: bool) -> Option<Item> {
         let graph = lock(&self.graph);
         let node = graph.node(uid)?;
-        let dependents = graph.dependents(uid);
+        let dependents = || node.dependents.iter().filter_map(|d| graph.node(d));
         Some(Item {
             identity: node.identity.clone(),
             virtual_: node.virtual_,
             being_deleted: node.being_deleted,
             deleting_dependents: node.deleting_dependents,
-            has_dependents: !dependents.is_empty(),
-            a_dependent_waits: dependents.iter().any(|d| d.deleting_dependents),
-            blocking: graph
-                .blocking_dependents(uid)
-                .iter()
-                .map(|d| (d.identity.uid.clone(), d.deleting_dependents))
-                .collect(),
-            dependents: dependents.iter().map(|d| d.identity.clone()).collect(),
+            has_dependents: !node.dependents.is_empty(),
+            a_dependent_waits: dependents().any(|d| d.deleting_dependents),
+            blocking: if node.deleting_dependents {
+                graph.blocking_dependents(uid).iter().map(|d| (d.identity.uid.clone(), d.deleting_dependents)).collect()
+            } else {
+                Vec::new()
+            },
+            dependents: if for_orphaning { dependents().map(|d| d.identity.clone()).collect() } else { Vec::new() },
         })
     }
 
@@ -492,7 +495,7 @@ impl Gc {
     }
 
     async fn attempt_to_delete(&self, uid: &str) -> Outcome {
-        let Some(item) = self.snapshot(uid) else { return Outcome::Forget };
+        let Some(item) = self.snapshot(uid, false) else { return Outcome::Forget };
         match self.attempt_to_delete_item(&item).await {
             Ok(Step::Gone) => Outcome::Forget,
             // A virtual node is looked at again until a watch sees the object or the
@@ -574,7 +577,7 @@ impl Gc {
 
     /// Strips the owner's references from its dependents, then drops `orphan`.
     async fn attempt_to_orphan(&self, uid: &str) -> Outcome {
-        let Some(item) = self.snapshot(uid) else { return Outcome::Forget };
+        let Some(item) = self.snapshot(uid, true) else { return Outcome::Forget };
         let owner_uid = [item.identity.uid.clone()];
         let mut results = Vec::with_capacity(item.dependents.len());
         for batch in item.dependents.chunks(ORPHAN_CONCURRENCY) {
