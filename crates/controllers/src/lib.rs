@@ -6,7 +6,10 @@
 //! (`decide`, tested with plain data) from the I/O that carries it out, and reports
 //! what it does as Events through [`recorder`]. Start with [`run`], which runs them all.
 
+pub mod disruption;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
@@ -19,6 +22,14 @@ pub enum Error {
     Discovery(String),
 }
 
+/// Settings of the controllers that have any, each with upstream's meaning and our
+/// defaults (see each module's `Config`).
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub node_lifecycle: nodelifecycle::Config,
+    pub node_ipam: nodeipam::Config,
+}
+
 /// An Event recorder for a controller, named as upstream names its controllers
 /// (`replicaset-controller`, `deployment-controller`, ...); `kubectl describe` shows
 /// the name in its From column.
@@ -27,10 +38,15 @@ pub fn recorder(client: &Client, controller: &str) -> Recorder {
 }
 
 /// Runs every controller until `shutdown` resolves.
-pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+pub async fn run(client: Client, config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
     let all = async {
         // Each controller runs until the process ends; a new one adds its future here.
-        tokio::join!(namespace::run(client.clone()));
+        tokio::join!(
+            namespace::run(client.clone()),
+            nodelifecycle::run(client.clone(), config.node_lifecycle.clone()),
+            nodeipam::run(client.clone(), config.node_ipam.clone()),
+            disruption::run(client.clone()),
+        );
     };
     tokio::select! {
         _ = all => tracing::warn!("controllers ended"),
