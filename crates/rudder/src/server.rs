@@ -142,7 +142,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The controllers run in-process but reach the API like any client, over HTTPS.
+/// The controllers and the scheduler run in-process but reach the API like any client, over HTTPS.
 async fn run_controllers(kubeconfig: String, config: controllers::Config) {
     let client = async {
         let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
@@ -150,7 +150,9 @@ async fn run_controllers(kubeconfig: String, config: controllers::Config) {
         anyhow::Ok(kube::Client::try_from(config)?)
     };
     match client.await {
-        Ok(client) => controllers::run(client, config, std::future::pending()).await,
+        Ok(client) => {
+            tokio::join!(controllers::run(client.clone(), config, std::future::pending()), scheduler::run(client));
+        }
         Err(e) => tracing::error!(error = %e, "controllers cannot reach the API server"),
     }
 }
