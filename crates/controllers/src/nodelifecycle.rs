@@ -272,6 +272,8 @@ struct State {
     by_node: HashMap<String, HashSet<PodKey>>,
     probes: HashMap<String, Probe>,
     sight: Sight,
+    /// The last monitor pass had a clear view.
+    sight_clear: bool,
     /// Nodes announced with RegisteredNode.
     known: HashSet<String>,
     /// Every node was not Ready at the last pass.
@@ -415,7 +417,7 @@ impl State {
         if !pod.deleting || self.pod_ops.contains(&(key.clone(), PodOp::ForceDelete)) {
             return;
         }
-        if !self.nodes.items.get(&pod.node).is_some_and(has_unreachable_no_execute) {
+        if !self.nodes.items.get(&pod.node).is_some_and(has_unreachable_no_execute) || !self.judged_down(&pod.node) {
             return;
         }
         self.pod_ops.insert((key.clone(), PodOp::ForceDelete));
@@ -480,6 +482,18 @@ impl State {
         });
     }
 
+    /// See [`health::judged_down`].
+    fn judged_down(&self, node: &str) -> bool {
+        health::judged_down(self.sight_clear, self.disrupted, self.last_ready.get(node).map(|r| r.as_deref()))
+    }
+
+    /// Whether every `NoExecute` taint on the node is one this controller sets.
+    fn only_own_no_execute(&self, node: &str) -> bool {
+        self.no_execute
+            .get(node)
+            .is_some_and(|ts| ts.iter().all(|t| t.key == taints::NOT_READY || t.key == taints::UNREACHABLE))
+    }
+
     /// Starts the evictions that are due.
     fn evict_due(&mut self, now: Instant) {
         let due: Vec<PodKey> = self
@@ -493,6 +507,13 @@ impl State {
                 self.evictions.remove(&key);
                 continue;
             };
+            if self.only_own_no_execute(&pod.node) && !self.judged_down(&pod.node) {
+                // Not until the next pass has confirmed (or lifted) the node's taint.
+                if let Some(s) = self.evictions.get_mut(&key) {
+                    s.due = now + self.config.monitor_period;
+                }
+                continue;
+            }
             self.evicting.insert(key.clone());
             let uid = pod.uid.clone();
             self.writer.pod_event(
@@ -554,7 +575,9 @@ impl State {
         if !self.synced() {
             return;
         }
-        match self.sight.pass(now, self.config.blind_after()) {
+        let view = self.sight.pass(now, self.config.blind_after());
+        self.sight_clear = view != View::Blind;
+        match view {
             View::Blind => {
                 tracing::debug!("not judging node health: the controller's view of the API is stale");
                 return;
@@ -584,7 +607,12 @@ impl State {
             }
             let probe = self.probes.entry(name.clone()).or_insert_with(|| Probe::new(now));
             let mut ready = taints::ready_status(conditions(node)).map(str::to_string);
-            let grace = if ready.is_none() { self.config.startup_grace_period } else { self.config.grace_period };
+            let grace = health::grace_for(
+                ready.as_deref(),
+                probe.renew_time.is_some(),
+                self.config.grace_period,
+                self.config.startup_grace_period,
+            );
             if probe.is_stale(now, grace)
                 && !self.node_writes.contains(name)
                 && let Some(new) = health::silenced(conditions(node), node.metadata.creation_timestamp.as_ref(), wall)
@@ -781,6 +809,7 @@ pub async fn run(client: Client, config: Config) {
         by_node: HashMap::new(),
         probes: HashMap::new(),
         sight: Sight::default(),
+        sight_clear: false,
         known: HashSet::new(),
         disrupted: false,
         last_ready: HashMap::new(),

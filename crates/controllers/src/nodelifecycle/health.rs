@@ -141,6 +141,22 @@ pub fn full_disruption<'a>(ready: impl IntoIterator<Item = Option<&'a str>>) -> 
     any
 }
 
+/// The grace period a node gets: upstream allows the startup grace to nodes that never
+/// posted Ready; so do we to nodes never seen with a Lease (an agent registers its
+/// Node before it creates the Lease, and a Node object alone is no agent that died).
+pub fn grace_for(ready: Option<&str>, leased: bool, grace: Duration, startup: Duration) -> Duration {
+    if ready.is_none() || !leased { startup } else { grace }
+}
+
+/// Whether the controller's own latest judgement of a node, made with a clear view
+/// and outside a full disruption, is that it is down. Its `not-ready` and
+/// `unreachable` taints may be stale for a moment (set before a restart or a stall):
+/// they evict nothing until it agrees again. `verdict` is the node's Ready status at
+/// the last clear pass, `None` before the first.
+pub fn judged_down(clear: bool, disrupted: bool, verdict: Option<Option<&str>>) -> bool {
+    clear && !disrupted && verdict.is_some_and(|r| r != Some("True"))
+}
+
 /// A pod's pending eviction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scheduled {
@@ -247,6 +263,25 @@ mod tests {
         assert!(!full_disruption([]));
         assert!(full_disruption([Some("Unknown"), Some("False"), None]));
         assert!(!full_disruption([Some("Unknown"), Some("True")]));
+    }
+
+    #[test]
+    fn nodes_never_leased_get_the_startup_grace() {
+        let (g, st) = (Duration::from_secs(8), Duration::from_secs(60));
+        assert_eq!(grace_for(Some("True"), true, g, st), g);
+        assert_eq!(grace_for(Some("True"), false, g, st), st);
+        assert_eq!(grace_for(None, true, g, st), st);
+    }
+
+    #[test]
+    fn own_taints_evict_only_on_a_fresh_verdict() {
+        assert!(judged_down(true, false, Some(Some("Unknown"))));
+        assert!(judged_down(true, false, Some(Some("False"))));
+        assert!(judged_down(true, false, Some(None)));
+        assert!(!judged_down(true, false, Some(Some("True"))), "the node is back");
+        assert!(!judged_down(true, false, None), "no pass yet (a restart)");
+        assert!(!judged_down(false, false, Some(Some("Unknown"))), "blind");
+        assert!(!judged_down(true, true, Some(Some("Unknown"))), "full disruption");
     }
 
     #[test]
