@@ -6,6 +6,7 @@ mod cluster;
 mod discovery;
 mod durability;
 mod errors;
+mod nodes;
 mod scheduling;
 mod sim;
 mod watch;
