@@ -6,10 +6,18 @@
 //! (`decide`, tested with plain data) from the I/O that carries it out, and reports
 //! what it does as Events through [`recorder`]. Start with [`run`], which runs them all.
 
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
 pub mod disruption;
+pub mod history;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod owned_pods;
+pub mod replicaset;
+pub mod statefulset;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
@@ -20,6 +28,12 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("discovery failed: {0}")]
     Discovery(String),
+    #[error("invalid selector: {0}")]
+    InvalidSelector(String),
+    #[error("{0}")]
+    Manage(String),
+    #[error(transparent)]
+    Plan(#[from] deployment::plan::PlanError),
 }
 
 /// Settings of the controllers that have any, each with upstream's meaning and our
@@ -43,6 +57,12 @@ pub async fn run(client: Client, config: Config, shutdown: impl std::future::Fut
         // Each controller runs until the process ends; a new one adds its future here.
         tokio::join!(
             namespace::run(client.clone()),
+            replicaset::run(client.clone()),
+            deployment::run(client.clone()),
+            job::run(client.clone()),
+            cronjob::run(client.clone()),
+            daemonset::run(client.clone()),
+            statefulset::run(client.clone()),
             nodelifecycle::run(client.clone(), config.node_lifecycle.clone()),
             nodeipam::run(client.clone(), config.node_ipam.clone()),
             disruption::run(client.clone()),

@@ -50,14 +50,12 @@ async fn fetch_ca(server: &str, token: &Token) -> anyhow::Result<String> {
     Ok(pem)
 }
 
-/// A client for the cluster at `server`, authenticated with the join token.
-pub async fn client(server: &str, token: &str) -> anyhow::Result<kube::Client> {
+/// A client for the cluster at `server`, authenticated with the join token, naming
+/// itself `program` (see [`crate::kubeconfig::client`]).
+pub async fn client(server: &str, token: &str, program: &str) -> anyhow::Result<kube::Client> {
     let parsed = Token::parse(token)?;
     let ca = fetch_ca(server, &parsed).await?;
-    let kubeconfig = crate::kubeconfig::render(server, &ca, token.trim());
-    let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
-    Ok(kube::Client::try_from(config)?)
+    crate::kubeconfig::client(&crate::kubeconfig::render(server, &ca, token.trim()), program).await
 }
 
 #[cfg(test)]

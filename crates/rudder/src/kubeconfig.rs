@@ -11,6 +11,17 @@ pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
     )
 }
 
+/// A client for a kubeconfig, introducing itself as `program` in its User-Agent, from
+/// which the API server names it as a field manager (`kube-controller-manager`,
+/// `kube-scheduler`, `kubelet`, as upstream's components are named).
+pub async fn client(kubeconfig: &str, program: &str) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+    let agent = format!("{program}/v1.33.0+rudder.{} (linux/amd64) rudder", env!("CARGO_PKG_VERSION"));
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(&agent)?));
+    Ok(kube::Client::try_from(config)?)
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// The server's data dir.

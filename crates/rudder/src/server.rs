@@ -144,14 +144,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 /// The controllers and the scheduler run in-process but reach the API like any client, over HTTPS.
 async fn run_controllers(kubeconfig: String, config: controllers::Config) {
-    let client = async {
-        let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
-        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
-        anyhow::Ok(kube::Client::try_from(config)?)
+    let clients = async {
+        let controllers = kubeconfig::client(&kubeconfig, "kube-controller-manager").await?;
+        let scheduler = kubeconfig::client(&kubeconfig, "kube-scheduler").await?;
+        anyhow::Ok((controllers, scheduler))
     };
-    match client.await {
-        Ok(client) => {
-            tokio::join!(controllers::run(client.clone(), config, std::future::pending()), scheduler::run(client));
+    match clients.await {
+        Ok((controllers, scheduler)) => {
+            tokio::join!(controllers::run(controllers, config, std::future::pending()), scheduler::run(scheduler));
         }
         Err(e) => tracing::error!(error = %e, "controllers cannot reach the API server"),
     }

@@ -3,13 +3,16 @@
 mod apply;
 mod basics;
 mod cluster;
+mod deployments;
 mod discovery;
 mod durability;
 mod errors;
+mod jobs;
 mod nodes;
 mod scheduling;
 mod sim;
 mod watch;
+mod workloads;
 
 pub use cluster::{Cluster, KUBECTL_VERSIONS};
 

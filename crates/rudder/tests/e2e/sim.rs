@@ -83,6 +83,9 @@ kind: Job
 metadata: {name: batch}
 spec:
   suspend: true
+  # Hands the Job to no controller: the job controller would delete the pods of a
+  # suspended Job that this test creates by hand.
+  managedBy: rudder.dev/none
   template:
     spec:
       restartPolicy: Never
