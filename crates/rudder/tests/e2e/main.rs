@@ -8,6 +8,7 @@ mod discovery;
 mod durability;
 mod errors;
 mod jobs;
+mod nodes;
 mod scheduling;
 mod sim;
 mod watch;
