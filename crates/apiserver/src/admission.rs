@@ -3,6 +3,9 @@
 //!
 //! - Priority: a pod's `priorityClassName` (or the global default class) decides its
 //!   `spec.priority` and `preemptionPolicy`; only one class may be the global default.
+//! - DefaultTolerationSeconds: a new pod tolerates the `not-ready` and `unreachable`
+//!   `NoExecute` taints for `--default-toleration-seconds`, unless it already says how
+//!   long it tolerates them.
 
 use crate::Ctx;
 use crate::rest::read::{Selectors, collect};
@@ -31,7 +34,11 @@ fn global_default(classes: &[Value]) -> Option<&Value> {
 /// Mutates and checks a new object.
 pub async fn admit_create(ctx: &Ctx, res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
     match (res.group, res.kind) {
-        ("", "Pod") => admit_pod_priority(ctx, res, obj).await,
+        ("", "Pod") => {
+            admit_pod_priority(ctx, res, obj).await?;
+            default_tolerations(obj, ctx.default_toleration_seconds);
+            Ok(())
+        }
         ("scheduling.k8s.io", "PriorityClass") => admit_single_default(ctx, obj, None).await,
         _ => Ok(()),
     }
@@ -89,6 +96,36 @@ async fn admit_pod_priority(ctx: &Ctx, res: &Resource, pod: &mut Value) -> Resul
     Ok(())
 }
 
+pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// Upstream's DefaultTolerationSeconds plugin: a toleration counts when its key is the
+/// taint's or empty, and its effect `NoExecute` or empty, whatever its operator.
+pub fn default_tolerations(pod: &mut Value, seconds: i64) {
+    let tolerates = |pod: &Value, key: &str| {
+        pod.pointer("/spec/tolerations").and_then(Value::as_array).is_some_and(|ts| {
+            ts.iter().any(|t| {
+                let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+                let e = t.get("effect").and_then(Value::as_str).unwrap_or("");
+                (k == key || k.is_empty()) && (e == "NoExecute" || e.is_empty())
+            })
+        })
+    };
+    let missing: Vec<&str> = [TAINT_NOT_READY, TAINT_UNREACHABLE].into_iter().filter(|k| !tolerates(pod, k)).collect();
+    if missing.is_empty() || !pod.get("spec").is_some_and(Value::is_object) {
+        return;
+    }
+    let spec = &mut pod["spec"];
+    if !spec.get("tolerations").is_some_and(Value::is_array) {
+        spec["tolerations"] = json!([]);
+    }
+    if let Some(list) = spec["tolerations"].as_array_mut() {
+        for key in missing {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
+        }
+    }
+}
+
 async fn admit_single_default(ctx: &Ctx, class: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     if class.get("globalDefault").and_then(Value::as_bool) != Some(true) {
         return Ok(());
@@ -121,5 +158,39 @@ mod tests {
         ];
         assert_eq!(global_default(&classes).unwrap()["metadata"]["name"], "b");
         assert!(global_default(&classes[2..]).is_none());
+    }
+
+    #[test]
+    fn default_tolerations_are_added_unless_the_pod_has_its_own() {
+        let mut pod = json!({"spec": {"containers": []}});
+        default_tolerations(&mut pod, 2);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2},
+            ])
+        );
+        // Applying it again adds nothing.
+        let before = pod.clone();
+        default_tolerations(&mut pod, 2);
+        assert_eq!(pod, before);
+
+        // Its own toleration of one taint (any effect counts when empty) is kept.
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 60});
+        let mut pod = json!({"spec": {"tolerations": [own.clone()]}});
+        default_tolerations(&mut pod, 2);
+        let list = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0], own);
+        assert_eq!(list[1]["key"], "node.kubernetes.io/not-ready");
+
+        // An empty key tolerates everything; a NoSchedule one does not count.
+        let mut all = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_tolerations(&mut all, 2);
+        assert_eq!(all["spec"]["tolerations"].as_array().unwrap().len(), 1);
+        let mut other = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]}});
+        default_tolerations(&mut other, 2);
+        assert_eq!(other["spec"]["tolerations"].as_array().unwrap().len(), 3);
     }
 }

@@ -50,6 +50,9 @@ pub struct Ctx {
     pub server_address: String,
     /// The cluster CA, served at `/cacerts` for joining nodes.
     pub ca_pem: String,
+    /// The `tolerationSeconds` admission gives pods for the not-ready and unreachable
+    /// `NoExecute` taints (see [`admission`]).
+    pub default_toleration_seconds: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +63,14 @@ pub struct Config {
     pub port: u16,
     /// Extra names and addresses the serving certificate must cover.
     pub extra_sans: Vec<String>,
+    /// `--default-toleration-seconds`: how long pods stay on a node that is not ready
+    /// or unreachable unless they say otherwise (upstream: 300; ours is short so that a
+    /// lost node's pods run elsewhere within 15 s).
+    pub default_toleration_seconds: i64,
 }
+
+/// Our default for [`Config::default_toleration_seconds`].
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -142,6 +152,7 @@ impl ApiServer {
             ready: AtomicBool::new(false),
             server_address: addr.to_string(),
             ca_pem: pki.ca_pem.clone(),
+            default_toleration_seconds: config.default_toleration_seconds,
         });
         // Serve at once (health and discovery answer while the namespaces are made).
         let (shutdown, rx) = signal::channel(false);

@@ -9,11 +9,14 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod events;
 pub mod gc;
 pub mod history;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod owned_pods;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -36,6 +39,14 @@ pub enum Error {
     Plan(#[from] deployment::plan::PlanError),
 }
 
+/// Settings of the controllers that have any, each with upstream's meaning and our
+/// defaults (see each module's `Config`).
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub node_lifecycle: nodelifecycle::Config,
+    pub node_ipam: nodeipam::Config,
+}
+
 /// An Event recorder for a controller, named as upstream names its controllers
 /// (`replicaset-controller`, `deployment-controller`, ...); `kubectl describe` shows
 /// the name in its From column.
@@ -44,7 +55,7 @@ pub fn recorder(client: &Client, controller: &'static str) -> Recorder {
 }
 
 /// Runs every controller until `shutdown` resolves.
-pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+pub async fn run(client: Client, config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
     let all = async {
         // Each controller runs until the process ends; a new one adds its future here.
         tokio::join!(
@@ -55,6 +66,9 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
             cronjob::run(client.clone()),
             daemonset::run(client.clone()),
             statefulset::run(client.clone()),
+            nodelifecycle::run(client.clone(), config.node_lifecycle.clone()),
+            nodeipam::run(client.clone(), config.node_ipam.clone()),
+            disruption::run(client.clone()),
             gc::run(client.clone()),
             serviceaccount::run(client.clone()),
         );

@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use store::Store;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,9 +43,44 @@ pub struct Args {
     /// The service network.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
+    /// The prefix length of each node's pod network, cut from the cluster CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// How often node health is checked.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    node_monitor_period: Duration,
+    /// How long a node may go without renewing its Lease before it is marked NotReady.
+    #[arg(long, default_value = "8s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// The same for a node that never reported Ready.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    node_startup_grace_period: Duration,
+    /// How long pods stay on a not-ready or unreachable node unless they tolerate it
+    /// for longer themselves.
+    #[arg(long, default_value_t = apiserver::DEFAULT_TOLERATION_SECONDS)]
+    default_toleration_seconds: i64,
     /// Registry mirrors and credentials (default: DATA_DIR/registries.yaml when present).
     #[arg(long)]
     registry_config: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    ::sim::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// The controllers' settings from the command line.
+fn controllers_config(args: &Args) -> controllers::Config {
+    controllers::Config {
+        node_lifecycle: controllers::nodelifecycle::Config {
+            monitor_period: args.node_monitor_period,
+            grace_period: args.node_monitor_grace_period,
+            startup_grace_period: args.node_startup_grace_period,
+        },
+        node_ipam: controllers::nodeipam::Config {
+            cluster_cidr: args.cluster_cidr.clone(),
+            node_cidr_mask_size: args.node_cidr_mask_size,
+        },
+    }
 }
 
 async fn open_store(args: &Args) -> anyhow::Result<Arc<dyn Store>> {
@@ -76,6 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bind_address: args.bind_address,
         port: args.port,
         extra_sans: args.node_name.iter().cloned().collect(),
+        default_toleration_seconds: args.default_toleration_seconds,
     };
     let server = apiserver::ApiServer::start(config, store).await.context("starting the API server")?;
     let host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };
@@ -89,8 +125,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &args.data_dir.join("node-token"),
         format!("{}\n", server.pki.node_token()).as_bytes(),
     )?;
-    let controllers =
-        tokio::spawn(run_controllers(kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.admin_token)));
+    let controllers = tokio::spawn(run_controllers(
+        kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.admin_token),
+        controllers_config(&args),
+    ));
     tracing::info!(
         address = %server.addr,
         kubeconfig = %kubeconfig_path.display(),
@@ -105,7 +143,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The controllers and the scheduler run in-process but reach the API like any client, over HTTPS.
-async fn run_controllers(kubeconfig: String) {
+async fn run_controllers(kubeconfig: String, config: controllers::Config) {
     let clients = async {
         let controllers = kubeconfig::client(&kubeconfig, "kube-controller-manager").await?;
         let scheduler = kubeconfig::client(&kubeconfig, "kube-scheduler").await?;
@@ -113,7 +151,7 @@ async fn run_controllers(kubeconfig: String) {
     };
     match clients.await {
         Ok((controllers, scheduler)) => {
-            tokio::join!(controllers::run(controllers, std::future::pending()), scheduler::run(scheduler));
+            tokio::join!(controllers::run(controllers, config, std::future::pending()), scheduler::run(scheduler));
         }
         Err(e) => tracing::error!(error = %e, "controllers cannot reach the API server"),
     }

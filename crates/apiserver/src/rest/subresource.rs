@@ -185,54 +185,261 @@ async fn bind(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, Api
     Err(ApiError::stale(t.res, t.name()))
 }
 
-/// Deletes a pod unless a PodDisruptionBudget that selects it allows no disruption.
+/// Deletes a pod unless the PodDisruptionBudget that covers it allows no more
+/// disruption (upstream's eviction subresource). A granted eviction first takes one
+/// disruption off the budget and records the pod in `status.disruptedPods`, in a write
+/// guarded by the budget's revision, so two evictions racing for the last allowed
+/// disruption cannot both pass; the disruption controller then recounts.
 async fn evict(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, ApiError> {
     let bytes = req.body().await?;
     let eviction = body::parse_object(&bytes, req.content_type.as_deref())?;
-    let (pod, _) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
-    let finished = matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
-    let terminating = pod.pointer("/metadata/deletionTimestamp").is_some();
-    if !finished && !terminating {
-        let pdbs = api::registry::find("policy", "v1", "poddisruptionbudgets")
-            .ok_or_else(|| ApiError::internal("no poddisruptionbudgets"))?;
-        let all = Selectors { labels: LabelSelector::default(), fields: FieldSelector::default() };
-        let prefix = pdbs.storage_list_prefix(t.namespace.as_deref());
-        for pdb in collect(ctx, pdbs, &prefix, &all, 0, None, 0).await?.items {
-            let selects = pdb
-                .pointer("/spec/selector")
-                .and_then(|s| LabelSelector::from_json(s).ok())
-                .is_some_and(|s| !s.is_empty() && s.matches_object(&pod));
-            if !selects {
-                continue;
-            }
-            let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
-            let observed = pdb.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
-            let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-            let pdb_name = meta_str(&pdb, "name").unwrap_or_default();
-            let why = if observed < generation {
-                format!(
-                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} is still being processed by the server."
-                )
-            } else if allowed < 1 {
-                format!(
-                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
-                    pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
-                    pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0)
-                )
-            } else {
-                continue;
-            };
-            return Err(ApiError::too_many_requests(why, Some(10)).with_cause(api::Cause::new(
-                "DisruptionBudget",
-                "",
-                format!("The disruption budget {pdb_name} does not allow this eviction"),
-            )));
-        }
+    if let Some(n) = eviction.pointer("/metadata/name").and_then(Value::as_str).filter(|n| !n.is_empty())
+        && n != t.name()
+    {
+        return Err(ApiError::bad_request("name in URL does not match name in Eviction object"));
     }
     let mut opts = DeleteOptions::from_value(eviction.get("deleteOptions").unwrap_or(&Value::Null), req)?;
     opts.dry_run |= req.query.dry_run;
-    delete_object(ctx, t, &opts).await?;
-    Ok(wire::json(http::StatusCode::CREATED, &api::status::success(201)))
+    let (pod, pod_rev) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+    let mut pinned = false;
+    let mut pdb_name = String::new();
+    if !can_ignore_budgets(&pod) {
+        match guard_budget(ctx, t, &pod, opts.dry_run).await? {
+            Guard::NoBudget | Guard::Granted => {}
+            Guard::PinPod(name) => {
+                // An unready pod goes without using up a disruption, but only if it is
+                // still the pod that was judged (it may have turned ready since).
+                pdb_name = name;
+                if opts.precondition_rv.is_none() {
+                    opts.precondition_rv = Some(pod_rev.to_string());
+                    pinned = true;
+                }
+            }
+        }
+    }
+    // A precondition that fails is left to the deletion to report.
+    let preconditions_hold = opts.precondition_rv.as_ref().is_none_or(|rv| *rv == pod_rev.to_string())
+        && opts.precondition_uid.as_deref().is_none_or(|uid| Some(uid) == meta_str(&pod, "uid"));
+    if !opts.dry_run && !can_ignore_budgets(&pod) && preconditions_hold {
+        match mark_disruption_target(ctx, t, &pod, pod_rev).await {
+            // The precondition named the pod as it was before the condition went on.
+            Ok(Some(rv)) if opts.precondition_rv.is_some() => opts.precondition_rv = Some(rv),
+            Ok(_) => {}
+            Err(e) if e.reason == "Conflict" && pinned => return Err(budget_still_processing(&pdb_name)),
+            Err(e) if e.reason == "Conflict" || e.reason == "NotFound" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match delete_object(ctx, t, &opts).await {
+        Err(e) if e.reason == "Conflict" && pinned => Err(budget_still_processing(&pdb_name)),
+        Err(e) => Err(e),
+        Ok(_) => Ok(wire::json(http::StatusCode::CREATED, &api::status::success(201))),
+    }
+}
+
+/// Pods that already finished, never started, or are going anyway disrupt nothing.
+fn can_ignore_budgets(pod: &Value) -> bool {
+    matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed" | "Pending"))
+        || pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+        cs.iter().any(|c| {
+            c.get("type").and_then(Value::as_str) == Some("Ready")
+                && c.get("status").and_then(Value::as_str) == Some("True")
+        })
+    })
+}
+
+/// Records why the pod is going, as upstream does before an evicted pod's deletion;
+/// returns the pod's new resourceVersion when it changed.
+async fn mark_disruption_target(ctx: &Ctx, t: &Target, pod: &Value, rev: i64) -> Result<Option<String>, ApiError> {
+    let mut new = pod.clone();
+    let now = api::time::now_rfc3339();
+    let mut conditions: Vec<Value> =
+        pod.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let condition = json!({
+        "type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+        "message": "Eviction API: evicting", "lastTransitionTime": now,
+    });
+    match conditions.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some("DisruptionTarget")) {
+        Some(c) if c.get("status").and_then(Value::as_str) == Some("True") => {
+            c["reason"] = condition["reason"].clone();
+            c["message"] = condition["message"].clone();
+        }
+        Some(c) => *c = condition,
+        None => conditions.push(condition),
+    }
+    new["status"]["conditions"] = json!(conditions);
+    let written = commit(ctx, t, false, pod, rev, new, Mode::Status, None).await?;
+    let rv = meta_str(&written, "resourceVersion").map(str::to_string);
+    Ok(rv.filter(|rv| *rv != rev.to_string()))
+}
+
+/// What the budget said about an eviction.
+enum Guard {
+    /// No budget covers the pod.
+    NoBudget,
+    /// The budget gave up one disruption for it.
+    Granted,
+    /// The pod is not ready and the budget is healthy without it: delete it only if it
+    /// has not changed since (the budget named).
+    PinPod(String),
+}
+
+/// The most attempts at taking a disruption off a budget that others write too.
+const EVICTION_RETRIES: u32 = 10;
+
+async fn guard_budget(ctx: &Ctx, t: &Target, pod: &Value, dry_run: bool) -> Result<Guard, ApiError> {
+    let pdbs = api::registry::find("policy", "v1", "poddisruptionbudgets")
+        .ok_or_else(|| ApiError::internal("no poddisruptionbudgets"))?;
+    let all = Selectors { labels: LabelSelector::default(), fields: FieldSelector::default() };
+    let prefix = pdbs.storage_list_prefix(t.namespace.as_deref());
+    let pod_name = t.name();
+    for attempt in 0..EVICTION_RETRIES {
+        let matching: Vec<Value> = collect(ctx, pdbs, &prefix, &all, 0, None, 0)
+            .await?
+            .items
+            .into_iter()
+            .filter(|pdb| {
+                // A budget without a selector, or with an empty one, covers nothing here.
+                pdb.pointer("/spec/selector")
+                    .and_then(|s| LabelSelector::from_json(s).ok())
+                    .is_some_and(|s| !s.is_empty() && s.matches_object(pod))
+            })
+            .collect();
+        let name = match matching.as_slice() {
+            [] => return Ok(Guard::NoBudget),
+            [one] => meta_str(one, "name").unwrap_or_default().to_string(),
+            _ => {
+                return Err(ApiError::new(
+                    500,
+                    "InternalError",
+                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                ));
+            }
+        };
+        let key = pdbs.storage_key(t.namespace.as_deref(), &name);
+        let Some((pdb, rev)) = ctx.objects.get(pdbs, &key).await? else { continue };
+        if !pod_ready(pod) && unready_may_go(&pdb) {
+            return Ok(Guard::PinPod(name));
+        }
+        let Some(decremented) = check_and_decrement(&pdb, pod_name, &api::time::now_rfc3339(), dry_run)? else {
+            return Ok(Guard::Granted);
+        };
+        match ctx.objects.update(pdbs, &key, decremented, rev).await {
+            Ok(_) => return Ok(Guard::Granted),
+            Err(e) if e.reason == "Conflict" => {
+                // Another eviction or the disruption controller wrote it: read again.
+                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt + 1))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::new(504, "Timeout", format!("couldn't update PodDisruptionBudget {:?} due to conflicts", t.name())))
+}
+
+fn status_i64(pdb: &Value, field: &str) -> i64 {
+    pdb.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// Whether an unready pod may go without using up a disruption: always with the
+/// `AlwaysAllow` policy, else (`IfHealthyBudget`) when the budget is met without it.
+fn unready_may_go(pdb: &Value) -> bool {
+    if pdb.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str) == Some("AlwaysAllow") {
+        return true;
+    }
+    let (current, desired) = (status_i64(pdb, "currentHealthy"), status_i64(pdb, "desiredHealthy"));
+    current >= desired && desired > 0
+}
+
+fn budget_still_processing(name: &str) -> ApiError {
+    ApiError::too_many_requests("Cannot evict pod as it would violate the pod's disruption budget.", Some(10))
+        .with_cause(api::Cause::new(
+            "DisruptionBudget",
+            "",
+            format!("The disruption budget {name} is still being processed by the server."),
+        ))
+}
+
+/// Why a budget refuses, as upstream words it.
+fn denied_message(pdb: &Value, name: &str) -> String {
+    let condition = pdb
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("DisruptionAllowed")));
+    let field = |c: &Value, f: &str| c.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+    let failed = condition.filter(|c| field(c, "status") == "False" && !field(c, "message").is_empty());
+    let (current, desired) = (status_i64(pdb, "currentHealthy"), status_i64(pdb, "desiredHealthy"));
+    match failed {
+        Some(c) if field(c, "reason") == "SyncFailed" => format!(
+            "The disruption budget {name} does not allow evicting pods currently because it failed sync: {}",
+            field(c, "message")
+        ),
+        _ if current <= desired => {
+            format!("The disruption budget {name} needs {desired} healthy pods and has {current} currently")
+        }
+        Some(c) => format!(
+            "The disruption budget {name} does not allow evicting pods currently ({}): {}",
+            field(c, "reason"),
+            field(c, "message")
+        ),
+        None => format!("The disruption budget {name} does not allow evicting pods currently"),
+    }
+}
+
+/// The most evictions granted but not yet seen through by the disruption controller.
+const MAX_DISRUPTED_PODS: usize = 2000;
+
+/// Upstream's checkAndDecrement: refuses while the budget's status is behind its spec
+/// or no disruption is left; otherwise the budget with one disruption fewer and the
+/// pod recorded as disrupted at `now` (`None` for a dry run, which writes nothing).
+pub fn check_and_decrement(pdb: &Value, pod: &str, now: &str, dry_run: bool) -> Result<Option<Value>, ApiError> {
+    let name = meta_str(pdb, "name").unwrap_or_default();
+    let observed = status_i64(pdb, "observedGeneration");
+    let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    if observed < generation {
+        return Err(budget_still_processing(name));
+    }
+    let allowed = status_i64(pdb, "disruptionsAllowed");
+    let forbidden = |why: &str| ApiError::forbidden(format!("poddisruptionbudget.policy {name:?} is forbidden: {why}"));
+    if allowed < 0 {
+        return Err(forbidden("pdb disruptions allowed is negative"));
+    }
+    let disrupted = pdb.pointer("/status/disruptedPods").and_then(Value::as_object).map_or(0, |m| m.len());
+    if disrupted > MAX_DISRUPTED_PODS {
+        return Err(forbidden("DisruptedPods map too big - too many evictions not confirmed by PDB controller"));
+    }
+    if allowed == 0 {
+        return Err(ApiError::too_many_requests(
+            "Cannot evict pod as it would violate the pod's disruption budget.",
+            None,
+        )
+        .with_cause(api::Cause::new("DisruptionBudget", "", denied_message(pdb, name))));
+    }
+    if dry_run {
+        return Ok(None);
+    }
+    let mut new = pdb.clone();
+    new["status"]["disruptionsAllowed"] = json!(allowed - 1);
+    if allowed - 1 == 0
+        && let Some(conditions) = new.pointer_mut("/status/conditions").and_then(Value::as_array_mut)
+        && let Some(c) =
+            conditions.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some("DisruptionAllowed"))
+    {
+        if c.get("status").and_then(Value::as_str) != Some("False") {
+            c["lastTransitionTime"] = json!(now);
+        }
+        c["status"] = json!("False");
+        c["reason"] = json!("InsufficientPods");
+        c["message"] = json!("");
+    }
+    if !new.pointer("/status/disruptedPods").is_some_and(Value::is_object) {
+        new["status"]["disruptedPods"] = json!({});
+    }
+    new["status"]["disruptedPods"][pod] = json!(now);
+    Ok(Some(new))
 }
 
 /// Replaces a namespace's `spec.finalizers`; a terminating namespace with none left
@@ -248,4 +455,79 @@ async fn finalize(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp,
     }
     let obj = commit(ctx, t, req.query.dry_run, &old, rev, new, Mode::Main, None).await?;
     Ok(wire::ok(&obj))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(allowed: i64, observed: i64, generation: i64) -> Value {
+        json!({
+            "metadata": {"name": "web", "generation": generation},
+            "status": {
+                "disruptionsAllowed": allowed, "observedGeneration": observed,
+                "currentHealthy": 2, "desiredHealthy": 2, "expectedPods": 2,
+                "conditions": [{"type": "DisruptionAllowed", "status": "True", "reason": "SufficientPods",
+                                "message": "", "lastTransitionTime": "2024-01-01T00:00:00Z"}],
+            },
+        })
+    }
+
+    #[test]
+    fn a_granted_eviction_uses_up_a_disruption_and_records_the_pod() {
+        let now = "2024-05-05T10:00:00Z";
+        let new = check_and_decrement(&budget(2, 1, 1), "p1", now, false).unwrap().unwrap();
+        assert_eq!(new["status"]["disruptionsAllowed"], 1);
+        assert_eq!(new["status"]["disruptedPods"], json!({"p1": now}));
+        assert_eq!(new["status"]["conditions"][0]["status"], "True");
+        // The last one flips the condition, with a new transition time.
+        let last = check_and_decrement(&new, "p2", now, false).unwrap().unwrap();
+        assert_eq!(last["status"]["disruptionsAllowed"], 0);
+        assert_eq!(last["status"]["disruptedPods"], json!({"p1": now, "p2": now}));
+        let c = &last["status"]["conditions"][0];
+        assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some("InsufficientPods")));
+        assert_eq!(c["lastTransitionTime"], now);
+        // Then nothing is left: the next one is refused with 429 and why.
+        let e = check_and_decrement(&last, "p3", now, false).unwrap_err();
+        assert_eq!(e.code, 429);
+        assert_eq!(e.message, "Cannot evict pod as it would violate the pod's disruption budget.");
+        assert_eq!(e.causes()[0].reason, "DisruptionBudget");
+        assert_eq!(e.causes()[0].message, "The disruption budget web needs 2 healthy pods and has 2 currently");
+        // A dry run checks without writing.
+        assert_eq!(check_and_decrement(&budget(1, 1, 1), "p1", now, true).unwrap(), None);
+    }
+
+    #[test]
+    fn a_budget_behind_its_spec_or_broken_refuses() {
+        let now = "2024-05-05T10:00:00Z";
+        let e = check_and_decrement(&budget(3, 1, 2), "p", now, false).unwrap_err();
+        assert_eq!(e.code, 429);
+        assert_eq!(e.retry_after_seconds(), Some(10));
+        assert_eq!(e.causes()[0].message, "The disruption budget web is still being processed by the server.");
+        let e = check_and_decrement(&budget(-1, 1, 1), "p", now, false).unwrap_err();
+        assert_eq!(e.code, 403);
+        assert_eq!(e.message, "poddisruptionbudget.policy \"web\" is forbidden: pdb disruptions allowed is negative");
+        let mut failed = budget(0, 1, 1);
+        failed["status"]["conditions"][0] = json!({"type": "DisruptionAllowed", "status": "False", "reason": "SyncFailed", "message": "found no controllers for pod \"p\""});
+        failed["status"]["currentHealthy"] = json!(3);
+        let e = check_and_decrement(&failed, "p", now, false).unwrap_err();
+        assert_eq!(
+            e.causes()[0].message,
+            "The disruption budget web does not allow evicting pods currently because it failed sync: found no controllers for pod \"p\""
+        );
+    }
+
+    #[test]
+    fn unready_pods_go_when_the_budget_is_met_without_them() {
+        let mut pdb = budget(0, 1, 1);
+        assert!(unready_may_go(&pdb), "2 healthy of 2 desired");
+        pdb["status"]["currentHealthy"] = json!(1);
+        assert!(!unready_may_go(&pdb));
+        pdb["spec"] = json!({"unhealthyPodEvictionPolicy": "AlwaysAllow"});
+        assert!(unready_may_go(&pdb));
+        let running = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}});
+        assert!(!pod_ready(&running) && !can_ignore_budgets(&running));
+        assert!(can_ignore_budgets(&json!({"status": {"phase": "Pending"}})));
+        assert!(can_ignore_budgets(&json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:00Z"}})));
+    }
 }

@@ -169,9 +169,19 @@ fn patch_scale_edit_replace() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(get(&k, &["deploy", "web", "-n", &ns])["spec"]["replicas"], 8);
 
-        let current = k.ok(&["get", "deploy", "web", "-n", &ns, "-o", "yaml"]);
-        let replaced = current.replace("replicas: 8", "replicas: 9");
-        assert!(k.ok_stdin(&["replace", "-f", "-"], &replaced).contains("replaced"));
+        // The deployment controller writes status meanwhile, so a copy may be stale by
+        // the time it is sent, as against any cluster: read again and retry then.
+        let mut replaced = String::new();
+        for attempt in 1..=5 {
+            let current = k.ok(&["get", "deploy", "web", "-n", &ns, "-o", "yaml"]);
+            replaced = current.replace("replicas: 8", "replicas: 9");
+            let out = k.run_with(&["replace", "-f", "-"], Some(&replaced));
+            if out.ok {
+                assert!(out.stdout.contains("replaced"), "{}", out.stdout);
+                break;
+            }
+            assert!(out.stderr.contains("the object has been modified") && attempt < 5, "{}", out.stderr);
+        }
         assert_eq!(get(&k, &["deploy", "web", "-n", &ns])["spec"]["replicas"], 9);
         // Replacing from the stale copy conflicts on its resourceVersion.
         let err = k.fails_stdin(&["replace", "-f", "-"], &replaced);

@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod gc;
 mod jobs;
+mod nodes;
 mod scheduling;
 mod sim;
 mod watch;
