@@ -28,7 +28,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use crate::events::{Event as KubeEvent, EventType};
 use kube::runtime::{WatchStreamExt, watcher};
 use queue::WorkQueue;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
