@@ -232,6 +232,9 @@ pub(crate) struct Session<'a> {
     /// Which candidate the current `Authorization` header came from.
     authorized: Option<usize>,
     header: Option<HeaderValue>,
+    /// The scope the current bearer token was granted for: a challenge for another
+    /// (pushing after pulling) asks for a new token with the same credentials.
+    scope: Option<String>,
     actions: &'static str,
 }
 
@@ -261,6 +264,7 @@ impl<'a> Session<'a> {
             current: 0,
             authorized: None,
             header: None,
+            scope: None,
             actions,
         })
     }
@@ -296,7 +300,12 @@ impl<'a> Session<'a> {
                 .flat_map(parse_challenges)
                 .collect();
             let refused = registry_message(read_small(resp, &final_url).await);
-            if self.authorized == Some(self.current) {
+            let wanted_scope = challenges.iter().find_map(|c| match c {
+                Challenge::Bearer { scope, .. } => scope.clone(),
+                Challenge::Basic { .. } => None,
+            });
+            let new_scope = wanted_scope.is_some() && wanted_scope != self.scope;
+            if self.authorized == Some(self.current) && !new_scope {
                 // These credentials were tried and refused.
                 self.current += 1;
                 self.header = None;
@@ -313,6 +322,7 @@ impl<'a> Session<'a> {
                     Ok(h) => {
                         self.header = Some(h);
                         self.authorized = Some(self.current);
+                        self.scope = wanted_scope.clone();
                         break;
                     }
                     Err(PullError::Unauthorized { .. }) => self.current += 1,

@@ -32,6 +32,8 @@ pub mod runc;
 pub mod shim;
 pub mod snapshot;
 pub mod spec;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transport;
 pub mod unpack;
 

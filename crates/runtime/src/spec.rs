@@ -348,8 +348,9 @@ pub struct ContainerConfig {
     pub cgroups_path: Option<String>,
     pub resources: Resources,
     pub oom_score_adj: Option<i32>,
-    /// Defaults to `RLIMIT_NOFILE` 1048576 (Docker's and containerd's usual).
-    pub rlimits: Option<Vec<Rlimit>>,
+    /// Resource limits to set; none means the process inherits runc's (containerd 2
+    /// dropped its fixed default too).
+    pub rlimits: Vec<Rlimit>,
     pub sysctls: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }
@@ -375,7 +376,7 @@ impl Default for ContainerConfig {
             cgroups_path: None,
             resources: Resources::default(),
             oom_score_adj: None,
-            rlimits: None,
+            rlimits: Vec::new(),
             sysctls: BTreeMap::new(),
             annotations: BTreeMap::new(),
         }
@@ -542,10 +543,7 @@ pub fn generate(c: &ContainerConfig) -> Result<Spec, SpecError> {
             env,
             cwd,
             capabilities: Capabilities { bounding: caps.clone(), effective: caps.clone(), permitted: caps },
-            rlimits: c
-                .rlimits
-                .clone()
-                .unwrap_or_else(|| vec![Rlimit { kind: "RLIMIT_NOFILE".into(), hard: 1_048_576, soft: 1_048_576 }]),
+            rlimits: c.rlimits.clone(),
             no_new_privileges: c.no_new_privileges && !c.privileged,
             oom_score_adj: c.oom_score_adj,
         },
@@ -788,7 +786,13 @@ mod tests {
         assert_eq!(spec.linux.resources.memory.as_ref().unwrap().limit, Some(64 << 20));
         assert_eq!(spec.linux.resources.cpu.as_ref().unwrap().shares, Some(512));
         assert_eq!(spec.linux.resources.devices, [DeviceRule { allow: false, access: "rwm".into() }]);
-        assert_eq!(spec.process.rlimits[0].kind, "RLIMIT_NOFILE");
+        assert!(spec.process.rlimits.is_empty());
+        let with = ContainerConfig {
+            command: s(&["x"]),
+            rlimits: vec![Rlimit { kind: "RLIMIT_NOFILE".into(), hard: 4096, soft: 1024 }],
+            ..ContainerConfig::default()
+        };
+        assert_eq!(serde_json::to_value(generate(&with).unwrap()).unwrap()["process"]["rlimits"][0]["soft"], 1024);
         // The JSON runc reads has the spec's field names.
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["ociVersion"], OCI_VERSION);
