@@ -81,6 +81,11 @@ pub trait Runtime: Send + Sync {
     async fn create(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError>;
     /// Runs the created container's process.
     async fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Creates and starts at once (one runc call instead of two, for pod start latency).
+    async fn run(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError> {
+        self.create(id, options).await?;
+        self.start(id).await
+    }
     async fn state(&self, id: &str) -> Result<ContainerState, RuntimeError>;
     /// Sends a signal to the init process (or to every process, with `all`).
     async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError>;

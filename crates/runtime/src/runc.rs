@@ -163,9 +163,10 @@ impl Runc {
     }
 }
 
-#[async_trait::async_trait]
-impl Runtime for Runc {
-    async fn create(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError> {
+impl Runc {
+    /// Starts a shim for the container (which creates it, and starts it too if
+    /// `start`) and waits for its report.
+    async fn spawn_shim(&self, id: &str, options: &CreateOptions, start: bool) -> Result<(), RuntimeError> {
         validate_id(id)?;
         if self.config.root.join(id).exists() {
             return Err(RuntimeError::AlreadyExists(id.to_string()));
@@ -180,6 +181,7 @@ impl Runtime for Runc {
             id: id.to_string(),
             bundle: options.bundle.clone(),
             log: options.log_path.clone(),
+            start,
         };
         let Some((program, lead)) = self.config.shim.split_first() else {
             return Err(RuntimeError::Shim { id: id.into(), message: "no shim command configured".into() });
@@ -210,7 +212,8 @@ impl Runtime for Runc {
                     self.remember(id, &options.bundle);
                     Ok(())
                 } else if let Some(message) = line.strip_prefix("error ") {
-                    Err(RuntimeError::Runc { op: "create", id: id.into(), message: message.to_string() })
+                    let op = if start { "run" } else { "create" };
+                    Err(RuntimeError::Runc { op, id: id.into(), message: message.to_string() })
                 } else {
                     let diag = std::fs::read_to_string(options.bundle.join(bundle_files::SHIM_LOG)).unwrap_or_default();
                     Err(RuntimeError::Shim {
@@ -220,6 +223,17 @@ impl Runtime for Runc {
                 }
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for Runc {
+    async fn create(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError> {
+        self.spawn_shim(id, options, false).await
+    }
+
+    async fn run(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError> {
+        self.spawn_shim(id, options, true).await
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {

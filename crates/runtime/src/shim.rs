@@ -7,8 +7,9 @@
 //!
 //! 1. it leaves the agent's session, and becomes a child subreaper, so that the
 //!    container's init process becomes its child once `runc create` exits;
-//! 2. it runs `runc create` with pipes for stdout and stderr and reports `ok PID` (or
-//!    `error MESSAGE`) as one line on its own stdout, which the driver reads;
+//! 2. it runs `runc create` (or `runc run --detach`, to create and start at once)
+//!    with pipes for stdout and stderr and reports `ok PID` (or `error MESSAGE`) as
+//!    one line on its own stdout, which the driver reads;
 //! 3. it copies both pipes into the CRI log file until they close;
 //! 4. when the init process exits, it records `exit.json` in the bundle (exit code,
 //!    signal, whether the cgroup saw an OOM kill, when) and exits.
@@ -49,6 +50,8 @@ pub struct ShimArgs {
     pub id: String,
     pub bundle: PathBuf,
     pub log: PathBuf,
+    /// Start the process too (`runc run --detach`), saving a runc call.
+    pub start: bool,
 }
 
 impl ShimArgs {
@@ -64,14 +67,22 @@ impl ShimArgs {
             out.push(OsString::from(flag));
             out.push(value.to_os_string());
         }
+        if self.start {
+            out.push(OsString::from("--start"));
+        }
         out
     }
 
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<ShimArgs, ShimError> {
         let (mut runc, mut root, mut id, mut bundle, mut log) = (None, None, None, None, None);
+        let mut start = false;
         let mut it = args.into_iter();
         while let Some(flag) = it.next() {
             let slot = match flag.to_str() {
+                Some("--start") => {
+                    start = true;
+                    continue;
+                }
                 Some("--runc") => &mut runc,
                 Some("--root") => &mut root,
                 Some("--id") => &mut id,
@@ -87,6 +98,7 @@ impl ShimArgs {
             id: id.ok_or(ShimError::Missing("id"))?.to_string_lossy().into_owned(),
             bundle: bundle.ok_or(ShimError::Missing("bundle"))?.into(),
             log: log.ok_or(ShimError::Missing("log"))?.into(),
+            start,
         })
     }
 }
@@ -142,7 +154,9 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
             .arg(&args.root)
             .arg("--log")
             .arg(&runc_log)
-            .args(["--log-format", "json", "create", "--bundle"])
+            .args(["--log-format", "json"])
+            .args(if args.start { &["run", "--detach"][..] } else { &["create"][..] })
+            .arg("--bundle")
             .arg(&args.bundle)
             .arg("--pid-file")
             .arg(&pid_file)
@@ -158,14 +172,17 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
             message = read_available(err_r);
         }
         if message.is_empty() {
-            message = format!("runc create exited with {status}");
+            message = format!("runc exited with {status}");
         }
         return Err(message);
     }
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| "runc create left no pid file".to_string())?;
+        .ok_or_else(|| "runc left no pid file".to_string())?;
+    if args.start {
+        let _ = std::fs::write(args.bundle.join(bundle_files::STARTED), rfc3339_nanos(SystemTime::now()));
+    }
     let oom = OomCounter::for_pid(pid);
     let oom_before = oom.as_ref().and_then(OomCounter::read).unwrap_or(0);
 
@@ -299,8 +316,11 @@ mod tests {
             id: "c1".into(),
             bundle: "/var/lib/rudder/containers/c1".into(),
             log: "/var/log/pods/x/c/0.log".into(),
+            start: false,
         };
         assert_eq!(ShimArgs::parse(a.to_args()).unwrap(), a);
+        let started = ShimArgs { start: true, ..a };
+        assert_eq!(ShimArgs::parse(started.to_args()).unwrap(), started);
         assert!(matches!(ShimArgs::parse(vec![OsString::from("--nope")]), Err(ShimError::Unknown(_))));
         assert!(matches!(ShimArgs::parse(Vec::new()), Err(ShimError::Missing("runc"))));
     }
