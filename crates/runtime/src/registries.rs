@@ -107,6 +107,72 @@ impl Credentials {
     }
 }
 
+/// The credentials an image pull secret (`.dockerconfigjson`, or the older
+/// `.dockercfg`) holds for an image, most specific key first, as the kubelet matches
+/// them: a key is a registry host (with an optional port and path prefix; `*` may
+/// stand for one DNS label), and any spelling of Docker Hub matches `docker.io`.
+pub fn docker_config_credentials(json: &[u8], reference: &Reference) -> Vec<Credentials> {
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        password: Option<String>,
+        #[serde(default)]
+        auth: Option<String>,
+        #[serde(default)]
+        identitytoken: Option<String>,
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else { return Vec::new() };
+    let auths = value.get("auths").cloned().unwrap_or(value);
+    let Ok(auths) = serde_json::from_value::<BTreeMap<String, Entry>>(auths) else { return Vec::new() };
+    let mut matches: Vec<(usize, Credentials)> = Vec::new();
+    for (key, entry) in auths {
+        let Some(specificity) = key_matches(&key, reference) else { continue };
+        let mut creds = match entry.auth.as_deref().filter(|a| !a.is_empty()).and_then(Credentials::from_auth_field) {
+            Some(c) => c,
+            None => {
+                Credentials::basic(entry.username.as_deref().unwrap_or(""), entry.password.as_deref().unwrap_or(""))
+            }
+        };
+        creds.identity_token = entry.identitytoken.filter(|t| !t.is_empty());
+        matches.push((specificity, creds));
+    }
+    matches.sort_by_key(|m| std::cmp::Reverse(m.0));
+    matches.into_iter().map(|(_, c)| c).collect()
+}
+
+/// Whether a docker config key covers an image; the key's length as specificity.
+fn key_matches(key: &str, reference: &Reference) -> Option<usize> {
+    let rest = key.split_once("://").map(|(_, r)| r).unwrap_or(key);
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].trim_matches('/')),
+        None => (rest, ""),
+    };
+    let hub = |h: &str| matches!(h, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+    let host_ok = if hub(host) { reference.domain == DEFAULT_DOMAIN } else { glob_host(host, &reference.domain) };
+    // Docker Hub keys carry the API version (`/v1/`), not a repository prefix.
+    let path_ok = path.is_empty()
+        || (hub(host) && (path == "v1" || path == "v2"))
+        || reference.path == path
+        || reference.path.starts_with(&format!("{path}/"));
+    (host_ok && path_ok).then_some(key.len())
+}
+
+/// `*.example.com` matches `a.example.com` (one label per `*`); ports must match.
+fn glob_host(pattern: &str, host: &str) -> bool {
+    let split = |h: &str| match h.rsplit_once(':') {
+        Some((n, p)) if !h.ends_with(']') => (n.to_string(), Some(p.to_string())),
+        _ => (h.to_string(), None),
+    };
+    let ((pn, pp), (hn, hp)) = (split(pattern), split(host));
+    if pp != hp {
+        return false;
+    }
+    let (pl, hl): (Vec<&str>, Vec<&str>) = (pn.split('.').collect(), hn.split('.').collect());
+    pl.len() == hl.len() && pl.iter().zip(&hl).all(|(p, h)| *p == "*" || p.eq_ignore_ascii_case(h))
+}
+
 /// TLS settings for one registry host.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -440,6 +506,32 @@ configs:
         for h in ["example.com", "10.0.0.1:5000", "[fe80::1]:5000", "localhost.example.com"] {
             assert!(!is_loopback(h), "{h}");
         }
+    }
+
+    #[test]
+    fn pull_secret_credentials_match_like_the_kubelet() {
+        let json = br#"{"auths": {
+            "https://index.docker.io/v1/": {"auth": "aHViOmh1YnB3"},
+            "registry.example.com:5000": {"username": "r", "password": "rp"},
+            "registry.example.com:5000/team": {"username": "team", "password": "tp"},
+            "*.corp.example": {"username": "g", "password": "gp"},
+            "other.io": {"username": "o", "password": "op", "identitytoken": "tok"}
+        }}"#;
+        let users = |image: &str| -> Vec<String> {
+            docker_config_credentials(json, &r(image)).into_iter().map(|c| c.username).collect()
+        };
+        assert_eq!(users("busybox"), ["hub"]);
+        assert_eq!(docker_config_credentials(json, &r("busybox"))[0].password, "hubpw");
+        assert_eq!(users("registry.example.com:5000/team/app"), ["team", "r"], "most specific first");
+        assert_eq!(users("registry.example.com:5000/app"), ["r"]);
+        assert!(users("registry.example.com/app").is_empty(), "ports must match");
+        assert_eq!(users("git.corp.example/x"), ["g"]);
+        assert!(users("a.b.corp.example/x").is_empty(), "one label per *");
+        assert_eq!(docker_config_credentials(json, &r("other.io/x"))[0].identity_token.as_deref(), Some("tok"));
+        // The older .dockercfg shape has no "auths" wrapper.
+        let legacy = br#"{"quay.io": {"username": "q", "password": "qp"}}"#;
+        assert_eq!(docker_config_credentials(legacy, &r("quay.io/app"))[0].username, "q");
+        assert!(docker_config_credentials(b"not json", &r("busybox")).is_empty());
     }
 
     #[test]
