@@ -1,9 +1,11 @@
 //! `rudder`: one binary for the control plane and its tools. Each verb lives in its
 //! own module; `main` parses the command line, sets up logging and runs the verb.
 
+mod image;
 mod join;
 mod kubeconfig;
 mod server;
+mod shim;
 mod sim;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -32,10 +34,18 @@ enum Command {
     Kubeconfig(kubeconfig::Args),
     /// Simulate nodes that heartbeat and report their pods Running, for scale tests.
     Sim(sim::Args),
+    /// Import, list and pull the images of this node.
+    Image(image::Args),
+    /// The per-container log shim the runtime starts (not for people).
+    #[command(hide = true)]
+    Shim(shim::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Shim(args) = &cli.command {
+        std::process::exit(shim::run(args));
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -49,6 +59,9 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => server::run(args).await,
             Command::Kubeconfig(args) => kubeconfig::run(args),
             Command::Sim(args) => sim::run(args).await,
+            Command::Image(args) => image::run(args).await,
+            // Run before any of this, above.
+            Command::Shim(_) => Ok(()),
         }
     })
 }

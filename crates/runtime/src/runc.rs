@@ -1,0 +1,376 @@
+//! The runc driver: [`Runtime`] over the real `runc` binary, with its state under one
+//! `--root` (`DATA_DIR/runc`) and each container's output and exit status kept by a
+//! log shim ([`crate::shim`]) that is started for `create` and outlives the agent.
+
+use crate::container::{
+    ContainerState, CreateOptions, Runtime, RuntimeError, Status, bundle_files, read_exit, validate_id,
+};
+use crate::logfile::rfc3339_nanos;
+use crate::shim::ShimArgs;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+use tokio::io::AsyncBufReadExt;
+
+/// How long a runc command (or the shim's report) may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `state` waits for the shim to write the exit status of a stopped
+/// container (the shim drains the output first).
+const EXIT_FILE_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone)]
+pub struct RuncConfig {
+    /// The runc binary.
+    pub runc: PathBuf,
+    /// runc's state directory (`--root`), e.g. `DATA_DIR/runc`.
+    pub root: PathBuf,
+    /// How to start the shim: a program and its leading arguments (`rudder shim`);
+    /// the shim's own flags follow.
+    pub shim: Vec<OsString>,
+}
+
+impl RuncConfig {
+    /// runc from `PATH`, state under `root`, and this executable's `shim` verb.
+    pub fn new(root: &Path) -> Result<RuncConfig, RuntimeError> {
+        let exe = std::env::current_exe().map_err(|source| RuntimeError::Io {
+            op: "finding",
+            path: PathBuf::from("/proc/self/exe"),
+            source,
+        })?;
+        Ok(RuncConfig { runc: PathBuf::from("runc"), root: root.to_path_buf(), shim: vec![exe.into(), "shim".into()] })
+    }
+}
+
+/// The runc driver.
+pub struct Runc {
+    config: RuncConfig,
+    runc: PathBuf,
+    /// Bundles by container id, so `start` need not ask runc where a bundle is.
+    bundles: Mutex<HashMap<String, PathBuf>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RuncState {
+    id: String,
+    #[serde(default)]
+    pid: u32,
+    status: String,
+    #[serde(default)]
+    bundle: PathBuf,
+    #[serde(default)]
+    created: String,
+}
+
+impl Runc {
+    pub fn new(config: RuncConfig) -> Result<Runc, RuntimeError> {
+        std::fs::create_dir_all(&config.root).map_err(|source| RuntimeError::Io {
+            op: "creating",
+            path: config.root.clone(),
+            source,
+        })?;
+        let runc = find_in_path(&config.runc).unwrap_or_else(|| config.runc.clone());
+        Ok(Runc { config, runc, bundles: Mutex::new(HashMap::new()) })
+    }
+
+    fn command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.runc);
+        cmd.arg("--root").arg(&self.config.root);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs runc and returns its stdout, or its error message.
+    async fn run(&self, op: &'static str, id: &str, args: &[&str]) -> Result<Vec<u8>, RuntimeError> {
+        let mut cmd = self.command();
+        cmd.args(args);
+        let out = match tokio::time::timeout(COMMAND_TIMEOUT, cmd.output()).await {
+            Err(_) => {
+                return Err(RuntimeError::Runc {
+                    op,
+                    id: id.into(),
+                    message: format!("no answer in {COMMAND_TIMEOUT:?}"),
+                });
+            }
+            Ok(Err(source)) => return Err(RuntimeError::Io { op: "running", path: self.runc.clone(), source }),
+            Ok(Ok(o)) => o,
+        };
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        let message = runc_message(&out.stderr);
+        if message.contains("does not exist") {
+            return Err(RuntimeError::NotFound(id.to_string()));
+        }
+        Err(RuntimeError::Runc { op, id: id.to_string(), message })
+    }
+
+    fn remember(&self, id: &str, bundle: &Path) {
+        self.bundles.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), bundle.to_path_buf());
+    }
+
+    async fn bundle_of(&self, id: &str) -> Result<PathBuf, RuntimeError> {
+        if let Some(b) = self.bundles.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(b.clone());
+        }
+        Ok(self.raw_state(id).await?.bundle)
+    }
+
+    async fn raw_state(&self, id: &str) -> Result<RuncState, RuntimeError> {
+        let out = self.run("state", id, &["state", id]).await?;
+        serde_json::from_slice(&out).map_err(|e| RuntimeError::Runc {
+            op: "state",
+            id: id.to_string(),
+            message: format!("unreadable answer: {e}"),
+        })
+    }
+
+    /// runc's view plus what the shim and `start` left in the bundle.
+    async fn to_state(&self, raw: RuncState) -> ContainerState {
+        self.remember(&raw.id, &raw.bundle);
+        let status = match raw.status.as_str() {
+            "created" => Status::Created,
+            "running" => Status::Running,
+            "paused" => Status::Paused,
+            _ => Status::Stopped,
+        };
+        let mut exit = None;
+        if status == Status::Stopped {
+            // The shim writes the exit status once the output is drained; give it a
+            // moment if it is still alive.
+            let deadline = tokio::time::Instant::now() + EXIT_FILE_WAIT;
+            loop {
+                exit = read_exit(&raw.bundle);
+                if exit.is_some() || !shim_alive(&raw.bundle) || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let started_at =
+            std::fs::read_to_string(raw.bundle.join(bundle_files::STARTED)).ok().map(|s| s.trim().to_string());
+        ContainerState {
+            id: raw.id,
+            status,
+            pid: if status == Status::Stopped { 0 } else { raw.pid },
+            bundle: raw.bundle,
+            created_at: raw.created,
+            started_at,
+            exit,
+        }
+    }
+}
+
+impl Runc {
+    /// Starts a shim for the container (which creates it, and starts it too if
+    /// `start`) and waits for its report.
+    async fn spawn_shim(&self, id: &str, options: &CreateOptions, start: bool) -> Result<(), RuntimeError> {
+        validate_id(id)?;
+        if self.config.root.join(id).exists() {
+            return Err(RuntimeError::AlreadyExists(id.to_string()));
+        }
+        // Leftovers of an earlier container with this id would be misread as ours.
+        for f in [bundle_files::EXIT, bundle_files::STARTED, bundle_files::INIT_PID, bundle_files::RUNC_LOG] {
+            let _ = std::fs::remove_file(options.bundle.join(f));
+        }
+        let args = ShimArgs {
+            runc: self.runc.clone(),
+            root: self.config.root.clone(),
+            id: id.to_string(),
+            bundle: options.bundle.clone(),
+            log: options.log_path.clone(),
+            start,
+        };
+        let Some((program, lead)) = self.config.shim.split_first() else {
+            return Err(RuntimeError::Shim { id: id.into(), message: "no shim command configured".into() });
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(lead).args(args.to_args());
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
+            id: id.into(),
+            message: format!("starting {}: {e}", program.to_string_lossy()),
+        })?;
+        let Some(stdout) = child.stdout.take() else {
+            return Err(RuntimeError::Shim { id: id.into(), message: "no pipe to the shim".into() });
+        };
+        let mut line = String::new();
+        let read = tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(stdout).read_line(&mut line)).await;
+        // The shim lives on; reap it whenever it ends (a restarted agent leaves that
+        // to init).
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        match read {
+            Err(_) => Err(RuntimeError::Shim { id: id.into(), message: format!("no report in {COMMAND_TIMEOUT:?}") }),
+            Ok(Err(e)) => Err(RuntimeError::Shim { id: id.into(), message: format!("reading its report: {e}") }),
+            Ok(Ok(_)) => {
+                let line = line.trim();
+                if line.starts_with("ok") {
+                    self.remember(id, &options.bundle);
+                    Ok(())
+                } else if let Some(message) = line.strip_prefix("error ") {
+                    let op = if start { "run" } else { "create" };
+                    Err(RuntimeError::Runc { op, id: id.into(), message: message.to_string() })
+                } else {
+                    let diag = std::fs::read_to_string(options.bundle.join(bundle_files::SHIM_LOG)).unwrap_or_default();
+                    Err(RuntimeError::Shim {
+                        id: id.into(),
+                        message: format!("ended without a report: {}", diag.lines().last().unwrap_or("")),
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for Runc {
+    async fn create(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError> {
+        self.spawn_shim(id, options, false).await
+    }
+
+    async fn run(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError> {
+        self.spawn_shim(id, options, true).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        validate_id(id)?;
+        self.run("start", id, &["start", id]).await?;
+        let bundle = self.bundle_of(id).await?;
+        let path = bundle.join(bundle_files::STARTED);
+        std::fs::write(&path, rfc3339_nanos(SystemTime::now())).map_err(|source| RuntimeError::Io {
+            op: "writing",
+            path,
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        validate_id(id)?;
+        let raw = self.raw_state(id).await?;
+        Ok(self.to_state(raw).await)
+    }
+
+    async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
+        validate_id(id)?;
+        let sig = signal.to_string();
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([id, sig.as_str()]);
+        match self.run("kill", id, &args).await {
+            // Already stopped is what a kill wants.
+            Err(RuntimeError::Runc { message, .. })
+                if message.contains("not running") || message.contains("process already finished") =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        validate_id(id)?;
+        let mut args = vec!["delete"];
+        if force {
+            args.push("--force");
+        }
+        args.push(id);
+        let result = match self.run("delete", id, &args).await {
+            Err(RuntimeError::NotFound(_)) => Ok(()),
+            other => other.map(|_| ()),
+        };
+        if result.is_ok() {
+            self.bundles.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        }
+        result
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError> {
+        let out = self.run("list", "", &["list", "--format", "json"]).await?;
+        let raws: Option<Vec<RuncState>> = serde_json::from_slice(&out).map_err(|e| RuntimeError::Runc {
+            op: "list",
+            id: String::new(),
+            message: format!("unreadable answer: {e}"),
+        })?;
+        let mut out = Vec::new();
+        for raw in raws.unwrap_or_default() {
+            out.push(self.to_state(raw).await);
+        }
+        Ok(out)
+    }
+}
+
+fn shim_alive(bundle: &Path) -> bool {
+    std::fs::read_to_string(bundle.join(bundle_files::SHIM_PID))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| {
+            // A zombie still answers signal 0; read its state instead.
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+                .is_some_and(|zombie| !zombie)
+        })
+}
+
+/// runc's error text: its stderr, which in JSON log mode may be log lines.
+fn runc_message(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let mut messages = Vec::new();
+    for line in text.lines() {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v["msg"].is_string() => {
+                if v["level"] == "error" {
+                    messages.push(v["msg"].as_str().unwrap_or("").to_string());
+                }
+            }
+            _ => {
+                let l = line.trim();
+                if !l.is_empty() {
+                    messages.push(l.to_string());
+                }
+            }
+        }
+    }
+    messages.last().cloned().unwrap_or_else(|| "failed without a message".into())
+}
+
+fn find_in_path(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return Some(program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_messages() {
+        assert_eq!(runc_message(b"container \"x\" does not exist\n"), "container \"x\" does not exist");
+        assert_eq!(
+            runc_message(b"{\"level\":\"error\",\"msg\":\"container not running\",\"time\":\"t\"}\n"),
+            "container not running"
+        );
+        assert_eq!(runc_message(b""), "failed without a message");
+    }
+
+    #[test]
+    fn runc_is_found_on_the_path_or_in_sbin() {
+        assert_eq!(find_in_path(Path::new("/x/runc")), Some(PathBuf::from("/x/runc")));
+        assert!(find_in_path(Path::new("sh")).is_some());
+        assert!(find_in_path(Path::new("no-such-binary-here")).is_none());
+    }
+}

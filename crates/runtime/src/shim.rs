@@ -1,0 +1,355 @@
+//! The log shim: one small process per container (`rudder shim …`) that outlives the
+//! agent.
+//!
+//! `runc create` hands the container its stdio and returns; somebody must hold the
+//! other ends of those pipes for as long as the container runs, and collect its exit
+//! status. The agent cannot (it may restart), so the shim does:
+//!
+//! 1. it leaves the agent's session, and becomes a child subreaper, so that the
+//!    container's init process becomes its child once `runc create` exits;
+//! 2. it runs `runc create` (or `runc run --detach`, to create and start at once)
+//!    with pipes for stdout and stderr and reports `ok PID` (or `error MESSAGE`) as
+//!    one line on its own stdout, which the driver reads;
+//! 3. it copies both pipes into the CRI log file until they close;
+//! 4. when the init process exits, it records `exit.json` in the bundle (exit code,
+//!    signal, whether the cgroup saw an OOM kill, when) and exits.
+//!
+//! A restarted agent finds the container through `runc list` and the exit status in
+//! the bundle, whether the container is still running or ended meanwhile.
+
+use crate::container::{ExitStatus, bundle_files};
+use crate::logfile::{LogWriter, pump, rfc3339_nanos};
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// How long to wait for the output pipes to drain after the process exited (a
+/// process outside the container's pid namespace could hold them open forever).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("shim: missing argument --{0}")]
+    Missing(&'static str),
+    #[error("shim: unknown argument {0:?}")]
+    Unknown(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The shim's command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimArgs {
+    pub runc: PathBuf,
+    /// runc's `--root`.
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub log: PathBuf,
+    /// Start the process too (`runc run --detach`), saving a runc call.
+    pub start: bool,
+}
+
+impl ShimArgs {
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out = Vec::new();
+        for (flag, value) in [
+            ("--runc", self.runc.as_os_str()),
+            ("--root", self.root.as_os_str()),
+            ("--id", self.id.as_ref()),
+            ("--bundle", self.bundle.as_os_str()),
+            ("--log", self.log.as_os_str()),
+        ] {
+            out.push(OsString::from(flag));
+            out.push(value.to_os_string());
+        }
+        if self.start {
+            out.push(OsString::from("--start"));
+        }
+        out
+    }
+
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<ShimArgs, ShimError> {
+        let (mut runc, mut root, mut id, mut bundle, mut log) = (None, None, None, None, None);
+        let mut start = false;
+        let mut it = args.into_iter();
+        while let Some(flag) = it.next() {
+            let slot = match flag.to_str() {
+                Some("--start") => {
+                    start = true;
+                    continue;
+                }
+                Some("--runc") => &mut runc,
+                Some("--root") => &mut root,
+                Some("--id") => &mut id,
+                Some("--bundle") => &mut bundle,
+                Some("--log") => &mut log,
+                _ => return Err(ShimError::Unknown(flag.to_string_lossy().into_owned())),
+            };
+            *slot = it.next();
+        }
+        Ok(ShimArgs {
+            runc: runc.ok_or(ShimError::Missing("runc"))?.into(),
+            root: root.ok_or(ShimError::Missing("root"))?.into(),
+            id: id.ok_or(ShimError::Missing("id"))?.to_string_lossy().into_owned(),
+            bundle: bundle.ok_or(ShimError::Missing("bundle"))?.into(),
+            log: log.ok_or(ShimError::Missing("log"))?.into(),
+            start,
+        })
+    }
+}
+
+/// Runs the shim to the end; returns the process exit code.
+pub fn run(args: &ShimArgs) -> i32 {
+    let mut diag =
+        std::fs::OpenOptions::new().create(true).append(true).open(args.bundle.join(bundle_files::SHIM_LOG)).ok();
+    let mut reported = false;
+    let result = run_inner(args, &mut reported, &mut diag);
+    match result {
+        Ok(()) => 0,
+        Err(message) => {
+            if let Some(d) = diag.as_mut() {
+                let _ = writeln!(d, "{} {message}", rfc3339_nanos(SystemTime::now()));
+            }
+            if !reported {
+                let mut out = io::stdout().lock();
+                let _ = writeln!(out, "error {}", message.replace('\n', " "));
+                let _ = out.flush();
+            }
+            1
+        }
+    }
+}
+
+fn errno(e: rustix::io::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::File>) -> Result<(), String> {
+    // Out of the agent's session and process group: signals meant for the agent
+    // (a terminal's ^C, a service manager stopping it) must not reach the shim.
+    let _ = rustix::process::setsid();
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(|e| format!("becoming a subreaper: {}", errno(e)))?;
+    std::fs::write(args.bundle.join(bundle_files::SHIM_PID), rustix::process::getpid().as_raw_nonzero().to_string())
+        .map_err(|e| format!("writing {}: {e}", bundle_files::SHIM_PID))?;
+    let log = LogWriter::open(&args.log).map_err(|e| format!("opening log {}: {e}", args.log.display()))?;
+    let log = Arc::new(Mutex::new(log));
+
+    let (out_r, out_w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {}", errno(e)))?;
+    let (err_r, err_w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {}", errno(e)))?;
+    let pid_file = args.bundle.join(bundle_files::INIT_PID);
+    let runc_log = args.bundle.join(bundle_files::RUNC_LOG);
+    let status = {
+        // The command (and with it our copies of the write ends) is dropped right
+        // after runc exits, so that the pipes close when the container's process does.
+        let mut cmd = Command::new(&args.runc);
+        cmd.arg("--root")
+            .arg(&args.root)
+            .arg("--log")
+            .arg(&runc_log)
+            .args(["--log-format", "json"])
+            .args(if args.start { &["run", "--detach"][..] } else { &["create"][..] })
+            .arg("--bundle")
+            .arg(&args.bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(&args.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out_w))
+            .stderr(Stdio::from(err_w));
+        cmd.status().map_err(|e| format!("running {}: {e}", args.runc.display()))?
+    };
+    if !status.success() {
+        let mut message = runc_error(&runc_log);
+        if message.is_empty() {
+            message = read_available(err_r);
+        }
+        if message.is_empty() {
+            message = format!("runc exited with {status}");
+        }
+        return Err(message);
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| "runc left no pid file".to_string())?;
+    if args.start {
+        let _ = std::fs::write(args.bundle.join(bundle_files::STARTED), rfc3339_nanos(SystemTime::now()));
+    }
+    let oom = OomCounter::for_pid(pid);
+    let oom_before = oom.as_ref().and_then(OomCounter::read).unwrap_or(0);
+
+    {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "ok {pid}");
+        let _ = out.flush();
+    }
+    *reported = true;
+    // Nobody reads our stdout any more; keep a closed reader from hurting us.
+    if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdout(&null);
+    }
+
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for (fd, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
+        let log = log.clone();
+        let done = done_tx.clone();
+        std::thread::spawn(move || {
+            let file = std::fs::File::from(fd);
+            let _ = pump(file, stream, log);
+            let _ = done.send(());
+        });
+    }
+    drop(done_tx);
+
+    let wait = loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((p, status))) if p.as_raw_nonzero().get() == pid => break Some(status),
+            Ok(_) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                // ECHILD: the process was never ours (it should have been); say so.
+                if let Some(d) = diag.as_mut() {
+                    let _ = writeln!(d, "waiting for {pid}: {}", errno(e));
+                }
+                break None;
+            }
+        }
+    };
+    let finished_at = rfc3339_nanos(SystemTime::now());
+    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    let oom_killed = oom.as_ref().and_then(OomCounter::read).is_some_and(|after| after > oom_before);
+    let (code, signal) = match wait {
+        Some(w) => match (w.exit_status(), w.terminating_signal()) {
+            (Some(c), _) => (c, None),
+            (None, Some(s)) => (128 + s, Some(s)),
+            _ => (255, None),
+        },
+        None => (255, None),
+    };
+    let exit = ExitStatus { code, signal, oom_killed, finished_at };
+    let bytes = serde_json::to_vec(&exit).map_err(|e| e.to_string())?;
+    let tmp = args.bundle.join(format!("{}.tmp", bundle_files::EXIT));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, args.bundle.join(bundle_files::EXIT)))
+        .map_err(|e| format!("writing {}: {e}", bundle_files::EXIT))?;
+    Ok(())
+}
+
+/// The last error runc logged (its `--log` is JSON lines with `level` and `msg`).
+pub fn runc_error(path: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else { return String::new() };
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["level"] == "error")
+        .and_then(|v| v["msg"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Whatever is in a pipe right now, without waiting for more.
+fn read_available(fd: OwnedFd) -> String {
+    let _ = rustix::io::ioctl_fionbio(&fd, true);
+    let mut f = std::fs::File::from(fd);
+    let mut buf = vec![0u8; 8192];
+    let n = f.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).trim().to_string()
+}
+
+/// The OOM-kill counter of a process's memory cgroup: `oom_kill` in `memory.events`
+/// (cgroup v2) or in `memory.oom_control` (v1).
+struct OomCounter {
+    file: PathBuf,
+}
+
+impl OomCounter {
+    fn for_pid(pid: i32) -> Option<OomCounter> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        OomCounter::from_proc_cgroup(&text, Path::new("/sys/fs/cgroup"))
+    }
+
+    fn from_proc_cgroup(text: &str, mount: &Path) -> Option<OomCounter> {
+        for line in text.lines() {
+            let mut f = line.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            if controllers.split(',').any(|c| c == "memory") {
+                let dir = mount.join("memory").join(path.trim_start_matches('/'));
+                return Some(OomCounter { file: dir.join("memory.oom_control") });
+            }
+        }
+        // A pure v2 host: the unified line, and the unified tree mounted at the root.
+        let unified = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+        if mount.join("cgroup.controllers").exists() {
+            return Some(OomCounter { file: mount.join(unified.trim_start_matches('/')).join("memory.events") });
+        }
+        None
+    }
+
+    fn read(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(&self.file).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_round_trip() {
+        let a = ShimArgs {
+            runc: "/usr/sbin/runc".into(),
+            root: "/var/lib/rudder/runc".into(),
+            id: "c1".into(),
+            bundle: "/var/lib/rudder/containers/c1".into(),
+            log: "/var/log/pods/x/c/0.log".into(),
+            start: false,
+        };
+        assert_eq!(ShimArgs::parse(a.to_args()).unwrap(), a);
+        let started = ShimArgs { start: true, ..a };
+        assert_eq!(ShimArgs::parse(started.to_args()).unwrap(), started);
+        assert!(matches!(ShimArgs::parse(vec![OsString::from("--nope")]), Err(ShimError::Unknown(_))));
+        assert!(matches!(ShimArgs::parse(Vec::new()), Err(ShimError::Missing("runc"))));
+    }
+
+    #[test]
+    fn oom_counter_locations() {
+        let v1 = "12:pids:/rudder/c1\n5:memory:/rudder/c1\n0::/\n";
+        let c = OomCounter::from_proc_cgroup(v1, Path::new("/sys/fs/cgroup")).unwrap();
+        assert_eq!(c.file, Path::new("/sys/fs/cgroup/memory/rudder/c1/memory.oom_control"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.controllers"), "memory").unwrap();
+        let c = OomCounter::from_proc_cgroup("0::/rudder/c1\n", dir.path()).unwrap();
+        assert_eq!(c.file, dir.path().join("rudder/c1/memory.events"));
+        std::fs::create_dir_all(dir.path().join("rudder/c1")).unwrap();
+        std::fs::write(&c.file, "low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\n").unwrap();
+        assert_eq!(c.read(), Some(1));
+        assert!(OomCounter::from_proc_cgroup("0::/x\n", Path::new("/nonexistent")).is_none());
+    }
+
+    #[test]
+    fn runc_errors_from_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("runc.log");
+        std::fs::write(
+            &p,
+            "{\"level\":\"info\",\"msg\":\"x\"}\n{\"level\":\"error\",\"msg\":\"exec: \\\"nope\\\": executable file not found in $PATH\"}\n",
+        )
+        .unwrap();
+        assert_eq!(runc_error(&p), "exec: \"nope\": executable file not found in $PATH");
+        assert_eq!(runc_error(&dir.path().join("missing")), "");
+    }
+}
