@@ -19,6 +19,7 @@ pub mod decide;
 pub mod graph;
 pub mod queue;
 
+use crate::events::{Event as KubeEvent, EventType};
 use decide::{Decision, ForegroundStep, OwnerState};
 use futures_util::StreamExt;
 use graph::{Change, Effect, FOREGROUND, Graph, Identity, ORPHAN, Observed};
@@ -28,7 +29,6 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::discovery::{ApiResource, Discovery, Scope, verbs};
-use crate::events::{Event as KubeEvent, EventType};
 use kube::runtime::{WatchStreamExt, watcher};
 use queue::WorkQueue;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
