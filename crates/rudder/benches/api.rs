@@ -33,6 +33,8 @@ struct Phase {
     /// inside the latencies.
     lag_p99: Duration,
     server_cpu_ms_per_req: f64,
+    /// The load generator's own CPU time per request, for comparison.
+    client_cpu_ms_per_req: f64,
 }
 
 /// Starts `make(i)` at `i / rate` seconds for `secs` seconds.
@@ -46,7 +48,7 @@ async fn open_loop(
 ) -> Phase {
     let n = (rate * secs) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let cpu_before = cpu_seconds(pid);
+    let (cpu_before, own_before) = (cpu_seconds(pid), cpu_seconds("self"));
     let start = Instant::now() + Duration::from_millis(5);
     let mut tasks = Vec::with_capacity(n as usize);
     for i in 0..n {
@@ -82,9 +84,15 @@ async fn open_loop(
         }
     }
     let cpu = cpu_seconds(pid) - cpu_before;
+    let own = cpu_seconds("self") - own_before;
     let summary = Summary::of(latencies, errors, last - start);
     lags.sort();
-    Phase { summary, lag_p99: percentile(&lags, 0.99), server_cpu_ms_per_req: cpu * 1000.0 / n.max(1) as f64 }
+    Phase {
+        summary,
+        lag_p99: percentile(&lags, 0.99),
+        server_cpu_ms_per_req: cpu * 1000.0 / n.max(1) as f64,
+        client_cpu_ms_per_req: own * 1000.0 / n.max(1) as f64,
+    }
 }
 
 /// `SATURATION_CONNECTIONS` clients, each sending back to back for `secs`.
@@ -104,7 +112,7 @@ async fn closed_loop(
             None => client.h1().await.expect("connecting"),
         });
     }
-    let cpu_before = cpu_seconds(pid);
+    let (cpu_before, own_before) = (cpu_seconds(pid), cpu_seconds("self"));
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
@@ -132,9 +140,15 @@ async fn closed_loop(
     }
     let elapsed = start.elapsed();
     let cpu = cpu_seconds(pid) - cpu_before;
-    let count = latencies.len() + errors;
+    let own = cpu_seconds("self") - own_before;
+    let count = latencies.len().max(1) as f64 + errors as f64;
     let summary = Summary::of(latencies, errors, elapsed);
-    Phase { summary, lag_p99: Duration::ZERO, server_cpu_ms_per_req: cpu * 1000.0 / count.max(1) as f64 }
+    Phase {
+        summary,
+        lag_p99: Duration::ZERO,
+        server_cpu_ms_per_req: cpu * 1000.0 / count,
+        client_cpu_ms_per_req: own * 1000.0 / count,
+    }
 }
 
 fn bodies(prefix: &str, n: u64) -> Vec<Bytes> {
@@ -152,6 +166,7 @@ async fn main() {
     let names = ["create 1000/s", "get 2000/s", "create saturation", "get saturation"];
     let mut phases: Vec<Vec<Phase>> = names.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
+        println!("  round {}: load average {}", round + 1, common::load_average());
         let dir = tempfile::tempdir().unwrap();
         let mut server = Server::start(dir.path()).await;
         let pid = server.pid().to_string();
@@ -179,7 +194,7 @@ async fn main() {
 
         for (k, p) in [create, get, create_sat, get_sat].into_iter().enumerate() {
             println!(
-                "  round {} {:<18} {:>7.0}/s  p50 {:>6} ms  p99 {:>6} ms  max {:>7} ms  errors {}  generator lag p99 {} ms  server cpu {:.3} ms/req",
+                "  round {} {:<18} {:>7.0}/s  p50 {:>6} ms  p99 {:>6} ms  max {:>7} ms  errors {}  generator lag p99 {} ms  cpu ms/req: server {:.3} generator {:.3}",
                 round + 1,
                 names[k],
                 p.summary.rate,
@@ -189,6 +204,7 @@ async fn main() {
                 p.summary.errors,
                 ms(p.lag_p99),
                 p.server_cpu_ms_per_req,
+                p.client_cpu_ms_per_req,
             );
             phases[k].push(p);
         }
@@ -197,11 +213,14 @@ async fn main() {
 
     println!();
     println!("median of {rounds} rounds ({proto}):");
-    println!("| phase | achieved req/s | p50 ms | p99 ms | max ms | errors | server CPU ms/req |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| phase | achieved req/s | p50 ms | p99 ms | max ms | errors | server CPU ms/req | generator CPU ms/req |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (k, name) in names.iter().enumerate() {
         let s = Summary::median(&phases[k].iter().map(|p| p.summary).collect::<Vec<_>>());
         let cpu = common::median(phases[k].iter().map(|p| p.server_cpu_ms_per_req).collect());
-        println!("{}", s.row(name, &format!(" {cpu:.3} |")));
+        let own = common::median(phases[k].iter().map(|p| p.client_cpu_ms_per_req).collect());
+        println!("{}", s.row(name, &format!(" {cpu:.3} | {own:.3} |")));
     }
 }

@@ -82,7 +82,7 @@ async fn main() {
     let (mut first, mut restart) = (Figures::default(), Figures::default());
     for r in 0..rounds {
         let dir = tempfile::tempdir().unwrap();
-        println!("  round {} first start:", r + 1);
+        println!("  round {} first start (load average {}):", r + 1, common::load_average());
         measure(dir.path(), idle, &mut first).await;
         println!("  round {} restart:", r + 1);
         measure(dir.path(), idle, &mut restart).await;

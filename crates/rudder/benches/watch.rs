@@ -80,6 +80,8 @@ struct Round {
     missing: usize,
     create_p50: Duration,
     server_cpu_ms_per_event: f64,
+    /// The watchers' and writer's own CPU time per event, for comparison.
+    client_cpu_ms_per_event: f64,
 }
 
 async fn round(watchers: usize, events: usize, http2: bool) -> Round {
@@ -126,7 +128,7 @@ async fn round(watchers: usize, events: usize, http2: bool) -> Round {
         ready_rx.recv().await.expect("every watcher should start");
     }
 
-    let cpu_before = cpu_seconds(&pid);
+    let (cpu_before, own_before) = (cpu_seconds(&pid), cpu_seconds("self"));
     let start = Instant::now();
     let mut create_latencies = Vec::new();
     for i in 0..events {
@@ -142,6 +144,7 @@ async fn round(watchers: usize, events: usize, http2: bool) -> Round {
         delays.extend(t.await.unwrap());
     }
     let cpu = cpu_seconds(&pid) - cpu_before;
+    let own = cpu_seconds("self") - own_before;
     let missing = watchers * events - delays.len();
     create_latencies.sort();
     server.stop();
@@ -150,6 +153,7 @@ async fn round(watchers: usize, events: usize, http2: bool) -> Round {
         missing,
         create_p50: common::percentile(&create_latencies, 0.5),
         server_cpu_ms_per_event: cpu * 1000.0 / events as f64,
+        client_cpu_ms_per_event: own * 1000.0 / events as f64,
     }
 }
 
@@ -167,9 +171,10 @@ async fn main() {
     println!("watch bench: {watchers} watchers, {events} creates at 20/s, {rounds} rounds, {proto}");
     let mut results = Vec::new();
     for r in 0..rounds {
+        let load = common::load_average();
         let x = round(watchers, events, http2).await;
         println!(
-            "  round {}: delivery p50 {} ms  p99 {} ms  max {} ms  missing {}  create p50 {} ms  server cpu {:.1} ms/event",
+            "  round {} (load average {load}): delivery p50 {} ms  p99 {} ms  max {} ms  missing {}  create p50 {} ms  cpu ms/event: server {:.1} watchers {:.1}",
             r + 1,
             ms(x.delivery.p50),
             ms(x.delivery.p99),
@@ -177,20 +182,22 @@ async fn main() {
             x.missing,
             ms(x.create_p50),
             x.server_cpu_ms_per_event,
+            x.client_cpu_ms_per_event,
         );
         results.push(x);
     }
     let s = Summary::median(&results.iter().map(|r| r.delivery).collect::<Vec<_>>());
     let cpu = common::median(results.iter().map(|r| r.server_cpu_ms_per_event).collect());
     let create = common::median(results.iter().map(|r| r.create_p50.as_secs_f64()).collect());
+    let own = common::median(results.iter().map(|r| r.client_cpu_ms_per_event).collect());
     println!();
     println!("median of {rounds} rounds ({proto}):");
     println!(
-        "| watchers | events | delivery p50 ms | p99 ms | max ms | missing | create p50 ms | server CPU ms/event |"
+        "| watchers | events | delivery p50 ms | p99 ms | max ms | missing | create p50 ms | server CPU ms/event | watchers' CPU ms/event |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {watchers} | {events} | {} | {} | {} | {} | {:.2} | {cpu:.1} |",
+        "| {watchers} | {events} | {} | {} | {} | {} | {:.2} | {cpu:.1} | {own:.1} |",
         ms(s.p50),
         ms(s.p99),
         ms(s.max),

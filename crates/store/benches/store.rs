@@ -182,8 +182,10 @@ async fn main() {
                 };
                 let name = ["embedded", "etcd"][backend];
                 let per_sync = r.writes_per_sync.map(|w| format!(", {w:.1} writes/sync")).unwrap_or_default();
+                let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+                let load = load.split_whitespace().next().unwrap_or("?").to_string();
                 println!(
-                    "  round {} {name:>8} {writers:>2} writers: {:>8.0} writes/s  p50 {} ms  p99 {} ms{per_sync}",
+                    "  round {} {name:>8} {writers:>2} writers: {:>8.0} writes/s  p50 {} ms  p99 {} ms{per_sync}  (load average {load})",
                     round + 1,
                     r.writes_per_sec,
                     ms(r.p50.as_secs_f64()),

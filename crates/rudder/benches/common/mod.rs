@@ -407,6 +407,12 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
     status.lines().find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok()).unwrap_or(0)
 }
 
+/// The 1-minute load average, to show how busy the shared machine was.
+pub fn load_average() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().next().unwrap_or("?").to_string()
+}
+
 /// Seconds per run from `BENCH_SECS`, else `default`.
 pub fn bench_secs(default: f64) -> f64 {
     std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
