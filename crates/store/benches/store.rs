@@ -11,7 +11,7 @@
 //! Run with `cargo bench -p store --bench store` (needs the `etcd` binary on PATH).
 //! `BENCH_SECS` sets the seconds per run (default 3), `BENCH_ROUNDS` the rounds (3),
 //! `BENCH_ONLY=embedded` or `BENCH_ONLY=etcd` runs one backend (e.g. under `strace -f`
-//! to count its syncs).
+//! to count its syncs), `BENCH_WRITERS=1,16` picks the writer counts.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -22,7 +22,7 @@ use store::embedded::{EmbeddedStore, Options};
 use store::etcd::EtcdStore;
 use store::{Compare, Op, Store, Txn};
 
-const WRITERS: &[usize] = &[1, 16, 64];
+const WRITERS: [usize; 3] = [1, 16, 64];
 const VALUE_BYTES: usize = 1024;
 
 /// A real etcd server on loopback ports with its data under `dir`, killed on drop.
@@ -129,6 +129,10 @@ fn ms(d: f64) -> String {
 async fn main() {
     let secs: f64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let writer_counts: Vec<usize> = match std::env::var("BENCH_WRITERS") {
+        Ok(list) => list.split(',').filter_map(|w| w.trim().parse().ok()).collect(),
+        Err(_) => WRITERS.to_vec(),
+    };
     let only = match std::env::var("BENCH_ONLY").as_deref() {
         Ok("embedded") => Some(0),
         Ok("etcd") => Some(1),
@@ -151,9 +155,9 @@ async fn main() {
     );
 
     // results[writers index][backend: 0 embedded, 1 etcd] = runs
-    let mut results: Vec<[Vec<Run>; 2]> = WRITERS.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+    let mut results: Vec<[Vec<Run>; 2]> = writer_counts.iter().map(|_| [Vec::new(), Vec::new()]).collect();
     for round in 0..rounds {
-        for (wi, &writers) in WRITERS.iter().enumerate() {
+        for (wi, &writers) in writer_counts.iter().enumerate() {
             // Alternate which backend goes first, so neither always runs on a warmer machine.
             let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for backend in order.into_iter().filter(|&b| only.is_none_or(|o| o == b)) {
@@ -200,7 +204,7 @@ async fn main() {
     println!("median of {rounds} rounds:");
     println!("| writers | backend  | writes/s | p50 ms | p99 ms | writes/sync | embedded ÷ etcd |");
     println!("|--------:|----------|---------:|-------:|-------:|------------:|----------------:|");
-    for (wi, &writers) in WRITERS.iter().enumerate() {
+    for (wi, &writers) in writer_counts.iter().enumerate() {
         let rate = |b: usize| median(results[wi][b].iter().map(|r| r.writes_per_sec).collect());
         for backend in 0..2 {
             let runs = &results[wi][backend];
