@@ -117,11 +117,16 @@ async fn route(ctx: Arc<Ctx>, req: hyper::Request<Incoming>) -> Resp {
         (["openapi", "v3"], true) => wire::bytes_response(http::StatusCode::OK, "application/json", openapi::root()),
         (["openapi", "v3", rest @ ..], true) => {
             let hash = crate::query::pairs(req.uri().query()).into_iter().find(|(k, _)| k == "hash").map(|(_, v)| v);
-            match openapi::document(&rest.join("/"), hash.as_deref()) {
-                Some((doc, immutable)) => {
-                    let mut r = wire::bytes_response(http::StatusCode::OK, "application/json", doc);
-                    let cache = if immutable { "public, immutable" } else { "no-cache, private" };
+            let gzip =
+                openapi::accepts_gzip(req.headers().get(http::header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
+            match openapi::document(&rest.join("/"), hash.as_deref(), gzip) {
+                Some(doc) => {
+                    let mut r = wire::bytes_response(http::StatusCode::OK, "application/json", doc.body);
+                    let cache = if doc.immutable { "public, immutable" } else { "no-cache, private" };
                     r.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static(cache));
+                    if doc.gzip {
+                        r.headers_mut().insert(http::header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+                    }
                     r
                 }
                 None => wire::error(&ApiError::no_route()),

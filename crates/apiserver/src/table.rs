@@ -14,17 +14,46 @@ pub fn wanted(accept: Option<&str>) -> bool {
     })
 }
 
+/// Whether the client asked for metadata only (`as=PartialObjectMetadata` or
+/// `as=PartialObjectMetadataList` with `g=meta.k8s.io`), as client-go's and kube-rs's
+/// metadata clients do (the garbage collector, `kubectl get -o name` style tools):
+/// objects then travel without their spec and status.
+pub fn wants_metadata(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|part| {
+            let p: Vec<&str> = part.split(';').map(str::trim).collect();
+            p.contains(&"g=meta.k8s.io")
+                && (p.contains(&"as=PartialObjectMetadata") || p.contains(&"as=PartialObjectMetadataList"))
+        })
+    })
+}
+
+/// An object reduced to its metadata.
+pub fn partial(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A list reduced to its items' metadata.
+pub fn partial_list(list_meta: Value, items: &[Value]) -> Value {
+    json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "items": items.iter().map(partial).collect::<Vec<_>>(),
+    })
+}
+
 /// What each row carries of its object: `Metadata` (kubectl's default, for labels
 /// and namespaces), `Object`, or `None`.
 pub fn row_object(obj: &Value, include: Option<&str>) -> Option<Value> {
     match include.unwrap_or("Metadata") {
         "None" => None,
         "Object" => Some(obj.clone()),
-        _ => Some(json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        })),
+        _ => Some(partial(obj)),
     }
 }
 
@@ -68,6 +97,22 @@ pub fn of_object(res: &Resource, obj: &Value, include: Option<&str>, columns: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_only_is_recognised_and_drops_spec() {
+        assert!(wants_metadata(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")));
+        assert!(wants_metadata(Some(
+            "application/json; as=PartialObjectMetadata; v=v1; g=meta.k8s.io, application/json"
+        )));
+        assert!(!wants_metadata(Some("application/json;as=Table;v=v1;g=meta.k8s.io")));
+        assert!(!wants_metadata(Some("application/json")));
+        assert!(!wants_metadata(None));
+        let obj = json!({"metadata": {"name": "a"}, "spec": {"x": 1}});
+        let l = partial_list(json!({"resourceVersion": "5"}), &[obj]);
+        assert_eq!(l["kind"], "PartialObjectMetadataList");
+        assert_eq!(l["items"][0]["metadata"]["name"], "a");
+        assert!(l["items"][0].get("spec").is_none());
+    }
 
     #[test]
     fn recognises_kubectls_accept_header() {

@@ -68,6 +68,10 @@ impl Request {
     pub fn wants_table(&self) -> bool {
         crate::table::wanted(self.accept.as_deref())
     }
+
+    pub fn wants_metadata(&self) -> bool {
+        !self.wants_table() && crate::table::wants_metadata(self.accept.as_deref())
+    }
 }
 
 /// Answers one request on a resource path.
@@ -122,6 +126,9 @@ async fn dispatch(ctx: &Arc<Ctx>, t: &Target, mut req: Request) -> Result<Resp, 
 pub fn object_response(t: &Target, req: &Request, code: http::StatusCode, obj: &Value) -> Resp {
     if req.wants_table() {
         return wire::json(code, &crate::table::of_object(t.res, obj, req.query.include_object.as_deref(), true));
+    }
+    if req.wants_metadata() {
+        return wire::json(code, &crate::table::partial(obj));
     }
     wire::json(code, obj)
 }

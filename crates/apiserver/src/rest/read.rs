@@ -215,6 +215,9 @@ pub async fn list(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Api
     if req.wants_table() {
         return Ok(wire::ok(&crate::table::of_list(t.res, &page.items, meta, req.query.include_object.as_deref())));
     }
+    if req.wants_metadata() {
+        return Ok(wire::ok(&crate::table::partial_list(meta, &page.items)));
+    }
     Ok(wire::ok(&list_object(t.res, meta, page.items)))
 }
 

@@ -22,6 +22,8 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
 struct Format {
     res: &'static Resource,
     table: bool,
+    /// Metadata only (`as=PartialObjectMetadata`).
+    metadata: bool,
     include: Option<String>,
     /// Upstream sends Table column definitions only with the first event.
     columns_sent: bool,
@@ -38,6 +40,9 @@ impl Format {
             let t = crate::table::of_object(self.res, obj, self.include.as_deref(), !self.columns_sent);
             self.columns_sent = true;
             return Bytes::from(format!("{}\n", json!({"type": kind, "object": t})));
+        }
+        if self.metadata && kind != "BOOKMARK" && kind != "ERROR" {
+            return Bytes::from(format!("{}\n", json!({"type": kind, "object": crate::table::partial(obj)})));
         }
         let body = match change {
             Some(c) if std::ptr::eq(Arc::as_ptr(&c.obj), obj) => c.json().clone(),
@@ -122,8 +127,13 @@ pub async fn serve(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Ap
         ));
     }
 
-    let mut format =
-        Format { res: t.res, table: req.wants_table(), include: req.query.include_object.clone(), columns_sent: false };
+    let mut format = Format {
+        res: t.res,
+        table: req.wants_table(),
+        metadata: req.wants_metadata(),
+        include: req.query.include_object.clone(),
+        columns_sent: false,
+    };
     let mut initial = Vec::new();
     let (start, mut last) = if send_initial {
         // Subscribe first, then read the state: nothing can fall between the two.

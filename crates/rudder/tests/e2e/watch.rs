@@ -3,7 +3,7 @@
 
 use crate::{Cluster, KUBECTL_VERSIONS};
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -92,4 +92,35 @@ fn raw_watches_get_bookmarks_and_end_at_their_timeout() {
         c.curl(&["-N", &format!("{}/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1", c.url())]);
     let text = String::from_utf8_lossy(&initial.stdout);
     assert!(text.contains("\"type\":\"ADDED\"") && text.contains("\"name\":\"x\""), "{text}");
+}
+
+#[test]
+fn metadata_only_get_list_and_watch() {
+    let c = Cluster::start();
+    let k = c.kubectl("1.33");
+    k.ok(&["create", "cm", "meta", "--from-literal=secret-looking=value"]);
+    let accept = |what: &str| format!("Accept: application/json;as={what};g=meta.k8s.io;v=v1, application/json");
+    let path = format!("{}/api/v1/namespaces/default/configmaps", c.url());
+    let json = |out: Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let one = json(c.curl(&["-H", &accept("PartialObjectMetadata"), &format!("{path}/meta")]));
+    assert_eq!(one["kind"], "PartialObjectMetadata");
+    assert_eq!(one["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(one["metadata"]["name"], "meta");
+    assert!(one.get("data").is_none(), "{one}");
+    let list = json(c.curl(&["-H", &accept("PartialObjectMetadataList"), &path]));
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    let items = list["items"].as_array().unwrap();
+    assert!(items.iter().any(|i| i["metadata"]["name"] == "meta" && i.get("data").is_none()), "{list}");
+    let watch = c.curl(&["-N", "-H", &accept("PartialObjectMetadata"), &format!("{path}?watch=true&timeoutSeconds=1")]);
+    let text = String::from_utf8_lossy(&watch.stdout);
+    let added: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["object"]["metadata"]["name"] == "meta")
+        .unwrap_or_else(|| panic!("no event for meta: {text}"));
+    assert_eq!(added["object"]["kind"], "PartialObjectMetadata");
+    assert!(added["object"].get("data").is_none(), "{added}");
 }
