@@ -11,6 +11,8 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 pub const CNI_VERSION: &str = "1.0.0";
 /// Name of the pod network: host-local keeps its reservations under `dataDir/<name>`,
@@ -172,6 +174,11 @@ pub fn find_plugin(plugin: &str, dirs: &[PathBuf]) -> Result<PathBuf, CniError> 
 
 /// Runs one plugin and returns its result (ADD), or `None` (DEL, CHECK).
 pub fn exec_plugin(inv: &Invocation<'_>, stdin: &Value) -> Result<Option<Value>, CniError> {
+    exec_plugin_within(inv, stdin, PLUGIN_TIMEOUT)
+}
+
+/// [`exec_plugin`] with a deadline of `timeout`, after which the plugin is killed.
+pub fn exec_plugin_within(inv: &Invocation<'_>, stdin: &Value, timeout: Duration) -> Result<Option<Value>, CniError> {
     let plugin = stdin.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
     let bin = find_plugin(&plugin, inv.bin_dirs)?;
     let path_var = std::env::join_paths(inv.bin_dirs).map_err(|e| CniError::Exec {
@@ -193,12 +200,19 @@ pub fn exec_plugin(inv: &Invocation<'_>, stdin: &Value) -> Result<Option<Value>,
         .stderr(Stdio::piped());
     let exec_err = |source| CniError::Exec { plugin: plugin.clone(), source };
     let mut child = cmd.spawn().map_err(exec_err)?;
+    let watchdog = Watchdog::start(&child, timeout);
     let input = serde_json::to_vec(stdin).unwrap_or_default();
     if let Some(mut pipe) = child.stdin.take() {
         // A plugin may exit before reading all of stdin; its exit status tells why.
         let _ = pipe.write_all(&input);
     }
-    let out = child.wait_with_output().map_err(exec_err)?;
+    let out = child.wait_with_output().map_err(exec_err);
+    let timed_out = watchdog.stop();
+    let out = out?;
+    if timed_out {
+        let msg = format!("no answer within {:?}, killed", timeout);
+        return Err(CniError::Plugin { plugin, command: inv.command.as_str(), code: 999, msg, details: String::new() });
+    }
     if !out.status.success() {
         return Err(plugin_error(&plugin, inv.command, &out.stdout, &out.stderr, out.status.code()));
     }
@@ -211,6 +225,47 @@ pub fn exec_plugin(inv: &Invocation<'_>, stdin: &Value) -> Result<Option<Value>,
         return Err(CniError::Result { plugin, reason: "not a JSON object".into() });
     }
     Ok(Some(result))
+}
+
+/// How long one plugin call may take. A plugin that hangs (an iptables lock held
+/// forever, a wedged netlink call) would otherwise hold its pod's sandbox forever.
+pub const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Kills a child that outlives its deadline. It signals through a pidfd taken while the
+/// child is certainly unreaped, so it can never hit a process that reused the PID.
+struct Watchdog {
+    done: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<bool>>,
+}
+
+impl Watchdog {
+    fn start(child: &std::process::Child, timeout: Duration) -> Watchdog {
+        let pid = rustix::process::Pid::from_raw(child.id() as i32);
+        let Some(pidfd) = pid.and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
+        else {
+            // No pidfd (a kernel before 5.3): run without a deadline rather than fail.
+            return Watchdog { done: None, thread: None };
+        };
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("cni-watchdog".into())
+            .spawn(move || match rx.recv_timeout(timeout) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).is_ok()
+                }
+                _ => false,
+            })
+            .ok();
+        Watchdog { done: Some(tx), thread }
+    }
+
+    /// Whether the watchdog killed the child.
+    fn stop(mut self) -> bool {
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send(());
+        }
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(false)
+    }
 }
 
 /// The error a failed plugin reports: its JSON error object when it printed one
@@ -423,17 +478,55 @@ mod tests {
         );
     }
 
+    /// Writes an executable script named `name` into `dir`.
+    fn fake_plugin(dir: &Path, name: &str, script: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Runs a fake plugin, retrying while a fork on another test thread briefly holds
+    /// the fresh script open for writing (ETXTBSY).
+    fn exec_fake(inv: &Invocation<'_>, stdin: &Value, timeout: Duration) -> Result<Option<Value>, CniError> {
+        for _ in 0..50 {
+            match exec_plugin_within(inv, stdin, timeout) {
+                Err(CniError::Exec { source, .. }) if source.raw_os_error() == Some(26) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+        exec_plugin_within(inv, stdin, timeout)
+    }
+
+    #[test]
+    fn a_hanging_plugin_is_killed_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_plugin(dir.path(), "slow", "#!/bin/sh\nexec sleep 30\n");
+        let dirs = vec![dir.path().to_path_buf()];
+        let inv = Invocation {
+            command: CniCommand::Add,
+            container_id: "c1",
+            netns: None,
+            ifname: "eth0",
+            args: "",
+            bin_dirs: &dirs,
+        };
+        let started = std::time::Instant::now();
+        let err = exec_fake(&inv, &json!({ "type": "slow" }), Duration::from_millis(300)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(err.to_string().contains("no answer within 300ms, killed"), "{err}");
+    }
+
     #[test]
     fn exec_reports_a_plugin_error_from_a_fake_plugin() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("fake");
-        std::fs::write(
-            &fake,
+        fake_plugin(
+            dir.path(),
+            "fake",
             "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then echo \"{\\\"cniVersion\\\":\\\"1.0.0\\\",\\\"ips\\\":[{\\\"address\\\":\\\"10.9.0.2/24\\\"}],\\\"args\\\":\\\"$CNI_IFNAME\\\"}\"; exit 0; fi\necho '{\"code\":11,\"msg\":\"try again\"}'; exit 1\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         let dirs = vec![dir.path().to_path_buf()];
         let mut inv = Invocation {
             command: CniCommand::Add,
@@ -443,22 +536,11 @@ mod tests {
             args: "",
             bin_dirs: &dirs,
         };
-        // A fork on another test thread may briefly hold the script open for writing.
-        let out = (0..50)
-            .find_map(|_| match exec_plugin(&inv, &json!({ "type": "fake" })) {
-                Err(CniError::Exec { source, .. }) if source.raw_os_error() == Some(26) => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    None
-                }
-                other => Some(other),
-            })
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let out = exec_fake(&inv, &json!({ "type": "fake" }), PLUGIN_TIMEOUT).unwrap().unwrap();
         assert_eq!(out["args"], "eth0");
         assert_eq!(result_ips("fake", &out).unwrap(), vec!["10.9.0.2".parse::<IpAddr>().unwrap()]);
         inv.command = CniCommand::Del;
-        let err = exec_plugin(&inv, &json!({ "type": "fake" })).unwrap_err();
+        let err = exec_fake(&inv, &json!({ "type": "fake" }), PLUGIN_TIMEOUT).unwrap_err();
         assert!(matches!(err, CniError::Plugin { code: 11, ref msg, .. } if msg == "try again"), "{err}");
     }
 }
