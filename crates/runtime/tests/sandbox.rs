@@ -62,6 +62,14 @@ impl Node {
         config.cluster_cidr = cluster_cidr.map(|c| c.parse().unwrap());
         let sandboxes = Sandboxes::new(config).unwrap().with_host_netns(&netns);
         let node = Node { sandboxes, netns, bridge, ip: ip.parse().unwrap(), dir };
+        // Pod networking must not depend on br_netfilter: where the module is loaded,
+        // switch it off for this node (the setting is per network namespace).
+        netns::run_in(Some(&node.netns), || {
+            for family in ["iptables", "ip6tables", "arptables"] {
+                let _ = std::fs::write(format!("/proc/sys/net/bridge/bridge-nf-call-{family}"), b"0");
+            }
+        })
+        .unwrap();
         node.ip(&["link", "set", "lo", "up"]);
         node.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
         node.ip(&["addr", "add", &format!("{ip}/24"), "dev", "up0"]);
