@@ -337,6 +337,15 @@ fn pods_on_two_nodes_reach_each_other_after_sync_routes() {
         let said = fetch_from(net(&pa), SocketAddr::new(b.ip, 9001)).unwrap();
         assert_eq!(said, format!("hello from {}", a.ip));
 
+        // A node IP that is not reachable fails its route but not the others.
+        let unreachable: IpAddr = "192.0.2.99".parse().unwrap();
+        b.sandboxes.sync_routes(&[]).await.unwrap();
+        assert!(fetch_from(net(&pa), to_b).is_err(), "b has no way back");
+        // Sorted first, so the good route comes after the failed one.
+        let err = b.sandboxes.sync_routes(&[(cidr("10.202.0.0/24"), unreachable), (cidr("10.202.1.0/24"), a.ip)]).await;
+        assert!(err.unwrap_err().to_string().contains("10.202.0.0/24"));
+        assert_eq!(fetch_from(net(&pa), to_b).unwrap(), format!("hello from {}", pa.ips[0]));
+
         // Routes no longer wanted go; only ours (a hand-made route stays).
         a.ip(&["route", "add", "10.99.0.0/24", "via", &b.ip.to_string()]);
         a.sandboxes.sync_routes(&[]).await.unwrap();

@@ -238,7 +238,8 @@ pub fn route_commands(own: &Cidr, wanted: &[(Cidr, IpAddr)], installed: &[Instal
     cmds
 }
 
-/// Brings our routes in the calling thread's network namespace to `wanted`.
+/// Brings our routes in the calling thread's network namespace to `wanted`; every change
+/// is tried, the first failure returned.
 pub fn sync_routes(own: &Cidr, wanted: &[(Cidr, IpAddr)]) -> Result<(), HostError> {
     let proto = ROUTE_PROTO.to_string();
     let mut families = vec![if own.is_ipv4() { "-4" } else { "-6" }];
@@ -253,10 +254,14 @@ pub fn sync_routes(own: &Cidr, wanted: &[(Cidr, IpAddr)]) -> Result<(), HostErro
         let out = run("ip", &args(&["-j", f, "route", "show", "table", "main", "proto", &proto]))?;
         installed.extend(parse_routes(&out)?);
     }
+    // One node whose address is unreachable must not keep the others' routes out.
+    let mut first_err = None;
     for cmd in route_commands(own, wanted, &installed) {
-        run("ip", &cmd)?;
+        if let Err(e) = run("ip", &cmd) {
+            first_err.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_err.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
