@@ -419,3 +419,61 @@ fn a_missing_plugin_is_an_error_and_leaves_nothing() {
         assert!(!mounts.contains(node.state_dir().to_str().unwrap()));
     });
 }
+
+/// Deletes a runc container however the test ends.
+struct RuncContainer {
+    root: PathBuf,
+    id: String,
+}
+
+impl Drop for RuncContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&self.root)
+            .args(["delete", "--force", &self.id])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn a_runc_container_joins_the_sandbox_by_path() {
+    let node = Node::new("10.201.7.0/24", None, "192.168.207.1");
+    let pod = block_on(node.sandboxes.create(&node.request("ctr", vec![]))).unwrap();
+
+    // A root filesystem of busybox-static and its applets.
+    let rootfs = node.dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "hostname", "ip", "cat"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let config = runtime::spec::ContainerConfig {
+        rootfs: rootfs.clone(),
+        command: vec!["/bin/sh".into(), "-c".into(), "hostname; ip -o -4 addr show eth0".into()],
+        namespaces: pod.namespaces(),
+        ..Default::default()
+    };
+    let bundle = node.dir.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    runtime::spec::generate(&config).unwrap().write(&bundle).unwrap();
+
+    let id = format!("sandbox-test-{}", unique());
+    let guard = RuncContainer { root: node.dir.path().join("runc"), id: id.clone() };
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(&guard.root)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "runc: {} {stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("pod-ctr\n"), "{stdout}");
+    assert!(stdout.contains(&format!("inet {}/24", pod.ips[0])), "{stdout}");
+    drop(guard);
+    block_on(node.sandboxes.remove("ctr")).unwrap();
+}
