@@ -29,6 +29,7 @@ pub mod recording;
 pub mod reference;
 pub mod registries;
 pub mod runc;
+pub mod sandbox;
 pub mod shim;
 pub mod snapshot;
 pub mod spec;
