@@ -185,6 +185,9 @@ async fn resource(
     let Some(target) = parse_target(group, version, rest) else {
         return wire::error(&ApiError::no_route());
     };
+    if rest::proxy::serves(&target) {
+        return rest::proxy::handle(ctx, target, req).await;
+    }
     let (parts, body) = req.into_parts();
     let header = |h: http::header::HeaderName| parts.headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
     let query = match crate::query::Query::parse(parts.uri.query()) {
