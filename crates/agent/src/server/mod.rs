@@ -148,7 +148,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return Ok(()),
         };
         let (acceptor, ctx) = (acceptor.clone(), ctx.clone());
         tokio::spawn(async move {

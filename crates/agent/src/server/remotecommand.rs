@@ -334,7 +334,7 @@ async fn attach(id: &str, log: PathBuf, runtime: Arc<dyn Runtime>, s: Streams) -
     };
     tokio::select! {
         _ = output => {}
-        _ = closed.wait_for(|c| *c) => {}
+        _ = async { let _ = closed.wait_for(|c| *c).await; } => {}
     }
     for t in [stdin, resize].into_iter().flatten() {
         t.abort();
