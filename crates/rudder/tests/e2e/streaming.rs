@@ -433,6 +433,13 @@ fn logs_exec_attach_and_port_forward_with_kubectl() {
         let out = in_terminal(&c, v, &["exec", "-it", "web", "--", "sh"], "tty; echo typed; exit 5\n");
         assert_eq!(out.code, 5, "kubectl {v} exec -it: {}", out.stdout);
         assert!(out.stdout.contains("/dev/pts/") && out.stdout.contains("typed"), "{}", out.stdout);
+        // The protocol is the one this kubectl prefers: no fallback happened.
+        let verbose = run(kubectl(&c, v, &["-v=6", "exec", "web", "--", "true"]), None);
+        let method = if v == "1.27" { "POST" } else { "GET" };
+        let upgraded = verbose.stderr.lines().any(|l| l.contains(method) && l.contains("/exec?") && l.contains("101"));
+        let other = if v == "1.27" { "GET" } else { "POST" };
+        let fell_back = verbose.stderr.lines().any(|l| l.contains(other) && l.contains("/exec?"));
+        assert!(upgraded && !fell_back, "kubectl {v} exec did not upgrade with {method}:\n{}", verbose.stderr);
         let started = Instant::now();
         for _ in 0..5 {
             ok(&c, v, &["exec", "web", "--", "true"]);
@@ -476,6 +483,30 @@ fn logs_exec_attach_and_port_forward_with_kubectl() {
         );
         let mut pf_out = BufReader::new(pf.0.stdout.take().unwrap()).lines();
         let first = pf_out.next().unwrap().unwrap();
+        // 1.27 upgrades with a SPDY POST, 1.33 with a WebSocket GET tunnelling SPDY.
+        let mut verbose_pf = Proc(
+            kubectl(&c, v, &["-v=6", "port-forward", "pod/web", &format!("{}:8080", free_port())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut pf_log = BufReader::new(verbose_pf.0.stderr.take().unwrap()).lines();
+        let pf_method = if v == "1.27" { "POST" } else { "GET" };
+        let mut seen = Vec::new();
+        loop {
+            let l = pf_log.next().expect("kubectl port-forward -v=6 ended").unwrap();
+            seen.push(l.clone());
+            if l.contains("/portforward") && l.contains("101") {
+                assert!(l.contains(pf_method), "kubectl {v} port-forward: {seen:#?}");
+                break;
+            }
+            assert!(
+                !l.contains("/portforward") || !l.contains(" 400 "),
+                "kubectl {v} port-forward fell back: {seen:#?}"
+            );
+        }
+        drop(verbose_pf);
         assert!(first.starts_with("Forwarding from"), "{first}");
         let get = |path: &str| {
             Command::new("curl")
