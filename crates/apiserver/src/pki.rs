@@ -150,18 +150,12 @@ impl Pki {
     /// CA, covering the node's name and addresses (the API server connects by
     /// address and checks the certificate against them).
     pub fn issue_kubelet_serving(&self, node_name: &str, addresses: &[String]) -> Result<(String, String), PkiError> {
-        let ca_key =
-            KeyPair::from_pem(&self.ca_key_pem).map_err(|_| PkiError::Parse { path: "ca.key".into(), what: "key" })?;
-        let key = KeyPair::generate()?;
-        let mut sans = vec![node_name.to_string()];
-        sans.extend(addresses.iter().filter(|a| !a.is_empty() && *a != node_name).cloned());
-        let mut params = CertificateParams::new(sans)?;
-        params.distinguished_name.push(DnType::CommonName, format!("system:node:{node_name}"));
-        params.distinguished_name.push(DnType::OrganizationName, "system:nodes");
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &Issuer::new(ca_params()?, &ca_key))?;
-        Ok((cert.pem(), key.serialize_pem()))
+        self.kubelet_issuer().issue(node_name, addresses)
+    }
+
+    /// What signs agents' serving certificates, for the API server to hand out.
+    pub fn kubelet_issuer(&self) -> KubeletIssuer {
+        KubeletIssuer { ca_key_pem: self.ca_key_pem.clone() }
     }
 
     /// The TLS client configuration towards node agents: the kubelet-client
@@ -211,6 +205,30 @@ impl Pki {
             .with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+}
+
+/// Signs serving certificates for node agents with the cluster CA.
+#[derive(Clone)]
+pub struct KubeletIssuer {
+    ca_key_pem: String,
+}
+
+impl KubeletIssuer {
+    /// A certificate and key for `node_name`, covering it and `addresses`.
+    pub fn issue(&self, node_name: &str, addresses: &[String]) -> Result<(String, String), PkiError> {
+        let ca_key =
+            KeyPair::from_pem(&self.ca_key_pem).map_err(|_| PkiError::Parse { path: "ca.key".into(), what: "key" })?;
+        let key = KeyPair::generate()?;
+        let mut sans = vec![node_name.to_string()];
+        sans.extend(addresses.iter().filter(|a| !a.is_empty() && *a != node_name).cloned());
+        let mut params = CertificateParams::new(sans)?;
+        params.distinguished_name.push(DnType::CommonName, format!("system:node:{node_name}"));
+        params.distinguished_name.push(DnType::OrganizationName, "system:nodes");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &Issuer::new(ca_params()?, &ca_key))?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 }
 

@@ -597,6 +597,142 @@ mod tests {
         assert_eq!(r.headers()["sec-websocket-protocol"], "v5.channel.k8s.io");
     }
 
+    /// A CA, a serving certificate for 127.0.0.1, and two client certificates: one
+    /// from the CA, one self-signed.
+    struct Certs {
+        ca: String,
+        server: (String, String),
+        client: (String, String),
+        stranger: (String, String),
+    }
+
+    fn certs() -> Certs {
+        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, &ca_key);
+        let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, issuer: Option<&Issuer<'_, &KeyPair>>| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(names).unwrap();
+            p.extended_key_usages = vec![usage];
+            let cert = match issuer {
+                Some(i) => p.signed_by(&key, i).unwrap(),
+                None => p.self_signed(&key).unwrap(),
+            };
+            (cert.pem(), key.serialize_pem())
+        };
+        Certs {
+            ca: ca.pem(),
+            server: leaf(vec!["127.0.0.1".into()], ExtendedKeyUsagePurpose::ServerAuth, Some(&issuer)),
+            client: leaf(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, Some(&issuer)),
+            stranger: leaf(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, None),
+        }
+    }
+
+    struct OnePod {
+        log_dir: PathBuf,
+    }
+
+    impl PodLookup for OnePod {
+        fn container(&self, _ns: &str, pod: &str, container: Option<&str>) -> Result<ContainerRef, LookupError> {
+            if container != Some("app") {
+                return Err(LookupError::BadRequest(format!("container {container:?} is not valid for pod {pod}")));
+            }
+            Ok(ContainerRef {
+                container_id: "c1".into(),
+                log_dir: self.log_dir.clone(),
+                restart_count: 0,
+                tty: false,
+                stdin: false,
+                pod_uid: "u1".into(),
+            })
+        }
+
+        fn pod_uid(&self, _ns: &str, _pod: &str) -> Option<String> {
+            Some("u1".into())
+        }
+    }
+
+    struct NoNetwork;
+
+    #[async_trait::async_trait]
+    impl PodNetwork for NoNetwork {
+        async fn connect(&self, _pod_uid: &str, _port: u16) -> std::io::Result<tokio::net::TcpStream> {
+            Err(std::io::Error::other("no network in this test"))
+        }
+    }
+
+    async fn get(port: u16, ca: &str, client: Option<&(String, String)>, path: &str) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match client {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()).map(Result::unwrap).collect(),
+                    rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+        tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut out = Vec::new();
+        tls.read_to_end(&mut out).await?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[tokio::test]
+    async fn only_clients_the_ca_signed_get_in_and_logs_come_out() {
+        let c = certs();
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = runtime::logfile::LogWriter::open(&dir.path().join("0.log")).unwrap();
+        for l in ["one", "two", "three"] {
+            w.write_record("stdout", false, l.as_bytes(), SystemTime::now()).unwrap();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tls = ServerTls { cert_pem: c.server.0.clone(), key_pem: c.server.1.clone(), client_ca_pem: c.ca.clone() };
+        let (stop, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(
+            listener,
+            tls,
+            Arc::new(OnePod { log_dir: dir.path().to_path_buf() }),
+            Arc::new(runtime::recording::RecordingRuntime::new()),
+            Arc::new(NoNetwork),
+            stop_rx,
+        ));
+        let ok = get(port, &c.ca, Some(&c.client), "/containerLogs/default/web/app?tailLines=2").await.unwrap();
+        assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("text/plain"), "{ok}");
+        assert!(ok.contains("two\n") && ok.contains("three\n") && !ok.contains("one\n"), "{ok}");
+        let bad = get(port, &c.ca, Some(&c.client), "/containerLogs/default/web/other").await.unwrap();
+        assert!(bad.starts_with("HTTP/1.1 400") && bad.contains("is not valid for pod web"), "{bad}");
+        let nothing = get(port, &c.ca, Some(&c.client), "/nope").await.unwrap();
+        assert!(nothing.starts_with("HTTP/1.1 404"), "{nothing}");
+        let no_upgrade = get(port, &c.ca, Some(&c.client), "/exec/default/web/app?command=ls&stdout=1").await.unwrap();
+        assert!(
+            no_upgrade.starts_with("HTTP/1.1 400") && no_upgrade.contains("Upgrade request required"),
+            "{no_upgrade}"
+        );
+        // Without a certificate, or with one the CA did not sign: no answer.
+        for client in [None, Some(&c.stranger)] {
+            let refused = get(port, &c.ca, client, "/containerLogs/default/web/app").await;
+            assert!(refused.as_ref().map_or(true, |r| !r.contains("200 OK")), "{refused:?}");
+        }
+        stop.send(true).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
     #[test]
     fn errors_are_statuses() {
         let r = status_error(StatusCode::BAD_REQUEST, "container \"x\" is not valid for pod \"y\"");

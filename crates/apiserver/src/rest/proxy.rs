@@ -250,6 +250,42 @@ async fn forward(ctx: &Arc<Ctx>, t: &Target, mut req: Request<Incoming>) -> Resu
     Ok(r)
 }
 
+/// `GET /v1-rudder/serving-kubelet.crt` with `Rudder-Node-Name` and
+/// `Rudder-Node-IP` (comma separated): a serving certificate for the node agent's
+/// kubelet port, signed by the cluster CA, followed by its key, as PEM (the shape of
+/// k3s's endpoint). The API server then verifies the agent as it connects. Only nodes
+/// and administrators get one.
+pub fn serving_certificate(ctx: &Ctx, headers: &http::HeaderMap) -> Resp {
+    let Some(user) = ctx.auth.authenticate(headers) else {
+        return wire::error(&ApiError::unauthorized());
+    };
+    if !user.is_admin() && !user.groups.iter().any(|g| g == "system:nodes") {
+        return wire::error(&ApiError::forbidden(format!(
+            "User \"{}\" cannot get a kubelet serving certificate",
+            user.name
+        )));
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().trim().to_string();
+    let node = header("rudder-node-name");
+    if node.is_empty() || !api::validation::dns1123_subdomain(&node).is_empty() {
+        return wire::error(&ApiError::bad_request(format!("invalid Rudder-Node-Name {node:?}")));
+    }
+    let mut addresses = Vec::new();
+    for a in header("rudder-node-ip").split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        match a.parse::<IpAddr>() {
+            Ok(ip) => addresses.push(ip.to_string()),
+            Err(_) => return wire::error(&ApiError::bad_request(format!("invalid Rudder-Node-IP {a:?}"))),
+        }
+    }
+    let Some(issuer) = ctx.kubelet_issuer.as_ref() else {
+        return wire::error(&ApiError::internal("this server does not issue kubelet certificates"));
+    };
+    match issuer.issue(&node, &addresses) {
+        Ok((cert, key)) => wire::bytes_response(StatusCode::OK, "application/x-pem-file", format!("{cert}{key}")),
+        Err(e) => wire::error(&ApiError::internal(e.to_string())),
+    }
+}
+
 fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }

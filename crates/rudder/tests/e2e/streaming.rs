@@ -311,13 +311,22 @@ fn logs_exec_attach_and_port_forward_with_kubectl() {
     let node = tokio.block_on(Node::start(data.path()));
     let pods = Arc::new(Pods::default());
 
-    // The agent's streaming server, with a serving certificate from the cluster CA.
-    let tls_dir = c.data_dir().join("tls");
-    let sans: Vec<String> =
-        std::fs::read_to_string(tls_dir.join("server.sans")).unwrap().split(',').map(str::to_string).collect();
-    let pki = apiserver::pki::Pki::load_or_create(&tls_dir, &sans).unwrap();
-    let (cert_pem, key_pem) = pki.issue_kubelet_serving(NODE, &["127.0.0.1".to_string()]).unwrap();
-    let tls = ServerTls { cert_pem, key_pem, client_ca_pem: pki.ca_pem.clone() };
+    // The agent's streaming server, with a serving certificate the API server issues
+    // to a node (with the join token) from the cluster CA.
+    let token = std::fs::read_to_string(c.data_dir().join("node-token")).unwrap();
+    let issued = Command::new("curl")
+        .args(["-sS", "-f", "--cacert"])
+        .arg(c.data_dir().join("tls/ca.crt"))
+        .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+        .args(["-H", &format!("Rudder-Node-Name: {NODE}"), "-H", "Rudder-Node-IP: 127.0.0.1"])
+        .arg(format!("{}/v1-rudder/serving-kubelet.crt", c.url()))
+        .output()
+        .unwrap();
+    let pem = String::from_utf8(issued.stdout).unwrap();
+    assert!(issued.status.success(), "{pem}{}", String::from_utf8_lossy(&issued.stderr));
+    let end = pem.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----\n".len();
+    let ca_pem = std::fs::read_to_string(c.data_dir().join("tls/ca.crt")).unwrap();
+    let tls = ServerTls { cert_pem: pem[..end].to_string(), key_pem: pem[end..].to_string(), client_ca_pem: ca_pem };
     let listener = tokio.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let agent_port = listener.local_addr().unwrap().port();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
