@@ -526,6 +526,173 @@ mod tests {
         assert_eq!((failed["reason"].as_str(), failed["code"].as_i64()), (Some("InternalError"), Some(500)));
     }
 
+    /// A runtime whose exec is `tr a-z A-Z; exit 3` in memory.
+    struct Upcase;
+
+    #[async_trait::async_trait]
+    impl Runtime for Upcase {
+        async fn create(&self, id: &str, _: &runtime::CreateOptions) -> Result<(), runtime::RuntimeError> {
+            Err(runtime::RuntimeError::NotFound(id.into()))
+        }
+        async fn start(&self, id: &str) -> Result<(), runtime::RuntimeError> {
+            Err(runtime::RuntimeError::NotFound(id.into()))
+        }
+        async fn state(&self, id: &str) -> Result<runtime::ContainerState, runtime::RuntimeError> {
+            Err(runtime::RuntimeError::NotFound(id.into()))
+        }
+        async fn kill(&self, _: &str, _: i32, _: bool) -> Result<(), runtime::RuntimeError> {
+            Ok(())
+        }
+        async fn delete(&self, _: &str, _: bool) -> Result<(), runtime::RuntimeError> {
+            Ok(())
+        }
+        async fn list(&self) -> Result<Vec<runtime::ContainerState>, runtime::RuntimeError> {
+            Ok(Vec::new())
+        }
+        async fn exec(&self, _: &str, o: &ExecOptions) -> Result<runtime::ExecProcess, runtime::RuntimeError> {
+            let (stdin_ours, mut stdin_theirs) = tokio::io::duplex(1024);
+            let (mut stdout_theirs, stdout_ours) = tokio::io::duplex(1024);
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let mut input = Vec::new();
+                let _ = stdin_theirs.read_to_end(&mut input).await;
+                let _ = stdout_theirs.write_all(&input.to_ascii_uppercase()).await;
+                drop(stdout_theirs);
+                let _ = done_tx.send(3);
+            });
+            Ok(runtime::ExecProcess {
+                stdin: o.stdin.then(|| Box::new(stdin_ours) as runtime::container::ProcessWriter),
+                stdout: Some(Box::new(stdout_ours)),
+                stderr: None,
+                resizer: None,
+                exit: Box::pin(async move { done_rx.await.map_err(|_| runtime::RuntimeError::NotFound("x".into())) }),
+            })
+        }
+    }
+
+    fn upcase_options() -> StreamOptions {
+        StreamOptions { command: vec!["tr".into()], stdin: true, stdout: true, ..StreamOptions::default() }
+    }
+
+    fn target() -> Target {
+        Target::Exec { container_id: "c".into(), argv: vec!["tr".into(), "a-z".into(), "A-Z".into()] }
+    }
+
+    /// Drives a WebSocket exec from the client side; returns stdout and the error channel.
+    async fn ws_exec(protocol: &'static str, messages: Vec<(u8, Vec<u8>)>) -> (Vec<u8>, Vec<u8>) {
+        use super::super::websocket::{Conn, Reader, encode};
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let conn = Conn::start(server);
+        let task = tokio::spawn(serve_websocket(conn, protocol, upcase_options(), target(), Arc::new(Upcase)));
+        let (rd, mut wr) = tokio::io::split(client);
+        let codec = ChannelCodec::for_protocol(protocol);
+        for (ch, data) in messages {
+            let (op, payload) = codec.encode(ch, &data);
+            wr.write_all(&encode(op, &payload, Some([1, 2, 3, 4]))).await.unwrap();
+        }
+        let mut r = Reader::new(rd);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(5), r.next()).await.unwrap().unwrap();
+            match m {
+                Some(Message::Close(code)) => {
+                    assert_eq!(code, Some(websocket::CLOSE_NORMAL));
+                    break;
+                }
+                Some(m) => match codec.decode(&m) {
+                    Some((STDOUT, d)) => out.extend_from_slice(&d),
+                    Some((ERROR, d)) => err.extend_from_slice(&d),
+                    _ => {}
+                },
+                None => break,
+            }
+        }
+        task.await.unwrap();
+        (out, err)
+    }
+
+    #[tokio::test]
+    async fn websocket_v5_closes_stdin_with_a_signal_and_reports_json() {
+        let (out, err) = ws_exec("v5.channel.k8s.io", vec![(STDIN, b"hello".to_vec()), (CLOSE, vec![STDIN])]).await;
+        assert_eq!(out, b"HELLO");
+        let status: serde_json::Value = serde_json::from_slice(&err).unwrap();
+        assert_eq!(status["details"]["causes"][0]["message"], "3");
+    }
+
+    /// Without stdin (v4 and older cannot end it but by closing the connection);
+    /// returns the decoded messages up to the server's close.
+    async fn ws_without_stdin(protocol: &'static str) -> Vec<(u8, Bytes)> {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let conn = websocket::Conn::start(server);
+        let options = StreamOptions { stdin: false, ..upcase_options() };
+        let task = tokio::spawn(serve_websocket(conn, protocol, options, target(), Arc::new(Upcase)));
+        let mut r = websocket::Reader::new(client);
+        let codec = ChannelCodec::for_protocol(protocol);
+        let mut got = Vec::new();
+        while let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_secs(5), r.next()).await {
+            if let Message::Close(_) = m {
+                break;
+            }
+            got.extend(codec.decode(&m));
+        }
+        task.await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn websocket_v4_base64_and_v1_text_status() {
+        let got = ws_without_stdin("v4.base64.channel.k8s.io").await;
+        // First an empty message on stdout (the streams are ready), then the status.
+        assert_eq!(got[0], (STDOUT, Bytes::new()));
+        let status = got.iter().find(|(c, _)| *c == ERROR).map(|(_, d)| d.clone()).unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+        assert_eq!(status["details"]["causes"][0]["message"], "3");
+        let got = ws_without_stdin("channel.k8s.io").await;
+        let status = got.iter().find(|(c, _)| *c == ERROR).map(|(_, d)| d.clone()).unwrap();
+        assert!(String::from_utf8_lossy(&status).starts_with("command terminated with non-zero exit code"));
+    }
+
+    #[tokio::test]
+    async fn spdy_v4_exec_streams_and_status() {
+        use super::super::spdy::tests::TestClient;
+        use super::super::spdy::{FLAG_FIN, Frame};
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let session = spdy::Session::start(server);
+        let task = tokio::spawn(async move {
+            serve_spdy(session, "v4.channel.k8s.io", upcase_options(), target(), Arc::new(Upcase)).await
+        });
+        let mut c = TestClient::new(client);
+        for (id, kind) in [(1, "error"), (3, "stdin"), (5, "stdout")] {
+            let headers = vec![("streamtype".to_string(), kind.to_string())];
+            c.send(Frame::SynStream { stream_id: id, associated: 0, priority: 0, flags: 0, headers }).await;
+        }
+        c.send(Frame::Data { stream_id: 3, flags: 0, data: Bytes::from_static(b"spdy") }).await;
+        c.send(Frame::Data { stream_id: 3, flags: FLAG_FIN, data: Bytes::new() }).await;
+        let (mut out, mut status, mut fins) = (Vec::new(), Vec::new(), Vec::new());
+        while !fins.contains(&1) {
+            match tokio::time::timeout(Duration::from_secs(5), c.recv()).await.unwrap().unwrap() {
+                Frame::Data { stream_id, flags, data } => {
+                    match stream_id {
+                        5 => out.extend_from_slice(&data),
+                        1 => status.extend_from_slice(&data),
+                        _ => {}
+                    }
+                    if flags & FLAG_FIN != 0 {
+                        fins.push(stream_id);
+                    }
+                }
+                Frame::SynReply { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(out, b"SPDY");
+        assert_eq!(fins, [5, 1], "stdout ends before the status");
+        let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+        assert_eq!(status["reason"], "NonZeroExitCode");
+        c.send(Frame::GoAway { last_stream_id: 0, status: 0 }).await;
+        task.await.unwrap();
+    }
+
     #[test]
     fn resize_messages() {
         assert_eq!(parse_sizes(b"{\"Width\":80,\"Height\":24}\n"), [(80, 24)]);
