@@ -588,6 +588,7 @@ mod raw {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", c.port)).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
         let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
         let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
         let req = format!(
