@@ -57,8 +57,11 @@ impl Subresource {
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Eviction => Some(("policy", "v1", "Eviction")),
-            Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::Proxy => Some(("", "v1", "Pod")),
-            Subresource::PortForward => Some(("", "v1", "Pod")),
+            Subresource::Log => Some(("", "v1", "Pod")),
+            Subresource::Exec => Some(("", "v1", "PodExecOptions")),
+            Subresource::Attach => Some(("", "v1", "PodAttachOptions")),
+            Subresource::PortForward => Some(("", "v1", "PodPortForwardOptions")),
+            Subresource::Proxy => Some(("", "v1", "PodProxyOptions")),
         }
     }
 }
@@ -171,7 +174,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "Event", "events", "event", true, short: ["ev"], categories: [], sub: []),
     resource!("", "v1", "Namespace", "namespaces", "namespace", false, short: ["ns"], categories: [], sub: [Status, Finalize]),
     resource!("", "v1", "Node", "nodes", "node", false, short: ["no"], categories: [], sub: [Status]),
-    resource!("", "v1", "Pod", "pods", "pod", true, short: ["po"], categories: ["all"], sub: [Status, Binding, Eviction]),
+    resource!("", "v1", "Pod", "pods", "pod", true, short: ["po"], categories: ["all"], sub: [Attach, Binding, Eviction, Exec, Log, PortForward, Status]),
     resource!("", "v1", "Secret", "secrets", "secret", true, short: [], categories: [], sub: []),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, short: ["sa"], categories: [], sub: []),
     resource!("", "v1", "Service", "services", "service", true, short: ["svc"], categories: ["all"], sub: [Status]),

@@ -153,8 +153,11 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
                 "verbs": s.verbs(),
             });
             if let Some((g, v, k)) = s.response_kind() {
-                sub["group"] = json!(g);
-                sub["version"] = json!(v);
+                // Upstream names the group and version only when they differ from the parent's.
+                if (g, v) != (r.group, r.version) {
+                    sub["group"] = json!(g);
+                    sub["version"] = json!(v);
+                }
                 sub["kind"] = json!(k);
             }
             resources.push(sub);
@@ -201,6 +204,15 @@ mod tests {
         let eviction = v1["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/eviction").unwrap();
         assert_eq!(eviction["group"], "policy");
         assert_eq!(eviction["kind"], "Eviction");
+        let exec = v1["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/exec").unwrap();
+        assert_eq!(
+            exec,
+            &json!({"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions", "verbs": ["create", "get"]})
+        );
+        let names: Vec<&str> = v1["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+        for sub in ["pods/attach", "pods/log", "pods/portforward"] {
+            assert!(names.contains(&sub), "{sub}");
+        }
         assert!(api_resource_list("apps", "v9").is_none());
         assert_eq!(api_group("apps").unwrap()["preferredVersion"]["groupVersion"], "apps/v1");
     }

@@ -50,6 +50,11 @@ pub struct Ctx {
     pub server_address: String,
     /// The cluster CA, served at `/cacerts` for joining nodes.
     pub ca_pem: String,
+    /// TLS towards node agents (the kubelet-client certificate, the CA as the only
+    /// issuer of their serving certificates), for the streaming subresources.
+    pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Signs node agents' serving certificates (`/v1-rudder/serving-kubelet.crt`).
+    pub kubelet_issuer: Option<pki::KubeletIssuer>,
     /// The `tolerationSeconds` admission gives pods for the not-ready and unreachable
     /// `NoExecute` taints (see [`admission`]).
     pub default_toleration_seconds: i64,
@@ -152,6 +157,8 @@ impl ApiServer {
             ready: AtomicBool::new(false),
             server_address: addr.to_string(),
             ca_pem: pki.ca_pem.clone(),
+            kubelet_tls: Some(pki.kubelet_client_config()?),
+            kubelet_issuer: Some(pki.kubelet_issuer()),
             default_toleration_seconds: config.default_toleration_seconds,
         });
         // Serve at once (health and discovery answer while the namespaces are made).

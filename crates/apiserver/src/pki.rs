@@ -1,6 +1,8 @@
 //! Certificates and credentials, generated on first start and kept in the data dir:
 //! a CA, the serving certificate (re-issued when the names it must cover change), the
-//! admin bearer token and the node join secret.
+//! client certificate the API server presents to node agents (`kubelet-client`), the
+//! admin bearer token and the node join secret; and serving certificates for node
+//! agents, signed by the CA so that the API server can verify them.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls_pki_types::pem::PemObject;
@@ -66,7 +68,16 @@ pub struct Pki {
     pub admin_token: String,
     /// The secret part of the node join token.
     pub node_secret: String,
+    /// The client certificate (and key) the API server presents to node agents, as
+    /// upstream's `--kubelet-client-certificate`: CN `kube-apiserver-kubelet-client`,
+    /// O `system:masters`, client authentication only.
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
+    ca_key_pem: String,
 }
+
+/// The common name of the API server's client certificate towards node agents.
+pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
 
 fn ca_params() -> Result<CertificateParams, PkiError> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
@@ -107,7 +118,68 @@ impl Pki {
         let server_key_pem = fs::read_to_string(&key_path).map_err(io(&key_path))?;
         let admin_token = read_or_create(&dir.join("admin.token"), || Ok(random_hex(32)))?.trim().to_string();
         let node_secret = read_or_create(&dir.join("node.secret"), || Ok(random_hex(32)))?.trim().to_string();
-        Ok(Pki { ca_pem, server_cert_pem, server_key_pem, admin_token, node_secret })
+
+        // Made once, kept across restarts (agents only check that the CA signed it).
+        let (kc_cert, kc_key) = (dir.join("apiserver-kubelet-client.crt"), dir.join("apiserver-kubelet-client.key"));
+        if !kc_cert.exists() || !kc_key.exists() {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params.distinguished_name.push(DnType::CommonName, KUBELET_CLIENT_CN);
+            params.distinguished_name.push(DnType::OrganizationName, "system:masters");
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            let cert = params.signed_by(&key, &Issuer::new(ca_params()?, &ca_key))?;
+            write_private(&kc_key, key.serialize_pem().as_bytes())?;
+            write_private(&kc_cert, cert.pem().as_bytes())?;
+        }
+        let kubelet_client_cert_pem = fs::read_to_string(&kc_cert).map_err(io(&kc_cert))?;
+        let kubelet_client_key_pem = fs::read_to_string(&kc_key).map_err(io(&kc_key))?;
+        Ok(Pki {
+            ca_pem,
+            server_cert_pem,
+            server_key_pem,
+            admin_token,
+            node_secret,
+            kubelet_client_cert_pem,
+            kubelet_client_key_pem,
+            ca_key_pem,
+        })
+    }
+
+    /// A serving certificate and key for a node agent's kubelet port, signed by the
+    /// CA, covering the node's name and addresses (the API server connects by
+    /// address and checks the certificate against them).
+    pub fn issue_kubelet_serving(&self, node_name: &str, addresses: &[String]) -> Result<(String, String), PkiError> {
+        self.kubelet_issuer().issue(node_name, addresses)
+    }
+
+    /// What signs agents' serving certificates, for the API server to hand out.
+    pub fn kubelet_issuer(&self) -> KubeletIssuer {
+        KubeletIssuer { ca_key_pem: self.ca_key_pem.clone() }
+    }
+
+    /// The TLS client configuration towards node agents: the kubelet-client
+    /// certificate, and the cluster CA as the only trusted issuer of their serving
+    /// certificates.
+    pub fn kubelet_client_config(&self) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.kubelet_client_cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|_| PkiError::Parse { path: "apiserver-kubelet-client.crt".into(), what: "certificate" })?;
+        let key = PrivateKeyDer::from_pem_slice(self.kubelet_client_key_pem.as_bytes())
+            .map_err(|_| PkiError::Parse { path: "apiserver-kubelet-client.key".into(), what: "key" })?;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            let ca = ca.map_err(|_| PkiError::Parse { path: "ca.crt".into(), what: "certificate" })?;
+            roots.add(ca)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
     }
 
     /// The join token agents present: `K10<sha256 of the CA>::node:<secret>`, as k3s
@@ -136,6 +208,30 @@ impl Pki {
     }
 }
 
+/// Signs serving certificates for node agents with the cluster CA.
+#[derive(Clone)]
+pub struct KubeletIssuer {
+    ca_key_pem: String,
+}
+
+impl KubeletIssuer {
+    /// A certificate and key for `node_name`, covering it and `addresses`.
+    pub fn issue(&self, node_name: &str, addresses: &[String]) -> Result<(String, String), PkiError> {
+        let ca_key =
+            KeyPair::from_pem(&self.ca_key_pem).map_err(|_| PkiError::Parse { path: "ca.key".into(), what: "key" })?;
+        let key = KeyPair::generate()?;
+        let mut sans = vec![node_name.to_string()];
+        sans.extend(addresses.iter().filter(|a| !a.is_empty() && *a != node_name).cloned());
+        let mut params = CertificateParams::new(sans)?;
+        params.distinguished_name.push(DnType::CommonName, format!("system:node:{node_name}"));
+        params.distinguished_name.push(DnType::OrganizationName, "system:nodes");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &Issuer::new(ca_params()?, &ca_key))?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +252,12 @@ mod tests {
         let c = Pki::load_or_create(dir.path(), &["localhost".to_string(), "10.0.0.1".to_string()]).unwrap();
         assert_eq!(a.ca_pem, c.ca_pem);
         assert_ne!(a.server_cert_pem, c.server_cert_pem);
+        // The kubelet-client certificate is kept across restarts and re-issues.
+        assert_eq!(a.kubelet_client_cert_pem, c.kubelet_client_cert_pem);
+        assert!(a.kubelet_client_cert_pem.contains("BEGIN CERTIFICATE"));
+        a.kubelet_client_config().unwrap();
+        let (cert, key) = a.issue_kubelet_serving("node-1", &["127.0.0.1".to_string()]).unwrap();
+        assert!(cert.contains("BEGIN CERTIFICATE") && key.contains("PRIVATE KEY"));
         let mode = fs::metadata(dir.path().join("ca.key")).unwrap().permissions();
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
     }

@@ -88,6 +88,7 @@ async fn route(ctx: Arc<Ctx>, req: hyper::Request<Incoming>) -> Resp {
     let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
     let resp = match (segs.as_slice(), is_get) {
         (["version"], true) => wire::ok(&version()),
+        (["v1-rudder", "serving-kubelet.crt"], true) => rest::proxy::serving_certificate(&ctx, req.headers()),
         (["cacerts"], true) => wire::bytes_response(http::StatusCode::OK, "text/plain", ctx.ca_pem.clone()),
         (["healthz" | "livez", ..], true) => text(http::StatusCode::OK, "ok"),
         (["readyz", ..], true) => {
@@ -190,6 +191,9 @@ async fn resource(
     let Some(target) = parse_target(group, version, rest) else {
         return wire::error(&ApiError::no_route());
     };
+    if rest::proxy::serves(&target) {
+        return rest::proxy::handle(ctx, target, req).await;
+    }
     let (parts, body) = req.into_parts();
     let header = |h: http::header::HeaderName| parts.headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
     let query = match crate::query::Query::parse(parts.uri.query()) {

@@ -1,5 +1,6 @@
 //! The narrow contract between the agent and an OCI runtime: create, start, state,
-//! kill, delete, list. [`crate::runc::Runc`] drives the real `runc`;
+//! kill, delete, list, and the streaming verbs exec and attach.
+//! [`crate::runc::Runc`] drives the real `runc`;
 //! [`crate::recording::RecordingRuntime`] is a double for unit tests.
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,8 @@ pub enum RuntimeError {
     Shim { id: String, message: String },
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("container {id}: {op} is not supported: {reason}")]
+    Unsupported { op: &'static str, id: String, reason: String },
 }
 
 /// The lifecycle runc reports.
@@ -64,12 +67,107 @@ pub struct ContainerState {
 }
 
 /// What `create` needs besides the id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateOptions {
     /// The bundle directory: `config.json` and the root filesystem it names.
     pub bundle: PathBuf,
     /// Where stdout and stderr go, in the CRI log format.
     pub log_path: PathBuf,
+    /// Keep the container's stdin open for `attach` (Kubernetes `stdin: true`): it
+    /// reads from a FIFO in the bundle ([`bundle_files::STDIN`]) that attach writes to.
+    pub stdin: bool,
+    /// Give the container a terminal (Kubernetes `tty: true`); the shim holds its
+    /// master side, logs what it prints and resizes it on request.
+    pub tty: bool,
+}
+
+/// What `exec` runs in a running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    pub argv: Vec<String>,
+    /// `NAME=value` pairs added to the container's environment.
+    pub env: Vec<String>,
+    /// Run under a terminal: stdout carries everything, there is no stderr.
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// A byte stream into a process.
+pub type ProcessWriter = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+/// A byte stream out of a process.
+pub type ProcessReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+/// Resolves to the exit code once the process has ended.
+pub type ExitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<i32, RuntimeError>> + Send>>;
+
+/// A process started by [`Runtime::exec`]. Dropping `stdin` closes the process's
+/// standard input.
+pub struct ExecProcess {
+    pub stdin: Option<ProcessWriter>,
+    pub stdout: Option<ProcessReader>,
+    pub stderr: Option<ProcessReader>,
+    /// Present with a terminal.
+    pub resizer: Option<Resizer>,
+    /// The exit code (128 + the signal when killed).
+    pub exit: ExitFuture,
+}
+
+/// Changes the size of a terminal.
+pub struct Resizer {
+    target: ResizeTarget,
+}
+
+enum ResizeTarget {
+    /// A terminal we hold the master of, relayed by a runc process that copies the
+    /// size on to the container's terminal when it receives SIGWINCH.
+    Pty { master: std::os::fd::OwnedFd, relay: Option<rustix::process::Pid> },
+    /// The shim's resize FIFO: it applies `"WIDTH HEIGHT\n"` lines to the container's terminal.
+    Fifo(std::fs::File),
+}
+
+impl Resizer {
+    pub(crate) fn pty(master: std::os::fd::OwnedFd, relay: Option<rustix::process::Pid>) -> Resizer {
+        Resizer { target: ResizeTarget::Pty { master, relay } }
+    }
+
+    pub(crate) fn fifo(file: std::fs::File) -> Resizer {
+        Resizer { target: ResizeTarget::Fifo(file) }
+    }
+
+    /// Sets the terminal to `width` columns and `height` rows. A zero size (what
+    /// kubectl sends when it has no terminal itself) is ignored.
+    pub fn resize(&self, width: u16, height: u16) -> std::io::Result<()> {
+        if width == 0 || height == 0 {
+            return Ok(());
+        }
+        match &self.target {
+            ResizeTarget::Pty { master, relay } => {
+                let size = rustix::termios::Winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+                rustix::termios::tcsetwinsize(master, size).map_err(std::io::Error::from)?;
+                if let Some(pid) = relay {
+                    rustix::process::kill_process(*pid, rustix::process::Signal::WINCH)
+                        .map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            }
+            ResizeTarget::Fifo(f) => {
+                use std::io::Write;
+                // One short write on a pipe is atomic, so lines never interleave.
+                (&*f).write_all(format!("{width} {height}\n").as_bytes())
+            }
+        }
+    }
+}
+
+/// The input side of an attach to a container made with [`CreateOptions::stdin`] or
+/// [`CreateOptions::tty`]; its output is what it writes to its log file.
+pub struct AttachIo {
+    /// The container's stdin, if it was created with one.
+    pub stdin: Option<ProcessWriter>,
+    /// The container's terminal, if it has one.
+    pub resizer: Option<Resizer>,
+    pub tty: bool,
 }
 
 /// An OCI runtime. Every method is idempotent where that makes sense: killing a
@@ -93,6 +191,15 @@ pub trait Runtime: Send + Sync {
     async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
     /// Every container, for adopting them after a restart.
     async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError>;
+    /// Starts another process in a running container.
+    async fn exec(&self, id: &str, options: &ExecOptions) -> Result<ExecProcess, RuntimeError> {
+        let _ = options;
+        Err(RuntimeError::Unsupported { op: "exec", id: id.into(), reason: "this runtime runs no processes".into() })
+    }
+    /// Connects to the stdin and terminal of a running container.
+    async fn attach(&self, id: &str) -> Result<AttachIo, RuntimeError> {
+        Err(RuntimeError::Unsupported { op: "attach", id: id.into(), reason: "this runtime runs no processes".into() })
+    }
 }
 
 /// runc's rule for container ids.
@@ -119,6 +226,12 @@ pub mod bundle_files {
     pub const RUNC_LOG: &str = "runc.log";
     /// The shim's diagnostics.
     pub const SHIM_LOG: &str = "shim.log";
+    /// The FIFO the container reads its stdin from (containers made with `stdin`).
+    pub const STDIN: &str = "stdin.fifo";
+    /// The FIFO the shim reads terminal sizes from (containers made with `tty`).
+    pub const RESIZE: &str = "resize.fifo";
+    /// The socket on which runc hands the shim the terminal's master side.
+    pub const CONSOLE_SOCKET: &str = "console.sock";
 }
 
 /// Reads the exit status the shim left in a bundle, if any.

@@ -38,7 +38,10 @@ pub mod testing;
 pub mod transport;
 pub mod unpack;
 
-pub use container::{ContainerState, CreateOptions, ExitStatus, Runtime, RuntimeError, Status};
+pub use container::{
+    AttachIo, ContainerState, CreateOptions, ExecOptions, ExecProcess, ExitStatus, Resizer, Runtime, RuntimeError,
+    Status,
+};
 pub use digest::Digest;
 pub use distribution::{PullError, Puller};
 pub use images::{Image, ImageStore};

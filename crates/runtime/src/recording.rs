@@ -155,7 +155,7 @@ mod tests {
     #[tokio::test]
     async fn records_and_follows_the_lifecycle() {
         let rt = RecordingRuntime::new();
-        let opts = CreateOptions { bundle: "/b".into(), log_path: "/l".into() };
+        let opts = CreateOptions { bundle: "/b".into(), log_path: "/l".into(), ..CreateOptions::default() };
         rt.create("c1", &opts).await.unwrap();
         assert!(matches!(rt.create("c1", &opts).await, Err(RuntimeError::AlreadyExists(_))));
         assert_eq!(rt.state("c1").await.unwrap().status, Status::Created);

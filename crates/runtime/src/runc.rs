@@ -3,12 +3,14 @@
 //! log shim ([`crate::shim`]) that is started for `create` and outlives the agent.
 
 use crate::container::{
-    ContainerState, CreateOptions, Runtime, RuntimeError, Status, bundle_files, read_exit, validate_id,
+    AttachIo, ContainerState, CreateOptions, ExecOptions, ExecProcess, ProcessReader, ProcessWriter, Resizer, Runtime,
+    RuntimeError, Status, bundle_files, read_exit, validate_id,
 };
 use crate::logfile::rfc3339_nanos;
 use crate::shim::ShimArgs;
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -172,9 +174,17 @@ impl Runc {
             return Err(RuntimeError::AlreadyExists(id.to_string()));
         }
         // Leftovers of an earlier container with this id would be misread as ours.
-        for f in [bundle_files::EXIT, bundle_files::STARTED, bundle_files::INIT_PID, bundle_files::RUNC_LOG] {
+        for f in [
+            bundle_files::EXIT,
+            bundle_files::STARTED,
+            bundle_files::INIT_PID,
+            bundle_files::RUNC_LOG,
+            bundle_files::STDIN,
+            bundle_files::RESIZE,
+        ] {
             let _ = std::fs::remove_file(options.bundle.join(f));
         }
+        set_terminal(&options.bundle, options.tty)?;
         let args = ShimArgs {
             runc: self.runc.clone(),
             root: self.config.root.clone(),
@@ -182,6 +192,8 @@ impl Runc {
             bundle: options.bundle.clone(),
             log: options.log_path.clone(),
             start,
+            stdin: options.stdin,
+            tty: options.tty,
         };
         let Some((program, lead)) = self.config.shim.split_first() else {
             return Err(RuntimeError::Shim { id: id.into(), message: "no shim command configured".into() });
@@ -291,6 +303,14 @@ impl Runtime for Runc {
         result
     }
 
+    async fn exec(&self, id: &str, options: &ExecOptions) -> Result<ExecProcess, RuntimeError> {
+        self.exec_process(id, options).await
+    }
+
+    async fn attach(&self, id: &str) -> Result<AttachIo, RuntimeError> {
+        self.attach_io(id).await
+    }
+
     async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError> {
         let out = self.run("list", "", &["list", "--format", "json"]).await?;
         let raws: Option<Vec<RuncState>> = serde_json::from_slice(&out).map_err(|e| RuntimeError::Runc {
@@ -303,6 +323,161 @@ impl Runtime for Runc {
             out.push(self.to_state(raw).await);
         }
         Ok(out)
+    }
+}
+
+/// Sets `process.terminal` in the bundle's `config.json` as the container's `tty`
+/// says (runc insists the two agree with the console socket).
+fn set_terminal(bundle: &Path, tty: bool) -> Result<(), RuntimeError> {
+    let path = bundle.join("config.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        // runc reports a missing config better than we could.
+        return Ok(());
+    };
+    let mut spec: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => return Ok(()),
+    };
+    if spec.pointer("/process/terminal").and_then(serde_json::Value::as_bool).unwrap_or(false) == tty {
+        return Ok(());
+    }
+    if let Some(process) = spec.get_mut("process").and_then(serde_json::Value::as_object_mut) {
+        process.insert("terminal".into(), serde_json::Value::Bool(tty));
+    }
+    let out = serde_json::to_vec_pretty(&spec).unwrap_or(bytes);
+    std::fs::write(&path, out).map_err(|source| RuntimeError::Io { op: "writing", path, source })
+}
+
+/// A pseudo-terminal: the master we keep and the other side runc gets as stdio.
+fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pty::OpenptFlags;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let name = rustix::pty::ptsname(&master, Vec::new())?;
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    Ok((master, slave))
+}
+
+/// Reads a terminal's master side; EIO (nobody holds the other side any more) is the
+/// end of the output.
+struct TerminalReader(tokio::fs::File);
+
+impl tokio::io::AsyncRead for TerminalReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl Runc {
+    /// `runc exec` in the foreground: runc passes its stdio to the process (or, with a
+    /// terminal on its stdin, relays between that terminal and the container's own)
+    /// and exits with the process's exit code.
+    async fn exec_process(&self, id: &str, options: &ExecOptions) -> Result<ExecProcess, RuntimeError> {
+        validate_id(id)?;
+        if options.argv.is_empty() {
+            return Err(RuntimeError::Runc { op: "exec", id: id.into(), message: "no command given".into() });
+        }
+        let state = self.raw_state(id).await?;
+        if state.status != "running" {
+            return Err(RuntimeError::Runc {
+                op: "exec",
+                id: id.into(),
+                message: format!("container is {}, not running", state.status),
+            });
+        }
+        let mut cmd = tokio::process::Command::new(&self.runc);
+        cmd.arg("--root").arg(&self.config.root).arg("exec");
+        if options.tty {
+            cmd.arg("--tty");
+        }
+        for e in &options.env {
+            cmd.arg("--env").arg(e);
+        }
+        // Flags end at the container id; runc takes everything after it as the command.
+        cmd.arg(id).args(&options.argv);
+        let io = |op: &'static str| {
+            let path = self.runc.clone();
+            move |source| RuntimeError::Io { op, path, source }
+        };
+        let (mut stdin, mut stdout, mut stderr): (Option<ProcessWriter>, Option<ProcessReader>, Option<ProcessReader>) =
+            (None, None, None);
+        let mut resizer = None;
+        let child = if options.tty {
+            let (master, slave) = open_pty().map_err(io("opening a terminal for"))?;
+            let dup = |fd: &OwnedFd| fd.try_clone().map_err(io("duplicating a terminal for"));
+            cmd.stdin(Stdio::from(dup(&slave)?)).stdout(Stdio::from(dup(&slave)?)).stderr(Stdio::from(slave));
+            let child = cmd.spawn().map_err(io("running"))?;
+            // Our copies of the terminal's other side go with `cmd`, so that reading the
+            // master ends when runc and the process are gone.
+            drop(cmd);
+            let relay = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32));
+            if options.stdin {
+                stdin = Some(Box::new(tokio::fs::File::from_std(std::fs::File::from(dup(&master)?))));
+            }
+            if options.stdout {
+                stdout = Some(Box::new(TerminalReader(tokio::fs::File::from_std(std::fs::File::from(dup(&master)?)))));
+            }
+            resizer = Some(Resizer::pty(master, relay));
+            child
+        } else {
+            let pick = |wanted: bool| if wanted { Stdio::piped() } else { Stdio::null() };
+            cmd.stdin(pick(options.stdin)).stdout(pick(options.stdout)).stderr(pick(options.stderr));
+            let mut child = cmd.spawn().map_err(io("running"))?;
+            stdin = child.stdin.take().map(|s| Box::new(s) as ProcessWriter);
+            stdout = child.stdout.take().map(|s| Box::new(s) as ProcessReader);
+            stderr = child.stderr.take().map(|s| Box::new(s) as ProcessReader);
+            child
+        };
+        let mut child = child;
+        let runc = self.runc.clone();
+        let exit = Box::pin(async move {
+            let status =
+                child.wait().await.map_err(|source| RuntimeError::Io { op: "waiting for", path: runc, source })?;
+            use std::os::unix::process::ExitStatusExt;
+            Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        });
+        Ok(ExecProcess { stdin, stdout, stderr, resizer, exit })
+    }
+
+    async fn attach_io(&self, id: &str) -> Result<AttachIo, RuntimeError> {
+        validate_id(id)?;
+        let bundle = self.bundle_of(id).await?;
+        let (stdin_path, resize_path) = (bundle.join(bundle_files::STDIN), bundle.join(bundle_files::RESIZE));
+        let stdin = if stdin_path.exists() {
+            let sender = tokio::net::unix::pipe::OpenOptions::new()
+                .open_sender(&stdin_path)
+                .map_err(|source| RuntimeError::Io { op: "opening", path: stdin_path, source })?;
+            Some(Box::new(sender) as ProcessWriter)
+        } else {
+            None
+        };
+        let resizer = if resize_path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&resize_path)
+                .map_err(|source| RuntimeError::Io { op: "opening", path: resize_path, source })?;
+            Some(Resizer::fifo(f))
+        } else {
+            None
+        };
+        let tty = resizer.is_some();
+        Ok(AttachIo { stdin, resizer, tty })
     }
 }
 
@@ -365,6 +540,38 @@ mod tests {
             "container not running"
         );
         assert_eq!(runc_message(b""), "failed without a message");
+    }
+
+    #[test]
+    fn the_terminal_flag_follows_tty() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        std::fs::write(&config, r#"{"process":{"terminal":false,"args":["sh"]}}"#).unwrap();
+        set_terminal(dir.path(), true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        assert_eq!(v["process"]["terminal"], true);
+        assert_eq!(v["process"]["args"][0], "sh");
+        set_terminal(dir.path(), false).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        assert_eq!(v["process"]["terminal"], false);
+        // No config: runc will say so.
+        set_terminal(&dir.path().join("missing"), true).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_terminal_reports_its_end_as_eof() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (master, slave) = open_pty().unwrap();
+        let mut w = tokio::fs::File::from_std(std::fs::File::from(slave));
+        w.write_all(b"hi\n").await.unwrap();
+        w.flush().await.unwrap();
+        drop(w);
+        let mut r = TerminalReader(tokio::fs::File::from_std(std::fs::File::from(master)));
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"hi\r\n");
+        let (master, _slave) = open_pty().unwrap();
+        Resizer::pty(master, None).resize(100, 30).unwrap();
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //!    with pipes for stdout and stderr and reports `ok PID` (or `error MESSAGE`) as
 //!    one line on its own stdout, which the driver reads;
 //! 3. it copies both pipes into the CRI log file until they close;
+//!    a container made with `--stdin` reads a FIFO in its bundle that `attach` writes
+//!    to; one made with `--tty` gets a terminal whose master runc hands the shim over
+//!    a socket (SCM_RIGHTS): the shim logs what the terminal prints as soon as it is
+//!    printed (partial lines included, so that attached prompts show), copies the
+//!    stdin FIFO into it, and applies sizes written to a resize FIFO;
 //! 4. when the init process exits, it records `exit.json` in the bundle (exit code,
 //!    signal, whether the cgroup saw an OOM kill, when) and exits.
 //!
@@ -52,6 +57,10 @@ pub struct ShimArgs {
     pub log: PathBuf,
     /// Start the process too (`runc run --detach`), saving a runc call.
     pub start: bool,
+    /// Keep stdin open through a FIFO in the bundle.
+    pub stdin: bool,
+    /// Give the container a terminal.
+    pub tty: bool,
 }
 
 impl ShimArgs {
@@ -67,20 +76,30 @@ impl ShimArgs {
             out.push(OsString::from(flag));
             out.push(value.to_os_string());
         }
-        if self.start {
-            out.push(OsString::from("--start"));
+        for (flag, on) in [("--start", self.start), ("--stdin", self.stdin), ("--tty", self.tty)] {
+            if on {
+                out.push(OsString::from(flag));
+            }
         }
         out
     }
 
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<ShimArgs, ShimError> {
         let (mut runc, mut root, mut id, mut bundle, mut log) = (None, None, None, None, None);
-        let mut start = false;
+        let (mut start, mut stdin, mut tty) = (false, false, false);
         let mut it = args.into_iter();
         while let Some(flag) = it.next() {
             let slot = match flag.to_str() {
                 Some("--start") => {
                     start = true;
+                    continue;
+                }
+                Some("--stdin") => {
+                    stdin = true;
+                    continue;
+                }
+                Some("--tty") => {
+                    tty = true;
                     continue;
                 }
                 Some("--runc") => &mut runc,
@@ -99,6 +118,8 @@ impl ShimArgs {
             bundle: bundle.ok_or(ShimError::Missing("bundle"))?.into(),
             log: log.ok_or(ShimError::Missing("log"))?.into(),
             start,
+            stdin,
+            tty,
         })
     }
 }
@@ -146,6 +167,18 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {}", errno(e)))?;
     let pid_file = args.bundle.join(bundle_files::INIT_PID);
     let runc_log = args.bundle.join(bundle_files::RUNC_LOG);
+    // Opened read-write, so that the container never sees end-of-file when an
+    // attached client goes away (upstream keeps stdin open too, unless stdinOnce).
+    let stdin_fifo = if args.stdin { Some(open_fifo(&args.bundle.join(bundle_files::STDIN))?) } else { None };
+    let console = if args.tty {
+        let path = args.bundle.join(bundle_files::CONSOLE_SOCKET);
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(|e| format!("binding the console socket {}: {e}", path.display()))?;
+        Some((listener, path))
+    } else {
+        None
+    };
     let status = {
         // The command (and with it our copies of the write ends) is dropped right
         // after runc exits, so that the pipes close when the container's process does.
@@ -159,11 +192,19 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
             .arg("--bundle")
             .arg(&args.bundle)
             .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(&args.id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out_w))
-            .stderr(Stdio::from(err_w));
+            .arg(&pid_file);
+        if let Some((_, path)) = &console {
+            cmd.arg("--console-socket").arg(path);
+        }
+        cmd.arg(&args.id).stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+        match (&stdin_fifo, args.tty) {
+            (Some(f), false) => {
+                cmd.stdin(Stdio::from(f.try_clone().map_err(|e| format!("duplicating the stdin FIFO: {e}"))?));
+            }
+            _ => {
+                cmd.stdin(Stdio::null());
+            }
+        }
         cmd.status().map_err(|e| format!("running {}: {e}", args.runc.display()))?
     };
     if !status.success() {
@@ -180,6 +221,15 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| "runc left no pid file".to_string())?;
+    // runc sent the terminal's master before it exited; it waits in the socket.
+    let master = match &console {
+        Some((listener, path)) => {
+            let master = receive_fd(listener).map_err(|e| format!("receiving the terminal from runc: {e}"))?;
+            let _ = std::fs::remove_file(path);
+            Some(master)
+        }
+        None => None,
+    };
     if args.start {
         let _ = std::fs::write(args.bundle.join(bundle_files::STARTED), rfc3339_nanos(SystemTime::now()));
     }
@@ -198,6 +248,7 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
     }
 
     let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let mut pumps = 2;
     for (fd, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
         let log = log.clone();
         let done = done_tx.clone();
@@ -206,6 +257,10 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
             let _ = pump(file, stream, log);
             let _ = done.send(());
         });
+    }
+    if let Some(master) = master {
+        pumps += 1;
+        serve_terminal(&args.bundle, master, stdin_fifo, log.clone(), done_tx.clone())?;
     }
     drop(done_tx);
 
@@ -225,7 +280,7 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
     };
     let finished_at = rfc3339_nanos(SystemTime::now());
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
-    for _ in 0..2 {
+    for _ in 0..pumps {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if done_rx.recv_timeout(left).is_err() {
             break;
@@ -247,6 +302,120 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
         .and_then(|_| std::fs::rename(&tmp, args.bundle.join(bundle_files::EXIT)))
         .map_err(|e| format!("writing {}: {e}", bundle_files::EXIT))?;
     Ok(())
+}
+
+/// Makes (anew) and opens a FIFO read-write: opening never blocks, and it never
+/// reports end-of-file while we hold it.
+fn open_fifo(path: &Path) -> Result<std::fs::File, String> {
+    let _ = std::fs::remove_file(path);
+    rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::from_raw_mode(0o600))
+        .map_err(|e| format!("making {}: {}", path.display(), errno(e)))?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))
+}
+
+/// Accepts runc's connection on the console socket and takes the file descriptor it
+/// sends (the terminal's master side).
+fn receive_fd(listener: &std::os::unix::net::UnixListener) -> io::Result<OwnedFd> {
+    use std::mem::MaybeUninit;
+    let _ = listener.set_nonblocking(false);
+    let (conn, _) = listener.accept()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    // runc sends the terminal's name as the data; we only need the descriptor.
+    let mut name = [0u8; 4096];
+    loop {
+        match rustix::net::recvmsg(
+            &conn,
+            &mut [io::IoSliceMut::new(&mut name)],
+            &mut control,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(errno(e)),
+        }
+    }
+    for message in control.drain() {
+        if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = message
+            && let Some(fd) = fds.next()
+        {
+            return Ok(fd);
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidData, "runc sent no file descriptor"))
+}
+
+/// Serves a container's terminal: logs its output as it comes, feeds it the stdin
+/// FIFO, and applies the sizes written to the resize FIFO. Signals `done` when the
+/// terminal has no more output (every process holding it has exited).
+fn serve_terminal(
+    bundle: &Path,
+    master: OwnedFd,
+    stdin: Option<std::fs::File>,
+    log: Arc<Mutex<LogWriter>>,
+    done: std::sync::mpsc::Sender<()>,
+) -> Result<(), String> {
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("duplicating the terminal: {e}"));
+    let reader = std::fs::File::from(dup(&master)?);
+    std::thread::spawn(move || {
+        let _ = pump_terminal(reader, log);
+        let _ = done.send(());
+    });
+    if let Some(mut fifo) = stdin {
+        let mut writer = std::fs::File::from(dup(&master)?);
+        std::thread::spawn(move || {
+            let _ = io::copy(&mut fifo, &mut writer);
+        });
+    }
+    let resize = open_fifo(&bundle.join(bundle_files::RESIZE))?;
+    std::thread::spawn(move || {
+        for line in io::BufRead::lines(io::BufReader::new(resize)) {
+            let Ok(line) = line else { break };
+            if let Some((w, h)) = parse_size(&line) {
+                let size = rustix::termios::Winsize { ws_row: h, ws_col: w, ws_xpixel: 0, ws_ypixel: 0 };
+                let _ = rustix::termios::tcsetwinsize(&master, size);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// `"WIDTH HEIGHT"`.
+fn parse_size(line: &str) -> Option<(u16, u16)> {
+    let (w, h) = line.trim().split_once(' ')?;
+    Some((w.parse().ok()?, h.parse().ok()?))
+}
+
+/// Copies a terminal's output into the log. Unlike pipe output, whatever a read
+/// returns is written at once, the unterminated rest as a partial record: a shell's
+/// prompt has no newline, and someone attached is waiting to see it.
+fn pump_terminal(mut source: impl Read, log: Arc<Mutex<LogWriter>>) -> io::Result<()> {
+    let mut buf = vec![0u8; crate::logfile::MAX_LINE];
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // EIO: the last process holding the terminal's other side has gone.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut w = log.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        let mut rest = &buf[..n];
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            w.write_record("stdout", false, &rest[..i], now)?;
+            rest = &rest[i + 1..];
+        }
+        if !rest.is_empty() {
+            w.write_record("stdout", true, rest, now)?;
+        }
+    }
 }
 
 /// The last error runc logged (its `--log` is JSON lines with `level` and `msg`).
@@ -317,10 +486,14 @@ mod tests {
             bundle: "/var/lib/rudder/containers/c1".into(),
             log: "/var/log/pods/x/c/0.log".into(),
             start: false,
+            stdin: false,
+            tty: false,
         };
         assert_eq!(ShimArgs::parse(a.to_args()).unwrap(), a);
-        let started = ShimArgs { start: true, ..a };
+        let started = ShimArgs { start: true, ..a.clone() };
         assert_eq!(ShimArgs::parse(started.to_args()).unwrap(), started);
+        let interactive = ShimArgs { stdin: true, tty: true, ..a };
+        assert_eq!(ShimArgs::parse(interactive.to_args()).unwrap(), interactive);
         assert!(matches!(ShimArgs::parse(vec![OsString::from("--nope")]), Err(ShimError::Unknown(_))));
         assert!(matches!(ShimArgs::parse(Vec::new()), Err(ShimError::Missing("runc"))));
     }
@@ -338,6 +511,38 @@ mod tests {
         std::fs::write(&c.file, "low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\n").unwrap();
         assert_eq!(c.read(), Some(1));
         assert!(OomCounter::from_proc_cgroup("0::/x\n", Path::new("/nonexistent")).is_none());
+    }
+
+    #[test]
+    fn terminal_output_is_logged_as_it_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let log = Arc::new(Mutex::new(LogWriter::open(&path).unwrap()));
+        pump_terminal(&b"hello\r\n/ # "[..], log).unwrap();
+        let records: Vec<_> = std::fs::read_to_string(&path)
+            .unwrap()
+            .split_terminator('\n')
+            .map(|l| crate::logfile::parse_record(l).unwrap())
+            .collect();
+        let got: Vec<(bool, &str)> = records.iter().map(|r| (r.partial, r.content.as_str())).collect();
+        assert_eq!(got, [(false, "hello\r"), (true, "/ # ")]);
+    }
+
+    #[test]
+    fn sizes_and_fifos() {
+        assert_eq!(parse_size("80 24\n"), Some((80, 24)));
+        assert_eq!(parse_size("80"), None);
+        assert_eq!(parse_size("a b"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let mut f = open_fifo(&p).unwrap();
+        use std::io::Write;
+        f.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"x");
+        // Made anew over whatever was there.
+        open_fifo(&p).unwrap();
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! through [`crate::objects::Objects`], and answers JSON or a Table.
 
 mod delete;
+pub mod proxy;
 pub(crate) mod read;
 mod subresource;
 mod watch;

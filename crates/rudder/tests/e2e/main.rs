@@ -12,6 +12,7 @@ mod jobs;
 mod nodes;
 mod scheduling;
 mod sim;
+mod streaming;
 mod watch;
 mod workloads;
 

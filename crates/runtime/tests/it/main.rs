@@ -9,6 +9,7 @@
 //! containers, mounts, processes and directories, even when it fails.
 
 mod containers;
+mod exec;
 mod images;
 mod import;
 
@@ -39,6 +40,8 @@ const TESTS: &[(&str, Test)] = &[
     ("containers::oom_kill_is_recorded", containers::oom_kill_is_recorded),
     ("containers::a_new_driver_adopts_running_containers", containers::a_new_driver_adopts_running_containers),
     ("import::docker_archive_and_oci_layout", import::docker_archive_and_oci_layout),
+    ("exec::exec_exit_codes_stdin_and_a_terminal", exec::exec_exit_codes_stdin_and_a_terminal),
+    ("exec::attach_to_stdin_and_a_terminal", exec::attach_to_stdin_and_a_terminal),
 ];
 
 fn main() {
@@ -191,7 +194,7 @@ impl Node {
         };
         configure(&mut config);
         spec::generate(&config).unwrap().write(&dir).unwrap();
-        CreateOptions { bundle: dir, log_path: self.log_path(id) }
+        CreateOptions { bundle: dir, log_path: self.log_path(id), ..CreateOptions::default() }
     }
 
     /// The log's records as `stream content` lines.
