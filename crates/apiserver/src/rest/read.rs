@@ -177,6 +177,18 @@ async fn list_revision(ctx: &Ctx, req: &Request) -> Result<i64, ApiError> {
     }
 }
 
+/// The page size a first list request gets. Upstream serves `resourceVersion=0` from
+/// its watch cache, which ignores `limit` and answers the whole list at once (the
+/// cacher delegates to storage only a limit with another resourceVersion). Informers
+/// list that way, so under heavy churn they never chase a continue token whose
+/// revision has been compacted away meanwhile.
+fn page_limit(req: &Request) -> i64 {
+    let q = &req.query;
+    let from_cache = q.resource_version.as_deref() == Some("0")
+        && matches!(q.resource_version_match.as_deref(), None | Some("NotOlderThan"));
+    if from_cache { 0 } else { q.limit }
+}
+
 pub async fn list(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, ApiError> {
     let sel = Selectors::parse(t.res, req)?;
     let prefix = t.res.storage_list_prefix(t.namespace.as_deref());
@@ -201,7 +213,7 @@ pub async fn list(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Api
                 (Some(name), _) if rev == 0 && !t.res.namespaced => {
                     single(ctx, t.res, &t.res.storage_key(None, name), &sel).await?
                 }
-                _ => collect(ctx, t.res, &prefix, &sel, rev, None, req.query.limit).await?,
+                _ => collect(ctx, t.res, &prefix, &sel, rev, None, page_limit(req)).await?,
             }
         }
     };

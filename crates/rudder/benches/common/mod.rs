@@ -38,12 +38,18 @@ impl Server {
     /// Spawns the server on `dir` (which may hold an earlier server's state) without
     /// waiting for it.
     pub fn spawn(dir: &Path, port: u16) -> Server {
+        Server::spawn_with(dir, port, &[])
+    }
+
+    /// Spawns the server with extra flags.
+    pub fn spawn_with(dir: &Path, port: u16, extra: &[&str]) -> Server {
         std::fs::create_dir_all(dir).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
         let spawned = Instant::now();
         let child = Command::new(RUDDER)
             .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
             .args(["--port", &port.to_string()])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -55,7 +61,12 @@ impl Server {
 
     /// Spawns the server and waits until `/readyz` answers 200.
     pub async fn start(dir: &Path) -> Server {
-        let server = Server::spawn(dir, free_port());
+        Server::start_with(dir, &[]).await
+    }
+
+    /// Spawns the server with extra flags and waits until `/readyz` answers 200.
+    pub async fn start_with(dir: &Path, extra: &[&str]) -> Server {
+        let server = Server::spawn_with(dir, free_port(), extra);
         server.wait_ready(Duration::from_secs(30)).await;
         server
     }
