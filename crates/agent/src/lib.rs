@@ -7,7 +7,12 @@
 //! - [`backoff`], [`env`] and [`quantity`] are pure helpers of the pod workers.
 
 pub mod backoff;
+pub mod container;
 pub mod env;
+pub mod etc;
 pub mod heartbeat;
+pub mod network;
 pub mod node;
 pub mod quantity;
+pub mod status;
+pub mod volumes;
