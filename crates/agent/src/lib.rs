@@ -13,6 +13,7 @@ pub mod etc;
 pub mod heartbeat;
 pub mod network;
 pub mod node;
+pub mod probe;
 pub mod quantity;
 pub mod status;
 pub mod volumes;
