@@ -79,6 +79,12 @@ impl ProbeState {
         ProbeState { result: kind == Kind::Liveness, successes: 0, failures: 0 }
     }
 
+    /// Consecutive failures so far (the startup probe, which starts out failing,
+    /// gives up on these alone).
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
     /// Records one run; returns the new result if it changed.
     pub fn record(&mut self, outcome: &Outcome, timing: &Timing) -> Option<bool> {
         match outcome {
