@@ -189,6 +189,9 @@ pub struct ContainerInput<'a> {
     pub sandbox: &'a SandboxInfo,
     pub qos: &'a str,
     pub node_memory: u64,
+    /// The agent's own OOM score adjustment: an unprivileged agent (in a container
+    /// itself) may not go below it, so containers do not either.
+    pub oom_floor: i32,
 }
 
 /// The runtime's container config.
@@ -275,7 +278,7 @@ pub fn config(input: &ContainerInput) -> Result<ContainerConfig, ContainerError>
         namespaces,
         cgroups_path: None,
         resources: resources(c),
-        oom_score_adj: Some(oom_score_adj(input.qos, c, input.node_memory)),
+        oom_score_adj: Some(oom_score_adj(input.qos, c, input.node_memory).max(input.oom_floor)),
         rlimits: Vec::new(),
         sysctls,
         annotations,
@@ -380,6 +383,7 @@ mod tests {
             sandbox: &sandbox,
             qos: "Burstable",
             node_memory: 1 << 30,
+            oom_floor: 500,
         };
         let cfg = config(&input).unwrap();
         assert_eq!(cfg.command, ["sh", "-c"]);
@@ -394,6 +398,7 @@ mod tests {
         assert_eq!(dests, ["/data", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]);
         assert_eq!(cfg.annotations[ANNOTATION_RESTART_COUNT], "2");
         assert_eq!(cfg.annotations[ANNOTATION_POD_UID], "u1");
+        assert_eq!(cfg.oom_score_adj, Some(500), "never below the agent's own");
         let spec = runtime::spec::generate(&cfg).unwrap();
         assert!(spec.process.capabilities.bounding.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(!spec.process.capabilities.bounding.contains(&"CAP_KILL".to_string()));

@@ -806,6 +806,10 @@ impl Worker {
             sandbox: self.sandbox.as_ref().unwrap_or(&default_sandbox),
             qos,
             node_memory: self.ctx.node.machine().memory_bytes,
+            oom_floor: std::fs::read_to_string("/proc/self/oom_score_adj")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(-1000),
         };
         let spec = match container::config(&input).and_then(|cfg| Ok(runtime::spec::generate(&cfg)?)) {
             Ok(s) => s,
