@@ -1,4 +1,171 @@
-//! The node agent. [`server`] is its streaming endpoint on the kubelet port: logs,
-//! exec, attach and port-forward, reached by the API server only.
+//! The node agent (the kubelet): it registers this machine as a Node, keeps its Lease
+//! and status fresh, and runs the pods bound to it in real containers through the
+//! `runtime` crate, reporting their status back.
+//!
+//! Where to start reading:
+//! - [`Agent::run`] wires everything: [`heartbeat`] registers the node ([`node`]
+//!   builds what it writes) and renews its Lease; [`pods`] watches the pods bound to
+//!   the node, adopts the containers a previous run left, and gives each pod a
+//!   [`worker`].
+//! - A worker turns the pod spec into containers: [`container`] (security context,
+//!   resources, namespaces), [`env`], [`volumes`], [`etc`] (`/etc/hosts` and
+//!   friends), [`network`] (the pod sandbox, behind a trait), [`probe`], and writes
+//!   [`status`] (phase, conditions, QoS) back; [`backoff`] paces restarts and pulls.
+//! - [`lookup`] answers "which container is `ns/pod -c name`" for [`server`], the
+//!   streaming endpoint on the kubelet port (logs, exec, attach, port-forward),
+//!   reached by the API server only.
+//!
+//! On disk, under the data dir: `images/`, `snapshots/`, `runc/` (the runtime's),
+//! `containers/<id>/` (bundles: `config.json` and the root filesystem),
+//! `pods/<uid>/<container>/<restartCount>.log`, and `pod-data/<uid>/` (volumes and
+//! the `/etc` files).
 
+pub mod backoff;
+pub mod container;
+pub mod env;
+pub mod etc;
+pub mod heartbeat;
+pub mod lookup;
+pub mod network;
+pub mod node;
+pub mod pods;
+pub mod probe;
+pub mod quantity;
 pub mod server;
+pub mod status;
+pub mod volumes;
+pub mod worker;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("opening the image store: {0}")]
+    Images(#[from] runtime::images::ImageStoreError),
+    #[error("opening the snapshots: {0}")]
+    Snapshots(#[from] runtime::snapshot::SnapshotError),
+    #[error("starting the runtime: {0}")]
+    Runtime(#[from] runtime::RuntimeError),
+    #[error(transparent)]
+    Register(#[from] heartbeat::HeartbeatError),
+    #[error("creating {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    /// The node's address (default: the source address of the default route).
+    pub node_ip: Option<IpAddr>,
+    /// Bundles, logs, volumes and runc's state live here.
+    pub data_dir: PathBuf,
+    /// The image store and layer snapshots (shared with `rudder image`).
+    pub image_dir: PathBuf,
+    pub registry_config: runtime::RegistryConfig,
+    pub kubelet_port: u16,
+    pub runc: runtime::runc::RuncConfig,
+    pub dns: etc::DnsConfig,
+    pub heartbeat: heartbeat::Periods,
+    /// How often every pod is looked at again even without a change.
+    pub resync: Duration,
+}
+
+impl Config {
+    /// The defaults for a node named `node_name` with its state in `data_dir`.
+    pub fn new(node_name: &str, data_dir: PathBuf) -> Result<Config, AgentError> {
+        let runc = runtime::runc::RuncConfig::new(&data_dir.join("runc"))?;
+        Ok(Config {
+            node_name: node_name.to_string(),
+            node_ip: None,
+            image_dir: data_dir.clone(),
+            data_dir,
+            registry_config: runtime::RegistryConfig::default(),
+            kubelet_port: 10250,
+            runc,
+            dns: etc::DnsConfig::default(),
+            heartbeat: heartbeat::Periods::default(),
+            resync: Duration::from_secs(60),
+        })
+    }
+}
+
+/// What every pod worker shares.
+pub struct Ctx {
+    pub client: kube::Client,
+    pub config: Config,
+    pub node: Arc<heartbeat::NodeState>,
+    pub runtime: Arc<dyn runtime::Runtime>,
+    pub puller: runtime::Puller,
+    pub snapshots: runtime::snapshot::Snapshotter,
+    pub network: Arc<dyn network::PodNetwork>,
+    pub recorder: controllers::events::Recorder,
+    pub lookup: lookup::PodCache,
+}
+
+/// A node agent, ready to run.
+pub struct Agent {
+    ctx: Arc<Ctx>,
+}
+
+impl Agent {
+    /// Opens the node's stores and runtime. `network` is the pod network (default:
+    /// pods share the host's network).
+    pub fn new(
+        client: kube::Client,
+        config: Config,
+        network: Option<Arc<dyn network::PodNetwork>>,
+    ) -> Result<Agent, AgentError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| AgentError::Io { path: config.data_dir.clone(), source })?;
+        let store = runtime::ImageStore::open(&config.image_dir.join("images"))?;
+        let snapshots = runtime::snapshot::Snapshotter::open(&config.image_dir.join("snapshots"))?;
+        let runc = runtime::runc::Runc::new(config.runc.clone())?;
+        let machine = node::Machine::read(&config.data_dir, &config.runc.runc);
+        let ip = config.node_ip.unwrap_or_else(node::default_ip);
+        let identity = node::Identity { name: config.node_name.clone(), ip, kubelet_port: config.kubelet_port };
+        let node = Arc::new(heartbeat::NodeState::new(identity, machine, config.data_dir.clone()));
+        let network = network.unwrap_or_else(|| Arc::new(network::HostNetwork { host_ip: ip }));
+        let puller = runtime::Puller::new(store, config.registry_config.clone());
+        let recorder = controllers::events::Recorder::new(client.clone(), "kubelet");
+        let lookup = lookup::PodCache::new(config.data_dir.clone());
+        let ctx = Ctx { client, config, node, runtime: Arc::new(runc), puller, snapshots, network, recorder, lookup };
+        Ok(Agent { ctx: Arc::new(ctx) })
+    }
+
+    /// The containers by pod, for the streaming endpoints.
+    pub fn lookup(&self) -> &lookup::PodCache {
+        &self.ctx.lookup
+    }
+
+    pub fn runtime(&self) -> Arc<dyn runtime::Runtime> {
+        self.ctx.runtime.clone()
+    }
+
+    /// Registers the node and runs until `shutdown` completes. Containers keep
+    /// running after the agent stops; the next run adopts them.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
+        let ctx = self.ctx;
+        heartbeat::register(&ctx.client, &ctx.node).await?;
+        let heartbeat = tokio::spawn(heartbeat::run(ctx.client.clone(), ctx.node.clone(), ctx.config.heartbeat));
+        let mut cidr = ctx.node.pod_cidr.subscribe();
+        let network = ctx.network.clone();
+        let cidr_task = tokio::spawn(async move {
+            loop {
+                if let Some(c) = cidr.borrow_and_update().clone() {
+                    network.set_pod_cidr(&c);
+                }
+                if cidr.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        pods::run(ctx.clone(), shutdown).await;
+        heartbeat.abort();
+        cidr_task.abort();
+        Ok(())
+    }
+}

@@ -1,6 +1,7 @@
 //! `rudder`: one binary for the control plane and its tools. Each verb lives in its
 //! own module; `main` parses the command line, sets up logging and runs the verb.
 
+mod agent;
 mod image;
 mod join;
 mod kubeconfig;
@@ -28,8 +29,10 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane (and, once it exists, an agent for this node).
+    /// Run the control plane and an agent for this node.
     Server(server::Args),
+    /// Join a cluster as a node and run the pods bound to it.
+    Agent(agent::Args),
     /// Print an admin kubeconfig for the cluster in a data dir.
     Kubeconfig(kubeconfig::Args),
     /// Simulate nodes that heartbeat and report their pods Running, for scale tests.
@@ -57,6 +60,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Kubeconfig(args) => kubeconfig::run(args),
             Command::Sim(args) => sim::run(args).await,
             Command::Image(args) => image::run(args).await,

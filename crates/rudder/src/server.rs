@@ -102,9 +102,6 @@ async fn open_store(args: &Args) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
-    if !args.disable_agent {
-        tracing::warn!("this build has no node agent yet; running the control plane only (as with --disable-agent)");
-    }
     let store = open_store(&args).await?;
     let config = apiserver::Config {
         data_dir: args.data_dir.clone(),
@@ -129,6 +126,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.admin_token),
         controllers_config(&args),
     ));
+    let node_agent = if args.disable_agent {
+        None
+    } else {
+        let kubeconfig = kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.node_token());
+        Some(tokio::spawn(run_agent(kubeconfig, agent_config(&args)?)))
+    };
     tracing::info!(
         address = %server.addr,
         kubeconfig = %kubeconfig_path.display(),
@@ -137,9 +140,40 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(a) = node_agent {
+        a.abort();
+    }
     controllers.abort();
     server.shutdown().await;
     Ok(())
+}
+
+/// The server's own node agent: state under `DATA/agent`, images in `DATA/images`
+/// (shared with `rudder image`).
+fn agent_config(args: &Args) -> anyhow::Result<agent::Config> {
+    let node_name = args.node_name.clone().unwrap_or_else(crate::agent::host_name);
+    let mut config = agent::Config::new(&node_name, args.data_dir.join("agent"))?;
+    config.image_dir = args.data_dir.clone();
+    config.registry_config = crate::agent::registry_config(args.registry_config.as_deref(), &args.data_dir)?;
+    if !args.bind_address.is_unspecified() && !args.bind_address.is_loopback() {
+        config.node_ip = Some(args.bind_address);
+    }
+    Ok(config)
+}
+
+async fn run_agent(kubeconfig: String, config: agent::Config) {
+    let client = match kubeconfig::client(&kubeconfig, "kubelet").await {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "the node agent cannot reach the API server"),
+    };
+    match agent::Agent::new(client, config, None) {
+        Ok(a) => {
+            if let Err(e) = a.run(std::future::pending()).await {
+                tracing::error!(error = %e, "the node agent stopped");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "the node agent cannot start"),
+    }
 }
 
 /// The controllers and the scheduler run in-process but reach the API like any client, over HTTPS.

@@ -10,6 +10,7 @@ mod errors;
 mod gc;
 mod jobs;
 mod nodes;
+mod pods;
 mod scheduling;
 mod sim;
 mod streaming;

@@ -124,3 +124,29 @@ fn metadata_only_get_list_and_watch() {
     assert_eq!(added["object"]["kind"], "PartialObjectMetadata");
     assert!(added["object"].get("data").is_none(), "{added}");
 }
+
+#[test]
+fn lists_page_with_limit_but_answer_whole_at_resource_version_zero() {
+    let c = Cluster::start();
+    let k = c.kubectl("1.33");
+    for i in 0..3 {
+        k.ok(&["create", "cm", &format!("page-{i}"), "--from-literal=a=b"]);
+    }
+    let get = |query: &str| -> serde_json::Value {
+        serde_json::from_str(&k.ok(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?{query}")]))
+            .unwrap()
+    };
+    let names = |l: &serde_json::Value| l["items"].as_array().unwrap().len();
+    // Without a resourceVersion the limit pages, with a continue token.
+    let first = get("limit=1");
+    assert_eq!(names(&first), 1, "{first}");
+    let token = first["metadata"]["continue"].as_str().expect("a continue token").to_string();
+    let second = get(&format!("limit=1&continue={token}"));
+    assert_eq!(names(&second), 1, "{second}");
+    assert_ne!(first["items"][0]["metadata"]["name"], second["items"][0]["metadata"]["name"]);
+    // resourceVersion=0 is what informers list with: upstream's watch cache answers the
+    // whole list, ignoring the limit.
+    let whole = get("limit=1&resourceVersion=0");
+    assert!(names(&whole) >= 3, "{whole}");
+    assert!(whole["metadata"].get("continue").is_none(), "{whole}");
+}

@@ -1,0 +1,70 @@
+//! `rudder agent`: join this machine to a cluster as a node and run the pods bound
+//! to it (see the `agent` crate). `rudder server` runs the same agent in-process.
+
+use crate::join;
+use anyhow::Context;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The API server, e.g. https://10.0.0.1:6443.
+    #[arg(long)]
+    server: String,
+    /// The join token (DATA_DIR/node-token on the server).
+    #[arg(long)]
+    token: String,
+    /// Where images, containers, logs and volumes live.
+    #[arg(long, default_value = "/var/lib/rudder/agent")]
+    data_dir: PathBuf,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// This node's address (default: the address of the default route).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Registry mirrors and credentials (default: DATA_DIR/registries.yaml when present).
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
+    /// The port of the agent's streaming endpoint (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// Cluster DNS servers for pods (none: pods use the host's resolv.conf).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<String>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+}
+
+/// The host name, lowercased, as the kubelet names its node by default.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Loads the registry config: the named file, else `DIR/registries.yaml` if present.
+pub fn registry_config(named: Option<&Path>, data_dir: &Path) -> anyhow::Result<runtime::RegistryConfig> {
+    Ok(match named {
+        Some(p) => runtime::RegistryConfig::load(p).with_context(|| format!("loading {}", p.display()))?,
+        None => runtime::RegistryConfig::load_optional(&data_dir.join("registries.yaml"))?,
+    })
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let client = join::client(&args.server, &args.token, "kubelet").await?;
+    let node_name = args.node_name.clone().unwrap_or_else(host_name);
+    let mut config = agent::Config::new(&node_name, args.data_dir.clone())?;
+    config.node_ip = args.node_ip;
+    config.registry_config = registry_config(args.registry_config.as_deref(), &args.data_dir)?;
+    config.kubelet_port = args.kubelet_port;
+    config.dns = agent::etc::DnsConfig { servers: args.cluster_dns.clone(), domain: args.cluster_domain.clone() };
+    let agent = agent::Agent::new(client, config, None)?;
+    tracing::info!(node = %node_name, data_dir = %args.data_dir.display(), "rudder agent starting");
+    agent.run(crate::server::shutdown_signal()).await?;
+    tracing::info!("agent stopped; its containers keep running and are adopted on the next start");
+    Ok(())
+}
