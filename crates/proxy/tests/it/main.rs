@@ -1,6 +1,7 @@
 //! Privileged tests: real nftables rules in network namespaces made by [`lab::Lab`],
 //! with real TCP traffic from a client namespace to backend namespaces.
 
+mod api;
 mod lab;
 
 use lab::{CLUSTER_CIDR, Lab, SERVICE_CIDR};
