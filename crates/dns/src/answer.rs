@@ -137,6 +137,14 @@ fn in_zone(query: &Message, labels: &[String], qtype: u16, cluster: &Cluster, zo
             Outcome::Reply(reply)
         }
         ["dns"] | ["svc"] | ["pod"] | ["pod", _] => nodata(query, zone),
+        // The Kubernetes DNS specification's schema version record.
+        ["dns-version"] if matches!(qtype, wire::TYPE_TXT | wire::TYPE_ANY) => {
+            let mut reply = reply_to(query, wire::RCODE_NOERROR);
+            reply.flags = reply.flags.with_aa(true);
+            reply.answers.push(Record::new(qname.clone(), zone.ttl, RData::Raw(b"\x051.1.0".to_vec())));
+            Outcome::Reply(reply)
+        }
+        ["dns-version"] => nodata(query, zone),
         ["dns", "ns"] => {
             let records: Vec<Record> = glue(zone, qname).into_iter().filter(|r| r.rtype == qtype).collect();
             if records.is_empty() {
@@ -613,6 +621,13 @@ mod tests {
         assert_nxdomain("nons.svc.cluster.local", TYPE_A);
         assert_nodata("web.default.svc.cluster.local", TYPE_TXT);
         assert_nodata("cluster.local", TYPE_A);
+        assert_nodata("dns-version.cluster.local", TYPE_A);
+    }
+
+    #[test]
+    fn dns_version_is_the_specs_schema_version() {
+        let m = reply("dns-version.cluster.local", TYPE_TXT);
+        assert_eq!((m.answers[0].rtype, &m.answers[0].data), (TYPE_TXT, &RData::Raw(b"\x051.1.0".to_vec())));
     }
 
     #[test]
