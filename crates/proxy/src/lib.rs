@@ -35,6 +35,21 @@ pub enum Error {
     NftIo(std::io::Error),
     #[error("nft refused the transaction: {stderr}")]
     NftFailed { stderr: String },
+    #[error("setting {path}: {source}")]
+    Sysctl { path: &'static str, source: std::io::Error },
+}
+
+const BRIDGE_NF_CALL_IPTABLES: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+
+/// Passes bridged IPv4 traffic through the IP hooks, where the rules are. A kernel
+/// without `br_netfilter` has no such file and no bridged traffic to worry about.
+pub fn enable_bridge_netfilter() -> Result<(), Error> {
+    match std::fs::read_to_string(BRIDGE_NF_CALL_IPTABLES) {
+        Ok(v) if v.trim() == "1" => Ok(()),
+        Ok(_) => std::fs::write(BRIDGE_NF_CALL_IPTABLES, "1")
+            .map_err(|source| Error::Sysctl { path: BRIDGE_NF_CALL_IPTABLES, source }),
+        Err(_) => Ok(()),
+    }
 }
 
 /// What the proxy needs to know about its node.
@@ -56,6 +71,11 @@ pub struct Config {
     pub min_sync_period: Duration,
     /// How often the whole table is rewritten anyway, repairing outside tampering.
     pub full_sync_period: Duration,
+    /// Turn on `net.bridge.bridge-nf-call-iptables` in the proxy's network
+    /// namespace at start: without it a pod reaching a ClusterIP whose endpoint is
+    /// behind the same bridge gets the reply straight from the pod's address, which
+    /// it drops (k3s's agent sets it for the same reason).
+    pub bridge_netfilter: bool,
 }
 
 impl Config {
@@ -69,6 +89,7 @@ impl Config {
             nft: NftCommand::default(),
             min_sync_period: Duration::from_millis(100),
             full_sync_period: Duration::from_secs(3600),
+            bridge_netfilter: true,
         }
     }
 
@@ -163,6 +184,11 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    if config.bridge_netfilter
+        && let Err(e) = enable_bridge_netfilter()
+    {
+        tracing::warn!(error = %e, "pods behind one bridge may not reach each other's Services");
+    }
     let mut proxier = Proxier::new(config.nft.clone(), config.table.clone(), config.node());
     let mut services =
         watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).default_backoff().boxed();

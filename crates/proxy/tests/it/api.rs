@@ -128,6 +128,9 @@ fn run_follows_the_api_and_cleans_up_on_stop() {
     config.service_cidr = Some(SERVICE_CIDR.into());
     config.nft = lab.nft();
     config.min_sync_period = Duration::from_millis(20);
+    // The proxy runs in the test's namespace here, not the lab's node: leave the
+    // host's sysctls alone.
+    config.bridge_netfilter = false;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = rt.spawn(proxy::run(client.clone(), config, async move {
         let _ = stopped.await;

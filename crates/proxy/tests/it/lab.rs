@@ -43,7 +43,19 @@ impl Lab {
         Ipv4Addr::new(10, 99, (i + 1) as u8, 2)
     }
 
+    /// Each namespace on a routed /24 link of its own.
     pub fn new(backends: usize) -> Lab {
+        Lab::build(backends, false)
+    }
+
+    /// Client and backends on one bridge in the node, one /16 (as pods on one node
+    /// behind the CNI bridge), with hairpin on each port and bridged traffic passed
+    /// through the IP hooks (`bridge-nf-call-iptables`), as a node must have them.
+    pub fn bridged(backends: usize) -> Lab {
+        Lab::build(backends, true)
+    }
+
+    fn build(backends: usize, bridged: bool) -> Lab {
         for tool in ["ip", "nft", "busybox", "curl"] {
             assert!(
                 sh(&["sh", "-c", &format!("command -v {tool}")]).status.success(),
@@ -72,14 +84,37 @@ impl Lab {
         ok(&["ip", "netns", "add", &lab.sink]);
         lab.link("s", &lab.sink.clone(), Ipv4Addr::new(10, 98, 0, 1), Ipv4Addr::new(10, 98, 0, 2));
         ok(&["ip", "-n", &lab.node, "route", "add", SERVICE_CIDR, "via", "10.98.0.2"]);
-        lab.link("c", &lab.client.clone(), Lab::NODE_IP, Lab::CLIENT_IP);
+        if bridged {
+            ok(&["ip", "-n", &lab.node, "link", "add", "br0", "type", "bridge"]);
+            ok(&["ip", "-n", &lab.node, "addr", "add", &format!("{}/16", Lab::NODE_IP), "dev", "br0"]);
+            ok(&["ip", "-n", &lab.node, "link", "set", "br0", "up"]);
+            ok(&["ip", "netns", "exec", &lab.node, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]);
+            lab.port("c", &lab.client.clone(), Lab::CLIENT_IP);
+        } else {
+            lab.link("c", &lab.client.clone(), Lab::NODE_IP, Lab::CLIENT_IP);
+        }
         for i in 0..backends {
             let ns = lab.backends[i].clone();
-            let gw = Ipv4Addr::new(10, 99, (i + 1) as u8, 1);
-            lab.link(&format!("b{i}"), &ns, gw, Lab::backend_ip(i));
+            if bridged {
+                lab.port(&format!("b{i}"), &ns, Lab::backend_ip(i));
+            } else {
+                let gw = Ipv4Addr::new(10, 99, (i + 1) as u8, 1);
+                lab.link(&format!("b{i}"), &ns, gw, Lab::backend_ip(i));
+            }
             lab.serve(i);
         }
         lab
+    }
+
+    /// A veth pair from `ns` (`ip`/16) to a port of the node's bridge.
+    fn port(&self, name: &str, ns: &str, ip: Ipv4Addr) {
+        ok(&["ip", "-n", &self.node, "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+        ok(&["ip", "-n", &self.node, "link", "set", name, "master", "br0"]);
+        ok(&["ip", "-n", &self.node, "link", "set", name, "up"]);
+        ok(&["bridge", "-n", &self.node, "link", "set", "dev", name, "hairpin", "on"]);
+        ok(&["ip", "-n", ns, "addr", "add", &format!("{ip}/16"), "dev", "eth0"]);
+        ok(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+        ok(&["ip", "-n", ns, "route", "add", "default", "via", &Lab::NODE_IP.to_string()]);
     }
 
     /// A veth pair between the node (`node_ip`) and `ns` (`ip`), `ns` routing

@@ -160,6 +160,23 @@ fn hairpin_traffic_reaches_the_pod_itself() {
 }
 
 #[test]
+fn pods_behind_one_bridge_reach_each_other_and_themselves() {
+    let lab = Lab::bridged(2);
+    let rt = runtime();
+    let mut p = Proxier::new(lab.nft(), "rudder", node());
+    let mut state = State::default();
+    put(&mut state, "web", service(CLUSTER_IP, None), &[0, 1]);
+    put(&mut state, "self", service("10.96.0.11", None), &[0]);
+    sync(&rt, &mut p, &state, None);
+    // The reply comes back over the bridge and is un-NATed on the way, not sent
+    // straight to the client with the pod's address.
+    let seen = counts(&lab, &lab.client, &format!("{CLUSTER_IP}:80"), 20);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // Hairpin: back out of the port it came in, masqueraded.
+    assert_eq!(lab.get(&lab.backends[0], "10.96.0.11:80").unwrap(), "b0");
+}
+
+#[test]
 fn restart_converges_and_stop_removes_the_table() {
     let lab = Lab::new(1);
     let rt = runtime();
