@@ -176,6 +176,18 @@ fn main() {
         },
     );
 
+    // Deciding the rules alone, without nft.
+    let t = Instant::now();
+    let node_rules = Node {
+        name: "node-a".into(),
+        ips: vec![Lab::NODE_IP],
+        cluster_cidr: CLUSTER_CIDR.into(),
+        service_cidr: Some(SERVICE_CIDR.into()),
+    };
+    let all: Vec<_> =
+        state.services.iter().map(|(k, s)| proxy::rules::service_rules(k, s, &state, &node_rules)).collect();
+    let script = proxy::rules::full_script("rudder", &node_rules, all.iter());
+    let generate = t.elapsed();
     let mut full = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
@@ -198,6 +210,7 @@ fn main() {
     partial.sort();
     println!("proxy: 1,000 Services x 10 endpoints (+1), {rules} lines in `nft list table`");
     println!("  program everything (one transaction)   median {:?}  (runs: {full:?})", full[1]);
+    println!("    of which deciding the rules          {generate:?} ({} bytes of script)", script.len());
     println!("  apply one endpoint change (partial)    median {:?}  max {:?}", partial[5], partial[9]);
 
     let mut server = spawn_in(&lab.backends[0], &["--serve", "9000"]);
