@@ -567,6 +567,44 @@ fn not_found(what: &str, name: &str) -> ApiError {
     ApiError::new(404, "NotFound", format!("{what} \"{name}\" not found"))
 }
 
+/// The sum over a NodeMetrics' or PodMetrics' usage: (nanocores, bytes).
+fn totals(item: &Value, computed: &Computed) -> (u64, u64) {
+    let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    match item.pointer("/metadata/namespace").and_then(Value::as_str) {
+        None => computed.nodes.get(&name).map_or((0, 0), |u| (u.cpu_nanocores, u.memory_bytes)),
+        Some(ns) => computed.pods.get(&(ns.to_string(), name)).map_or((0, 0), |p| {
+            p.containers.iter().fold((0, 0), |(c, m), (_, u)| (c + u.cpu_nanocores, m + u.memory_bytes))
+        }),
+    }
+}
+
+/// The Table `kubectl get nodes.metrics.k8s.io` shows, with metrics-server's columns.
+pub fn table(items: &[Value], computed: &Computed, include: Option<&str>) -> Value {
+    let column = |name: &str, format: &str| json!({"name": name, "type": "string", "format": format, "description": "", "priority": 0});
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|item| {
+            let (cpu, memory) = totals(item, computed);
+            let name = item.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+            let window = item.get("window").cloned().unwrap_or(Value::Null);
+            let mut row = json!({"cells": [name, cpu_quantity(cpu), memory_quantity(memory), window]});
+            if let Some(o) = crate::table::row_object(item, include) {
+                row["object"] = o;
+            }
+            row
+        })
+        .collect();
+    let mut name = column("Name", "name");
+    name["description"] = json!("Name of the resource");
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "columnDefinitions": [name, column("cpu", "quantity"), column("memory", "quantity"), column("Window", "duration")],
+        "rows": rows,
+    })
+}
+
 /// Answers a request under `/apis/metrics.k8s.io/v1beta1/`.
 pub async fn handle(ctx: &Arc<Ctx>, rest: &[&str], req: Request<Incoming>) -> Resp {
     match answer(ctx, rest, &req).await {
@@ -581,8 +619,11 @@ async fn answer(ctx: &Arc<Ctx>, rest: &[&str], req: &Request<Incoming>) -> Resul
         return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
     }
     let (labels, fields) = selectors(req.uri().query())?;
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let as_table = crate::table::wanted(accept);
+    let include = crate::query::Query::parse(req.uri().query())?.include_object;
     let now = api::time::now_rfc3339();
-    match target {
+    let (items, computed, single) = match target {
         Target::Nodes { name: Some(name) } => {
             let nodes = core("nodes")?;
             let (node, _) = ctx
@@ -591,18 +632,16 @@ async fn answer(ctx: &Arc<Ctx>, rest: &[&str], req: &Request<Incoming>) -> Resul
                 .await?
                 .ok_or_else(|| ApiError::not_found(nodes, &name))?;
             let computed = ctx.resource_metrics.current(ctx).await?;
-            let mut m =
+            let m =
                 node_metrics(&node, &computed, &now).ok_or_else(|| not_found("nodemetrics.metrics.k8s.io", &name))?;
-            m["kind"] = json!("NodeMetrics");
-            m["apiVersion"] = json!(API_VERSION);
-            Ok(m)
+            (vec![m], computed, Some("NodeMetrics"))
         }
         Target::Nodes { name: None } => {
             let mut nodes = list(ctx, core("nodes")?, None).await?;
             nodes.retain(|n| selected(n, &labels, &fields));
             let computed = ctx.resource_metrics.current(ctx).await?;
             let items: Vec<Value> = nodes.iter().filter_map(|n| node_metrics(n, &computed, &now)).collect();
-            Ok(json!({"kind": "NodeMetricsList", "apiVersion": API_VERSION, "metadata": {}, "items": items}))
+            (items, computed, None)
         }
         Target::Pods { namespace: Some(ns), name: Some(name) } => {
             let pods = core("pods")?;
@@ -612,20 +651,40 @@ async fn answer(ctx: &Arc<Ctx>, rest: &[&str], req: &Request<Incoming>) -> Resul
                 .await?
                 .ok_or_else(|| ApiError::not_found(pods, &name))?;
             let computed = ctx.resource_metrics.current(ctx).await?;
-            let mut m = pod_metrics(&pod, &computed, &now)
+            let m = pod_metrics(&pod, &computed, &now)
                 .ok_or_else(|| not_found("podmetrics.metrics.k8s.io", &format!("{ns}/{name}")))?;
-            m["kind"] = json!("PodMetrics");
-            m["apiVersion"] = json!(API_VERSION);
-            Ok(m)
+            (vec![m], computed, Some("PodMetrics"))
         }
         Target::Pods { namespace, name: _ } => {
             let mut pods = list(ctx, core("pods")?, namespace.as_deref()).await?;
             pods.retain(|p| selected(p, &labels, &fields));
             let computed = ctx.resource_metrics.current(ctx).await?;
             let items: Vec<Value> = pods.iter().filter_map(|p| pod_metrics(p, &computed, &now)).collect();
-            Ok(json!({"kind": "PodMetricsList", "apiVersion": API_VERSION, "metadata": {}, "items": items}))
+            (items, computed, None)
         }
+    };
+    let kind = match (&single, rest.first()) {
+        (Some(k), _) => k.to_string(),
+        (None, Some(&"nodes")) => "NodeMetricsList".to_string(),
+        (None, _) => "PodMetricsList".to_string(),
+    };
+    let mut items = items;
+    if as_table {
+        // Rows carry their objects whole or as metadata, each with its kind.
+        let item_kind = kind.trim_end_matches("List").to_string();
+        for i in &mut items {
+            i["kind"] = json!(item_kind);
+            i["apiVersion"] = json!(API_VERSION);
+        }
+        return Ok(table(&items, &computed, include.as_deref()));
     }
+    if single.is_some() {
+        let mut m = items.pop().unwrap_or(Value::Null);
+        m["kind"] = json!(kind);
+        m["apiVersion"] = json!(API_VERSION);
+        return Ok(m);
+    }
+    Ok(json!({"kind": kind, "apiVersion": API_VERSION, "metadata": {}, "items": items}))
 }
 
 /// The resources as discovery lists them: (plural, kind, namespaced).
@@ -820,6 +879,35 @@ resource_scrape_error 0
         assert_eq!(m["containers"], json!([{"name": "app", "usage": {"cpu": "1234567n", "memory": "10Mi"}}]));
         let elsewhere = json!({"metadata": {"name": "web", "namespace": "other"}});
         assert!(pod_metrics(&elsewhere, &computed, now).is_none());
+    }
+
+    #[test]
+    fn tables_sum_a_pods_containers() {
+        let mut computed = Computed::default();
+        let u = |cpu, mem| Usage { timestamp_ms: 0, window_ms: 15_000, cpu_nanocores: cpu, memory_bytes: mem };
+        computed.nodes.insert("n1".into(), u(2_000_000_000, 1 << 30));
+        computed.pods.insert(
+            ("d".into(), "web".into()),
+            PodUsage {
+                timestamp_ms: 0,
+                window_ms: 15_000,
+                containers: vec![("a".into(), u(1_000_000, 1 << 20)), ("b".into(), u(4_000_000, 1 << 20))],
+            },
+        );
+        let now = "2024-01-01T00:00:00Z";
+        let pod = pod_metrics(&json!({"metadata": {"name": "web", "namespace": "d"}}), &computed, now).unwrap();
+        let node = node_metrics(&json!({"metadata": {"name": "n1"}}), &computed, now).unwrap();
+        let t = table(&[pod], &computed, None);
+        assert_eq!(t["kind"], "Table");
+        let names: Vec<&str> =
+            t["columnDefinitions"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(names, ["Name", "cpu", "memory", "Window"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["web", "5m", "2Mi", "15s"]));
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(t["rows"][0]["object"]["metadata"]["namespace"], "d");
+        let t = table(&[node], &computed, Some("None"));
+        assert_eq!(t["rows"][0]["cells"], json!(["n1", "2", "1Gi", "15s"]));
+        assert!(t["rows"][0].get("object").is_none());
     }
 
     #[test]

@@ -240,6 +240,14 @@ fn top_nodes_and_pods_with_kubectl() {
         assert!(row.len() == 1 && row[0][1] == "burn" && mebibytes(&row[0][3]) >= 20, "{containers}");
 
         eprintln!("kubectl {v}:\n{nodes}{pods}{containers}");
+        let one = k.ok(&["top", "node", &agent.name]);
+        assert_eq!(rows(&one, &agent.name).len(), 1, "{one}");
+        // `kubectl get` on the metrics resources prints metrics-server's Table.
+        let got = k.ok(&["get", "pods.metrics.k8s.io", "burner"]);
+        assert!(got.contains("WINDOW") && rows(&got, "burner").len() == 1, "{got}");
+        let got = k.ok(&["get", "nodes.metrics.k8s.io"]);
+        assert!(rows(&got, &agent.name).len() == 1, "{got}");
+
         let missing = k.run(&["top", "pod", "nope"]);
         assert!(!missing.ok && missing.stderr.contains("not found"), "{}", missing.stderr);
     }
