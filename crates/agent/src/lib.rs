@@ -32,6 +32,7 @@ pub mod pods;
 pub mod probe;
 pub mod quantity;
 pub mod server;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 pub mod worker;

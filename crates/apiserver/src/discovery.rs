@@ -61,7 +61,7 @@ fn aggregated_resource(r: &Resource) -> Value {
 }
 
 fn aggregated(core: bool, version: &str) -> Bytes {
-    let items: Vec<Value> = registry::groups()
+    let mut items: Vec<Value> = registry::groups()
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, versions)| {
@@ -75,6 +75,9 @@ fn aggregated(core: bool, version: &str) -> Bytes {
             json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions})
         })
         .collect();
+    if !core {
+        items.push(crate::metricsapi::aggregated_group());
+    }
     let doc = json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": format!("apidiscovery.k8s.io/{version}"),
@@ -109,16 +112,23 @@ fn group_entry(g: &str, versions: &[&str]) -> Value {
 
 /// `GET /apis`, legacy.
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = registry::groups()
+    let mut groups: Vec<Value> = registry::groups()
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, versions)| group_entry(g, &versions))
         .collect();
+    groups.push(crate::metricsapi::group_entry());
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `GET /apis/{group}`.
 pub fn api_group(group: &str) -> Option<Value> {
+    if group == crate::metricsapi::GROUP {
+        let mut v = crate::metricsapi::group_entry();
+        v["kind"] = json!("APIGroup");
+        v["apiVersion"] = json!("v1");
+        return Some(v);
+    }
     let (g, versions) = registry::groups().into_iter().find(|(g, _)| *g == group && !g.is_empty())?;
     let mut v = group_entry(g, &versions);
     v["kind"] = json!("APIGroup");
@@ -128,6 +138,9 @@ pub fn api_group(group: &str) -> Option<Value> {
 
 /// `GET /api/v1` or `/apis/{group}/{version}`: the resources and subresources.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (crate::metricsapi::GROUP, crate::metricsapi::VERSION) {
+        return Some(crate::metricsapi::resource_list());
+    }
     let mut resources = Vec::new();
     for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
         let mut entry = json!({

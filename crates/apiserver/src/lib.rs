@@ -19,6 +19,7 @@ pub mod fieldmanager;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod metrics;
+pub mod metricsapi;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
@@ -58,6 +59,8 @@ pub struct Ctx {
     /// The `tolerationSeconds` admission gives pods for the not-ready and unreachable
     /// `NoExecute` taints (see [`admission`]).
     pub default_toleration_seconds: i64,
+    /// Node and pod usage for `metrics.k8s.io` ([`metricsapi`]).
+    pub resource_metrics: metricsapi::Cache,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +163,7 @@ impl ApiServer {
             kubelet_tls: Some(pki.kubelet_client_config()?),
             kubelet_issuer: Some(pki.kubelet_issuer()),
             default_toleration_seconds: config.default_toleration_seconds,
+            resource_metrics: metricsapi::Cache::default(),
         });
         // Serve at once (health and discovery answer while the namespaces are made).
         let (shutdown, rx) = signal::channel(false);

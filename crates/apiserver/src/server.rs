@@ -3,7 +3,7 @@
 
 use crate::rest::{self, Target};
 use crate::wire::{self, Resp};
-use crate::{Ctx, auth, discovery, openapi};
+use crate::{Ctx, auth, discovery, metricsapi, openapi};
 use api::{ApiError, registry};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -134,6 +134,9 @@ async fn route(ctx: Arc<Ctx>, req: hyper::Request<Incoming>) -> Resp {
             }
         }
         (["api", "v1", rest @ ..], _) => return resource(&ctx, "", "v1", rest, req, started).await,
+        (["apis", metricsapi::GROUP, metricsapi::VERSION, rest @ ..], _) if !rest.is_empty() => {
+            metricsapi::handle(&ctx, rest, req).await
+        }
         (["apis", g, v, rest @ ..], _) if !rest.is_empty() => {
             let (g, v) = (g.to_string(), v.to_string());
             return resource(&ctx, &g, &v, rest, req, started).await;

@@ -250,6 +250,7 @@ async fn route(ctx: &Arc<Ctx>, req: hyper::Request<Incoming>) -> Resp {
     let m = req.method().clone();
     match (segs.as_slice(), &m) {
         (["healthz"], &Method::GET) => Response::new(full("ok")),
+        (["metrics", "resource"], &Method::GET) => crate::stats::response(ctx.runtime.as_ref()).await,
         (["containerLogs", ns, pod, container], &Method::GET) => container_logs(ctx, ns, pod, container, &query).await,
         (["exec", ns, pod, container], &Method::GET | &Method::POST) => {
             let c = ctx.lookup.container(ns, pod, Some(container));

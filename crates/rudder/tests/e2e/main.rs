@@ -14,6 +14,7 @@ mod pods;
 mod scheduling;
 mod sim;
 mod streaming;
+mod top;
 mod watch;
 mod workloads;
 
