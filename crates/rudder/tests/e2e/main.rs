@@ -11,6 +11,7 @@ mod gc;
 mod jobs;
 mod nodes;
 mod scheduling;
+mod services;
 mod sim;
 mod watch;
 mod workloads;
