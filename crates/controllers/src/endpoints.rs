@@ -645,12 +645,14 @@ pub async fn run(client: Client, feed: Feed, config: Config) {
     let events = watcher(Api::<Endpoints>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .modify(|e| e.metadata.managed_fields = None)
-        .reflect(writer)
-        .touched_objects();
+        .reflect(writer);
     let q = queue.clone();
-    // Someone else's change to an Endpoints object is put right.
+    // As upstream, only a deletion is put right at once (an Endpoints object of a
+    // Service with a selector is remade); other writers' edits last until the next
+    // change of the Service or its pods, and an Endpoints object without a Service
+    // is left alone.
     let watch = events.for_each(move |e| {
-        if let Ok(ep) = e {
+        if let Ok(watcher::Event::Delete(ep)) = e {
             q.add(key_of(&ep.namespace().unwrap_or_default(), &ep.name_any()));
         }
         async {}

@@ -32,7 +32,7 @@ fn resource(group: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
 }
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, every: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -40,7 +40,7 @@ where
     let deadline = Instant::now() + timeout;
     while !f().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         &resource("discovery.k8s.io", "EndpointSlice", "endpointslices"),
     );
     let node_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("", "Node", "nodes"));
-    wait_for("the simulated nodes", Duration::from_secs(120), || async {
+    wait_for("the simulated nodes", Duration::from_secs(120), Duration::from_millis(200), || async {
         node_api.list(&ListParams::default()).await.map(|l| l.items.len() >= nodes).unwrap_or(false)
     })
     .await;
@@ -134,8 +134,12 @@ async fn main() -> anyhow::Result<()> {
         let list = pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
         list.iter().filter(|p| p.data.pointer("/status/podIP").is_some_and(|ip| ip.is_string())).count()
     };
-    wait_for("every pod to run with an address", Duration::from_secs(600), || async { running().await >= pods_total })
-        .await;
+    // Listing every pod is itself heavy at this size: look seldom.
+    let every = Duration::from_secs(3);
+    wait_for("every pod to run with an address", Duration::from_secs(1200), every, || async {
+        running().await >= pods_total
+    })
+    .await;
     println!("  {pods_total} pods created and running in {:.1} s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
@@ -161,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
         .await;
     let created = t.elapsed();
     let lp = ListParams::default().labels("endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io");
-    wait_for("every slice to be complete", Duration::from_secs(600), || async {
+    wait_for("every slice to be complete", Duration::from_secs(600), Duration::from_millis(100), || async {
         let list = slices.list(&lp).await.map(|l| l.items).unwrap_or_default();
         let complete = list.iter().filter(|s| ready_endpoints(s) == per).count();
         complete >= services

@@ -218,8 +218,14 @@ fn services_get_addresses_and_endpoints_follow_pods() {
         &["apply", "-f", "-"],
         "apiVersion: v1\nkind: Service\nmetadata: {name: manual}\nspec:\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: manual}\nsubsets: [{addresses: [{ip: 10.99.0.1}], ports: [{port: 80}]}]\n",
     );
+    // So are Endpoints without any Service.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {name: orphan}\nsubsets: [{addresses: [{ip: 10.99.0.2}], ports: [{port: 80}]}]\n",
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(endpoint_ips(&k, "manual").0, ["10.99.0.1"]);
+    assert_eq!(endpoint_ips(&k, "orphan").0, ["10.99.0.2"]);
     assert_eq!(get(&k, &["get", "endpointslices", "-l", "kubernetes.io/service-name=manual", "-o", "name"]), "");
 
     // ExternalName: a name, no address, no endpoints.
