@@ -357,7 +357,59 @@ pub struct Feed {
     pub nodes: Store<Node>,
     queues: Arc<Mutex<Vec<Arc<WorkQueue<Key>>>>>,
     /// Pods by namespace, for selecting without scanning every pod.
-    by_namespace: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+    index: Arc<Mutex<PodIndex>>,
+}
+
+/// Pod keys by namespace and by `(namespace, label, value)`: a selector reads the
+/// smallest set of its labels instead of every pod.
+#[derive(Default)]
+pub struct PodIndex {
+    by_namespace: HashMap<String, HashSet<Key>>,
+    by_label: HashMap<(String, String, String), HashSet<Key>>,
+}
+
+impl PodIndex {
+    pub fn set(
+        &mut self,
+        ns: &str,
+        key: &Key,
+        old: Option<&BTreeMap<String, String>>,
+        new: Option<&BTreeMap<String, String>>,
+    ) {
+        for (k, v) in old.into_iter().flatten() {
+            let entry = (ns.to_string(), k.clone(), v.clone());
+            if let Some(set) = self.by_label.get_mut(&entry) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.by_label.remove(&entry);
+                }
+            }
+        }
+        match new {
+            Some(labels) => {
+                self.by_namespace.entry(ns.to_string()).or_default().insert(key.clone());
+                for (k, v) in labels {
+                    self.by_label.entry((ns.to_string(), k.clone(), v.clone())).or_default().insert(key.clone());
+                }
+            }
+            None => {
+                if let Some(set) = self.by_namespace.get_mut(ns) {
+                    set.remove(key);
+                }
+            }
+        }
+    }
+
+    /// The keys of pods that may match `selector` (every one that does).
+    pub fn candidates(&self, ns: &str, selector: &BTreeMap<String, String>) -> Vec<Key> {
+        let sets: Option<Vec<&HashSet<Key>>> =
+            selector.iter().map(|(k, v)| self.by_label.get(&(ns.to_string(), k.clone(), v.clone()))).collect();
+        let smallest = match sets {
+            None => return Vec::new(),
+            Some(sets) => sets.into_iter().min_by_key(|s| s.len()),
+        };
+        smallest.or_else(|| self.by_namespace.get(ns)).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
 }
 
 /// What the dispatcher hears (boxed: a pod event is far larger than a Service's).
@@ -372,7 +424,7 @@ impl Feed {
         let (pods, pod_writer) = reflector::store();
         let (services, svc_writer) = reflector::store();
         let (nodes, node_writer) = reflector::store();
-        let feed = Feed { pods, services, nodes, queues: Arc::default(), by_namespace: Arc::default() };
+        let feed = Feed { pods, services, nodes, queues: Arc::default(), index: Arc::default() };
         let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .modify(|p| *p = trimmed(std::mem::take(p)))
@@ -450,8 +502,9 @@ impl Feed {
         let ns = pod.namespace().unwrap_or_default();
         let key = key_of(&ns, &pod.name_any());
         let new = pod.labels().clone();
-        self.by_namespace.lock().unwrap_or_else(|e| e.into_inner()).entry(ns.clone()).or_default().insert(key.clone());
-        if let Some(old) = labels.insert(key, new.clone())
+        let old = labels.insert(key.clone(), new.clone());
+        self.index.lock().unwrap_or_else(|e| e.into_inner()).set(&ns, &key, old.as_ref(), Some(&new));
+        if let Some(old) = old
             && old != new
         {
             self.enqueue_selecting(&ns, &old);
@@ -462,10 +515,8 @@ impl Feed {
     fn pod_deleted(&self, pod: &Pod, labels: &mut HashMap<Key, BTreeMap<String, String>>) {
         let ns = pod.namespace().unwrap_or_default();
         let key = key_of(&ns, &pod.name_any());
-        if let Some(set) = self.by_namespace.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&ns) {
-            set.remove(&key);
-        }
         let old = labels.remove(&key).unwrap_or_else(|| pod.labels().clone());
+        self.index.lock().unwrap_or_else(|e| e.into_inner()).set(&ns, &key, Some(&old), None);
         self.enqueue_selecting(&ns, &old);
     }
 
@@ -478,13 +529,7 @@ impl Feed {
     pub fn selected_pods(&self, svc: &Service) -> Vec<Arc<Pod>> {
         let ns = svc.namespace().unwrap_or_default();
         let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) else { return Vec::new() };
-        let names: Vec<String> = self
-            .by_namespace
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&ns)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
+        let names = self.index.lock().unwrap_or_else(|e| e.into_inner()).candidates(&ns, selector);
         names
             .iter()
             .filter_map(|k| k.split_once('/').and_then(|(ns, n)| self.pods.get(&ObjectRef::new(n).within(ns))))

@@ -178,3 +178,22 @@ fn batches_hold_writes_for_the_period() {
     assert!(b.wait("k", Duration::from_secs(10)).is_some());
     assert_eq!(b.wait("k", Duration::ZERO), None);
 }
+
+#[test]
+fn the_pod_index_follows_label_changes() {
+    let mut idx = PodIndex::default();
+    let a: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+    let b: BTreeMap<String, String> = [("app".to_string(), "db".to_string())].into();
+    let key = "default/p".to_string();
+    idx.set("default", &key, None, Some(&a));
+    assert_eq!(idx.candidates("default", &a), vec![key.clone()]);
+    assert!(idx.candidates("other", &a).is_empty());
+    idx.set("default", &key, Some(&a), Some(&b));
+    assert!(idx.candidates("default", &a).is_empty());
+    assert_eq!(idx.candidates("default", &b), vec![key.clone()]);
+    // An empty selector names every pod of the namespace.
+    assert_eq!(idx.candidates("default", &BTreeMap::new()), vec![key.clone()]);
+    idx.set("default", &key, Some(&b), None);
+    assert!(idx.candidates("default", &b).is_empty());
+    assert!(idx.candidates("default", &BTreeMap::new()).is_empty());
+}
