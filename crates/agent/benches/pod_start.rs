@@ -109,6 +109,9 @@ async fn orchestrate() {
             port: 0,
             extra_sans: vec![],
             default_toleration_seconds: 300,
+            service_cidr: apiserver::DEFAULT_SERVICE_CIDR.into(),
+            node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE.into(),
+            advertise_address: None,
         },
         Arc::new(store),
     )

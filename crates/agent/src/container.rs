@@ -383,7 +383,9 @@ mod tests {
             sandbox: &sandbox,
             qos: "Burstable",
             node_memory: 1 << 30,
-            oom_floor: 500,
+            // The pod asks for no memory, so its own score is 999; an agent at 1000
+            // lifts it to 1000.
+            oom_floor: 1000,
         };
         let cfg = config(&input).unwrap();
         assert_eq!(cfg.command, ["sh", "-c"]);
@@ -398,7 +400,7 @@ mod tests {
         assert_eq!(dests, ["/data", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]);
         assert_eq!(cfg.annotations[ANNOTATION_RESTART_COUNT], "2");
         assert_eq!(cfg.annotations[ANNOTATION_POD_UID], "u1");
-        assert_eq!(cfg.oom_score_adj, Some(500), "never below the agent's own");
+        assert_eq!(cfg.oom_score_adj, Some(1000), "never below the agent's own");
         let spec = runtime::spec::generate(&cfg).unwrap();
         assert!(spec.process.capabilities.bounding.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(!spec.process.capabilities.bounding.contains(&"CAP_KILL".to_string()));

@@ -10,6 +10,7 @@
 //! [`openapi`].
 
 pub mod admission;
+pub mod alloc;
 pub mod auth;
 pub mod body;
 pub mod decode;
@@ -61,6 +62,8 @@ pub struct Ctx {
     pub default_toleration_seconds: i64,
     /// Node and pod usage for `metrics.k8s.io` ([`metricsapi`]).
     pub resource_metrics: metricsapi::Cache,
+    /// ClusterIPs and NodePorts of Services (see [`alloc`]).
+    pub services: alloc::ServiceAllocator,
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +78,18 @@ pub struct Config {
     /// or unreachable unless they say otherwise (upstream: 300; ours is short so that a
     /// lost node's pods run elsewhere within 15 s).
     pub default_toleration_seconds: i64,
+    /// `--service-cidr`: where ClusterIPs come from.
+    pub service_cidr: String,
+    /// `--service-node-port-range`: where NodePorts come from.
+    pub node_port_range: String,
+    /// `--advertise-address`: where the `kubernetes` Service's endpoints point
+    /// (default: see [`alloc::kubernetes::advertise_address`]).
+    pub advertise_address: Option<IpAddr>,
 }
+
+/// Upstream k3s's defaults for [`Config::service_cidr`] and [`Config::node_port_range`].
+pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
+pub const DEFAULT_NODE_PORT_RANGE: &str = "30000-32767";
 
 /// Our default for [`Config::default_toleration_seconds`].
 pub const DEFAULT_TOLERATION_SECONDS: i64 = 2;
@@ -88,6 +102,8 @@ pub enum Error {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("creating the default namespaces: {0}")]
     Bootstrap(api::ApiError),
+    #[error("service ranges: {0}")]
+    Ranges(#[from] alloc::RangeError),
 }
 
 /// A running API server.
@@ -98,6 +114,7 @@ pub struct ApiServer {
     shutdown: signal::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     compactor: tokio::task::JoinHandle<()>,
+    endpoint_reconciler: tokio::task::JoinHandle<()>,
 }
 
 /// How often history older than the previous interval is compacted away, as upstream's
@@ -146,6 +163,7 @@ impl ApiServer {
                 sans.push(s.clone());
             }
         }
+        let services = alloc::ServiceAllocator::new(&config.service_cidr, &config.node_port_range)?;
         let pki = pki::Pki::load_or_create(&config.data_dir.join("tls"), &sans)?;
         let tls = pki.server_config()?;
         let addr = SocketAddr::new(config.bind_address, config.port);
@@ -164,19 +182,24 @@ impl ApiServer {
             kubelet_issuer: Some(pki.kubelet_issuer()),
             default_toleration_seconds: config.default_toleration_seconds,
             resource_metrics: metricsapi::Cache::default(),
+            services,
         });
         // Serve at once (health and discovery answer while the namespaces are made).
         let (shutdown, rx) = signal::channel(false);
         let task = tokio::spawn(server::serve(ctx.clone(), listener, tls, rx));
         let compactor = tokio::spawn(compact_periodically(ctx.objects.store.clone(), COMPACTION_INTERVAL));
         bootstrap(&ctx).await.map_err(Error::Bootstrap)?;
+        let advertise = alloc::kubernetes::advertise_address(config.bind_address, config.advertise_address);
+        alloc::kubernetes::reconcile(&ctx, advertise, addr.port()).await.map_err(Error::Bootstrap)?;
+        let endpoint_reconciler = tokio::spawn(alloc::kubernetes::run(ctx.clone(), advertise, addr.port()));
         ctx.ready.store(true, Ordering::Release);
-        Ok(ApiServer { addr, pki, ctx, shutdown, task, compactor })
+        Ok(ApiServer { addr, pki, ctx, shutdown, task, compactor, endpoint_reconciler })
     }
 
     /// Stops accepting, closes open connections and waits for the listener to end.
     pub async fn shutdown(self) {
         self.compactor.abort();
+        self.endpoint_reconciler.abort();
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
@@ -184,6 +207,11 @@ impl ApiServer {
 
 /// Creates the default namespaces and the system priority classes that are missing.
 async fn bootstrap(ctx: &Ctx) -> Result<(), api::ApiError> {
+    // What Services hold is known before any is written (requests wait for it).
+    let report = ctx.services.repair(ctx.objects.store.as_ref()).await?;
+    if report != alloc::RepairReport::default() {
+        tracing::warn!(?report, "repaired service allocations");
+    }
     let find = |g, v, p| api::registry::find(g, v, p).ok_or_else(|| api::ApiError::internal(format!("{p} not served")));
     let namespaces = find("", "v1", "namespaces")?;
     for name in DEFAULT_NAMESPACES {

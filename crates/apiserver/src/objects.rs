@@ -46,7 +46,7 @@ pub fn decode_as(res: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(api::convert::from_storage(res, decode(kv)?))
 }
 
-fn encode(res: &Resource, obj: &Value) -> Bytes {
+pub(crate) fn encode(res: &Resource, obj: &Value) -> Bytes {
     let mut copy = api::convert::to_storage(res, obj.clone());
     if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");

@@ -10,6 +10,8 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
 pub mod gc;
 pub mod history;
@@ -20,6 +22,7 @@ pub mod nodelifecycle;
 pub mod owned_pods;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod statefulset;
 
 pub use events::Recorder;
@@ -45,6 +48,8 @@ pub enum Error {
 pub struct Config {
     pub node_lifecycle: nodelifecycle::Config,
     pub node_ipam: nodeipam::Config,
+    /// The Endpoints and EndpointSlice controllers' batch period.
+    pub endpoints: endpoints::Config,
 }
 
 /// An Event recorder for a controller, named as upstream names its controllers
@@ -57,6 +62,8 @@ pub fn recorder(client: &Client, controller: &'static str) -> Recorder {
 /// Runs every controller until `shutdown` resolves.
 pub async fn run(client: Client, config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
     let all = async {
+        // Both endpoint controllers share one watch of pods, Services and nodes.
+        let feed = endpoints::Feed::start(&client);
         // Each controller runs until the process ends; a new one adds its future here.
         tokio::join!(
             namespace::run(client.clone()),
@@ -71,6 +78,9 @@ pub async fn run(client: Client, config: Config, shutdown: impl std::future::Fut
             disruption::run(client.clone()),
             gc::run(client.clone()),
             serviceaccount::run(client.clone()),
+            endpoints::run(client.clone(), feed.clone(), config.endpoints.clone()),
+            endpointslice::run(client.clone(), feed.clone(), config.endpoints.clone()),
+            servicelb::run(client.clone()),
         );
     };
     tokio::select! {

@@ -40,9 +40,16 @@ pub struct Args {
     /// The pod network.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
-    /// The service network.
-    #[arg(long, default_value = "10.43.0.0/16")]
+    /// The service network: where ClusterIPs come from.
+    #[arg(long, default_value = apiserver::DEFAULT_SERVICE_CIDR)]
     service_cidr: String,
+    /// The ports NodePort and LoadBalancer Services are given on every node.
+    #[arg(long, default_value = apiserver::DEFAULT_NODE_PORT_RANGE)]
+    service_node_port_range: String,
+    /// The address the `kubernetes` Service's endpoints point at (default: the bind
+    /// address, or the default route's interface address when bound to 0.0.0.0).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// The prefix length of each node's pod network, cut from the cluster CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
@@ -80,6 +87,7 @@ fn controllers_config(args: &Args) -> controllers::Config {
             cluster_cidr: args.cluster_cidr.clone(),
             node_cidr_mask_size: args.node_cidr_mask_size,
         },
+        endpoints: controllers::endpoints::Config::default(),
     }
 }
 
@@ -109,6 +117,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         port: args.port,
         extra_sans: args.node_name.iter().cloned().collect(),
         default_toleration_seconds: args.default_toleration_seconds,
+        service_cidr: args.service_cidr.clone(),
+        node_port_range: args.service_node_port_range.clone(),
+        advertise_address: args.advertise_address,
     };
     let server = apiserver::ApiServer::start(config, store).await.context("starting the API server")?;
     let host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };

@@ -10,8 +10,6 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
-/// The default `--service-node-port-range`.
-pub const NODE_PORT_RANGE: (i64, i64) = (30000, 32767);
 
 fn dns_label(value: &str, path: &Path) -> Vec<Cause> {
     names::dns1123_label(value).iter().map(|m| field::invalid(path, Bad::Str(value), m)).collect()
@@ -172,7 +170,7 @@ fn cluster_ip_fields(spec: &Value) -> Vec<Cause> {
     errs
 }
 
-/// `ValidateService`, plus the NodePort range the allocator enforces.
+/// `ValidateService` (the NodePort range is the allocator's to enforce).
 pub fn validate_service(svc: &Value) -> Vec<Cause> {
     let mp = Path::new("metadata");
     let m = sub(svc, "metadata");
@@ -287,20 +285,8 @@ pub fn validate_service(svc: &Value) -> Vec<Cause> {
         if ty == "ClusterIP" && np != 0 {
             errs.push(field::forbidden(&pp.child("nodePort"), "may not be used when `type` is 'ClusterIP'"));
         }
-        if np != 0 {
-            if !node_ports.insert((str_of(port, "protocol").to_string(), np)) {
-                errs.push(field::duplicate(&pp.child("nodePort"), Bad::Int(np)));
-            }
-            if matches!(ty, "NodePort" | "LoadBalancer") && !(NODE_PORT_RANGE.0..=NODE_PORT_RANGE.1).contains(&np) {
-                errs.push(field::invalid(
-                    &pp.child("nodePort"),
-                    Bad::Int(np),
-                    &format!(
-                        "provided port is not in the valid range. The range of valid ports is {}-{}",
-                        NODE_PORT_RANGE.0, NODE_PORT_RANGE.1
-                    ),
-                ));
-            }
+        if np != 0 && !node_ports.insert((str_of(port, "protocol").to_string(), np)) {
+            errs.push(field::duplicate(&pp.child("nodePort"), Bad::Int(np)));
         }
         if !port_keys.insert((str_of(port, "protocol").to_string(), int_of(port, "port").unwrap_or(0))) {
             errs.push(field::duplicate(&pp, Bad::Raw(go_service_port_key(port))));
@@ -794,10 +780,8 @@ mod tests {
         s["spec"]["ports"][0]["nodePort"] = json!(80);
         let errs = validate_service(&s);
         assert_eq!(find(&errs, "spec.externalTrafficPolicy").unwrap().message, "Required value");
-        assert_eq!(
-            find(&errs, "spec.ports[0].nodePort").unwrap().message,
-            "Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767"
-        );
+        // The range is the allocator's to enforce (it is a server flag).
+        assert!(find(&errs, "spec.ports[0].nodePort").is_none());
         let mut s = service();
         s["spec"]["externalTrafficPolicy"] = json!("Local");
         s["spec"]["sessionAffinity"] = json!("ClientIP");

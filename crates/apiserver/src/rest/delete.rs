@@ -165,7 +165,13 @@ pub async fn delete_object(ctx: &Ctx, t: &Target, opts: &DeleteOptions) -> Resul
         if opts.dry_run {
             return Ok(old);
         }
-        match ctx.objects.delete(res, &t.key(), &name, rev).await {
+        let deleted = if res.group.is_empty() && res.kind == "Service" {
+            // What the Service held is released in the same transaction.
+            ctx.services.delete(ctx.objects.store.as_ref(), res, &t.key(), &name, rev, &old).await
+        } else {
+            ctx.objects.delete(res, &t.key(), &name, rev).await
+        };
+        match deleted {
             Err(e) if e.reason == "Conflict" => continue,
             other => return other,
         }

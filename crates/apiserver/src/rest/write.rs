@@ -151,6 +151,12 @@ pub async fn create_object(
         api::defaults::job_selector(&mut obj);
     }
     crate::admission::admit_create(ctx, res, &mut obj).await?;
+    // A Service's addresses and ports are chosen (and reserved) before validation
+    // sees it, as upstream's BeginCreate does; a dry run gives them back.
+    let plan = match is_service(res) {
+        true => Some(ctx.services.plan_create(ctx.objects.store.as_ref(), &mut obj).await?),
+        false => None,
+    };
     let causes = api::validation::validate_create(res, &obj);
     if !causes.is_empty() {
         return Err(ApiError::invalid(res.kind, res.group, &name, causes));
@@ -163,7 +169,14 @@ pub async fn create_object(
         return Ok(obj);
     }
     let key = res.storage_key(t.namespace.as_deref(), &name);
-    ctx.objects.create(res, &key, obj).await
+    match plan {
+        Some(plan) => ctx.services.create(ctx.objects.store.as_ref(), res, &key, obj, plan).await,
+        None => ctx.objects.create(res, &key, obj).await,
+    }
+}
+
+fn is_service(res: &Resource) -> bool {
+    res.group.is_empty() && res.kind == "Service"
 }
 
 /// Whether an object marked for deletion has nothing left holding it.
@@ -242,13 +255,18 @@ pub async fn commit(
     match mode {
         Mode::Main => {
             strategy::prepare_for_update(res, &mut new, old);
-            if res.group.is_empty() && res.kind == "Service" {
+            if is_service(res) {
                 api::defaults::service_update(&mut new, old);
+                crate::alloc::drop_type_dependent_fields(&mut new, old);
             }
             api::defaults::apply(res, &mut new);
         }
         Mode::Status => strategy::prepare_for_status_update(res, &mut new, old),
     }
+    let plan = match mode == Mode::Main && is_service(res) {
+        true => Some(ctx.services.plan_update(ctx.objects.store.as_ref(), &mut new, old).await?),
+        false => None,
+    };
     if mode == Mode::Main {
         crate::admission::admit_update(ctx, res, &new, old).await?;
     }
@@ -272,13 +290,19 @@ pub async fn commit(
         if dry_run {
             return Ok(new);
         }
+        if is_service(res) {
+            return ctx.services.delete(ctx.objects.store.as_ref(), res, &key, &name, rev, old).await;
+        }
         return ctx.objects.delete(res, &key, &name, rev).await;
     }
     if dry_run {
         crate::objects::set_resource_version(&mut new, rev);
         return Ok(new);
     }
-    ctx.objects.update(res, &key, new, rev).await
+    match plan {
+        Some(plan) => ctx.services.update(ctx.objects.store.as_ref(), res, &key, new, rev, plan).await,
+        None => ctx.objects.update(res, &key, new, rev).await,
+    }
 }
 
 pub async fn update(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, ApiError> {

@@ -12,6 +12,7 @@ mod jobs;
 mod nodes;
 mod pods;
 mod scheduling;
+mod services;
 mod sim;
 mod streaming;
 mod top;
