@@ -830,7 +830,14 @@ impl Worker {
         let _ = std::fs::create_dir_all(&log_dir);
         let log_path = log_dir.join(format!("{attempt}.log"));
         let _ = std::fs::remove_file(&log_path);
-        let options = CreateOptions { bundle: dir.clone(), log_path, ..CreateOptions::default() };
+        // stdin and tty as the spec asks, so that `kubectl attach` has something to
+        // write to and a terminal to show (the runtime sets process.terminal).
+        let options = CreateOptions {
+            bundle: dir.clone(),
+            log_path,
+            stdin: c.stdin.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
+        };
         if let Err(e) = self.ctx.runtime.run(&id, &options).await {
             let _ = self.ctx.runtime.delete(&id, true).await;
             let _ = runtime::snapshot::remove_rootfs(&dir);

@@ -2,8 +2,9 @@
 //! runs pods with the real runc, from images the test builds from busybox-static
 //! and pushes to a real `docker-registry` on loopback; kubectl drives it.
 //!
-//! The agent uses the host's network (pod IP = node IP = 127.0.0.1), so tests that
-//! listen pick free ports. Each [`Agent`] removes its containers, mounts and files
+//! The agent here uses the host's network (`--pod-network host`: pod IP = node IP =
+//! 127.0.0.1), so tests that listen pick free ports; `network.rs` runs agents with
+//! their pods in CNI sandboxes, each agent in a network namespace of its own. Each [`Agent`] removes its containers, mounts and files
 //! when dropped, also when a test fails.
 
 use crate::Cluster;
@@ -55,6 +56,7 @@ struct Agent {
     name: String,
     server: String,
     token: String,
+    kubelet_port: u16,
 }
 
 impl Agent {
@@ -69,6 +71,7 @@ impl Agent {
             name: format!("node-{n}"),
             server: c.url(),
             token: token.trim().to_string(),
+            kubelet_port: std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
         };
         a.launch();
         a
@@ -82,7 +85,8 @@ impl Agent {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data().join("agent.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
             .args(["agent", "--server", &self.server, "--token", &self.token])
-            .args(["--node-name", &self.name, "--node-ip", "127.0.0.1"])
+            .args(["--node-name", &self.name, "--node-ip", "127.0.0.1", "--pod-network", "host"])
+            .args(["--kubelet-port", &self.kubelet_port.to_string()])
             .arg("--data-dir")
             .arg(self.dir.path())
             .env("RUST_LOG", "info,agent=debug")
