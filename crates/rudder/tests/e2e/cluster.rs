@@ -15,6 +15,8 @@ pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.33"];
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The address the server listens on (and its kubeconfig names).
+    host: String,
     extra: Vec<String>,
     child: Option<Child>,
 }
@@ -30,9 +32,16 @@ impl Cluster {
 
     /// Starts a server with extra flags (e.g. `--store etcd`).
     pub fn start_with(extra: &[&str]) -> Cluster {
+        Cluster::start_on("127.0.0.1", extra)
+    }
+
+    /// Starts a server listening on `host` (an address of this machine), e.g. one that
+    /// agents in other network namespaces reach.
+    pub fn start_on(host: &str, extra: &[&str]) -> Cluster {
         let mut c = Cluster {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
+            host: host.to_string(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
@@ -52,7 +61,7 @@ impl Cluster {
         let _ = std::fs::remove_file(self.kubeconfig());
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+            .args(["server", "--disable-agent", "--bind-address", &self.host])
             .args(["--port", &self.port.to_string()])
             .arg("--data-dir")
             .arg(self.dir.path())
@@ -125,7 +134,7 @@ impl Cluster {
     }
 
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}:{}", self.host, self.port)
     }
 
     /// A `curl` against the API with the admin token and the cluster CA.

@@ -15,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KUBECTL: &str = "1.33";
-const LONG: Duration = Duration::from_secs(60);
+pub(crate) const LONG: Duration = Duration::from_secs(60);
 
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -28,7 +28,7 @@ fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
@@ -156,12 +156,12 @@ impl Drop for Agent {
     }
 }
 
-fn pod_json(k: &Kubectl, name: &str) -> Option<Value> {
+pub(crate) fn pod_json(k: &Kubectl, name: &str) -> Option<Value> {
     let out = k.run(&["get", "pod", name, "-o", "json"]);
     out.ok.then(|| serde_json::from_str(&out.stdout).ok()).flatten()
 }
 
-fn wait_pod(k: &Kubectl, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_pod(k: &Kubectl, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + LONG;
     loop {
         let p = pod_json(k, name);
@@ -176,11 +176,11 @@ fn wait_pod(k: &Kubectl, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> 
     }
 }
 
-fn phase(p: &Value) -> &str {
+pub(crate) fn phase(p: &Value) -> &str {
     p["status"]["phase"].as_str().unwrap_or("")
 }
 
-fn condition<'a>(p: &'a Value, kind: &str) -> &'a str {
+pub(crate) fn condition<'a>(p: &'a Value, kind: &str) -> &'a str {
     p["status"]["conditions"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
@@ -188,7 +188,7 @@ fn condition<'a>(p: &'a Value, kind: &str) -> &'a str {
         .unwrap_or("")
 }
 
-fn apply(k: &Kubectl, manifest: &str) {
+pub(crate) fn apply(k: &Kubectl, manifest: &str) {
     k.ok_stdin(&["apply", "-f", "-"], manifest);
 }
 
@@ -211,7 +211,7 @@ fn setup() -> (Cluster, Images, Agent) {
     (c, images, agent)
 }
 
-fn events(k: &Kubectl, pod: &str) -> String {
+pub(crate) fn events(k: &Kubectl, pod: &str) -> String {
     k.run(&[
         "get",
         "events",
