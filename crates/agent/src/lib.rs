@@ -199,6 +199,7 @@ impl Agent {
                 ctx.client.clone(),
                 ctx.config.node_name.clone(),
                 ctx.network.clone(),
+                ctx.node.pod_cidr.subscribe(),
                 every,
             ))
         });

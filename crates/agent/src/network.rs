@@ -122,11 +122,13 @@ pub fn routes_from_nodes<'a>(
 }
 
 /// Keeps the routes to other nodes' pods in step with the Nodes: on every change,
-/// and again every `resync` (a route someone removed comes back). Runs until aborted.
+/// once this node has its own podCIDR (`pod_cidr`), and again every `resync` (a
+/// route someone removed comes back). Runs until aborted.
 pub async fn route_to_nodes(
     client: kube::Client,
     own: String,
     network: std::sync::Arc<dyn PodNetwork>,
+    mut pod_cidr: tokio::sync::watch::Receiver<Option<String>>,
     resync: std::time::Duration,
 ) {
     use futures_util::StreamExt;
@@ -145,6 +147,12 @@ pub async fn route_to_nodes(
         let mut force = false;
         tokio::select! {
             _ = tick.tick() => force = true,
+            changed = pod_cidr.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                force = true;
+            }
             event = stream.next() => match event {
                 None => return,
                 Some(Ok(Event::Init)) => listing = Some(BTreeMap::new()),
@@ -166,6 +174,11 @@ pub async fn route_to_nodes(
                     continue;
                 }
             },
+        }
+        // The node's network is made with its podCIDR; until then there is nowhere
+        // to put routes.
+        if pod_cidr.borrow().is_none() {
+            continue;
         }
         let wanted = routes_from_nodes(nodes.values(), &own);
         if !force && applied.as_ref() == Some(&wanted) {

@@ -319,15 +319,17 @@ impl Drop for Proc {
     }
 }
 
-/// Fetches `url` from inside pod `from` (busybox wget), retrying while routes settle.
-fn fetch_from_pod(k: &Kubectl, from: &str, url: &str, want: &str) {
+/// Fetches `/` from `ip:8080` inside pod `from` (busybox nc: its static wget
+/// crashes), retrying while routes settle.
+fn fetch_from_pod(k: &Kubectl, from: &str, ip: std::net::IpAddr, want: &str) {
     let deadline = Instant::now() + LONG;
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8080");
     loop {
-        let out = k.run(&["exec", from, "-c", "web", "--", "wget", "-q", "-T", "3", "-O", "-", url]);
-        if out.ok && out.stdout == want {
+        let out = k.run(&["exec", from, "-c", "web", "--", "sh", "-c", &script]);
+        if out.ok && out.stdout.starts_with("HTTP/1.") && out.stdout.ends_with(want) {
             return;
         }
-        assert!(Instant::now() < deadline, "{from} -> {url}: {:?}{}", out.stdout, out.stderr);
+        assert!(Instant::now() < deadline, "{from} -> {ip}:8080: {:?}{}", out.stdout, out.stderr);
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -451,8 +453,8 @@ fn pods_on_two_nodes_reach_each_other_and_survive_an_agent_restart() {
     let (pa, pb) = (running(&k, "pa"), running(&k, "pb"));
     let (ip_a, ip_b) = (pod_ip(&pa), pod_ip(&pb));
     assert!(pod_cidr(&node_a).contains(ip_a) && pod_cidr(&node_b).contains(ip_b), "{ip_a} {ip_b}");
-    fetch_from_pod(&k, "pa", &format!("http://{ip_b}:8080/"), "hello from pb\n");
-    fetch_from_pod(&k, "pb", &format!("http://{ip_a}:8080/"), "hello from pa\n");
+    fetch_from_pod(&k, "pa", ip_b, "hello from pb\n");
+    fetch_from_pod(&k, "pb", ip_a, "hello from pa\n");
     // The agent of node a stops and comes back: it adopts the pod and its sandbox.
     let before = pa["status"]["containerStatuses"].clone();
     a.kill9();
@@ -467,8 +469,8 @@ fn pods_on_two_nodes_reach_each_other_and_survive_an_agent_restart() {
         assert_eq!(new["state"]["running"]["startedAt"], old["state"]["running"]["startedAt"]);
     }
     assert_eq!(a.containers().len(), 2, "no duplicates: {:?}", a.containers());
-    fetch_from_pod(&k, "pb", &format!("http://{ip_a}:8080/"), "hello from pa\n");
-    fetch_from_pod(&k, "pa", &format!("http://{ip_b}:8080/"), "hello from pb\n");
+    fetch_from_pod(&k, "pb", ip_a, "hello from pa\n");
+    fetch_from_pod(&k, "pa", ip_b, "hello from pb\n");
 
     // A pod deleted while its agent is down: its containers and sandbox go on start.
     let uid_a = after["metadata"]["uid"].as_str().unwrap().to_string();
