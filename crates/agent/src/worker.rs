@@ -480,6 +480,14 @@ impl Worker {
                 },
                 Shown::Waiting { .. } => true,
             };
+            // A container a previous run of the agent started (adopted) has nobody
+            // probing it yet; without that it would never be Ready again.
+            let unprobed = matches!(r.shown, Shown::Running)
+                && r.probes.is_none()
+                && r.current.as_ref().is_some_and(|cur| cur.exit.is_none());
+            if unprobed {
+                self.start_probes(pod, c);
+            }
             if start && let Some(w) = self.try_start(pod, c, false).await {
                 wake = wake.min(w);
             }

@@ -259,7 +259,8 @@ fn pod_cidr(node: &Value) -> Cidr {
     node["spec"]["podCIDR"].as_str().unwrap().parse().unwrap()
 }
 
-/// A pod that serves "hello from NAME" over HTTP on 8080 and, on demand, logs a line.
+/// A pod that serves "hello from NAME" over HTTP on 8080 (Ready once it listens, as
+/// the agent's probe sees it by pod IP) and, on demand, logs a line.
 fn web_pod(name: &str, node: &str, image: &str, extra_port: &str) -> String {
     format!(
         r#"apiVersion: v1
@@ -274,6 +275,9 @@ spec:
     image: {image}
     imagePullPolicy: IfNotPresent
     command: [sh, -c, 'echo started; mkdir -p /www; echo hello from $(hostname) > /www/index.html; httpd -p 8080 -h /www; while true; do if [ -f /tmp/go ]; then echo followed; rm -f /tmp/go; fi; sleep 0.1; done']
+    readinessProbe:
+      tcpSocket: {{port: 8080}}
+      periodSeconds: 1
     ports:
     - containerPort: 8080{extra_port}
   - name: reader
