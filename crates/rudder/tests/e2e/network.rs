@@ -167,12 +167,7 @@ impl NodeAgent {
             token: token.trim().to_string(),
         };
         // The image, pulled on the host into the agent's store.
-        block_on(async {
-            let store = runtime::ImageStore::open(&a.dir.path().join("images")).unwrap();
-            let puller = runtime::Puller::new(store, runtime::RegistryConfig::default());
-            let r = runtime::Reference::parse_normalized(image).unwrap();
-            puller.pull(&r, &[]).await.unwrap();
-        });
+        pull_into(&a.dir.path().join("images"), image);
         let mut a = a;
         a.launch();
         a
@@ -232,22 +227,37 @@ impl Drop for NodeAgent {
                 eprintln!("{l}");
             }
         }
-        let root = self.data().join("runc");
-        for id in self.containers() {
-            let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", &id]).status();
-        }
-        // Root filesystems, tmpfs volumes and the pods' namespaces (their veths go too).
-        let prefix = format!("{}/", self.data().display());
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        for m in mounts.iter().rev() {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
+        clean_node_data(self.data());
     }
+}
+
+/// Removes what a node's agent left under its data dir: runc's containers, then the
+/// root filesystems, tmpfs volumes and pod namespaces (their veths go with them).
+fn clean_node_data(data: &Path) {
+    let root = data.join("runc");
+    let out = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output().unwrap();
+    for id in String::from_utf8_lossy(&out.stdout).lines() {
+        let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]).status();
+    }
+    let prefix = format!("{}/", data.display());
+    let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    for m in mounts.iter().rev() {
+        let _ = Command::new("umount").args(["-l", m]).status();
+    }
+}
+
+/// Puts `image` (from the host's loopback registry) in the image store at `dir`.
+fn pull_into(dir: &Path, image: &str) {
+    block_on(async {
+        let store = runtime::ImageStore::open(dir).unwrap();
+        let puller = runtime::Puller::new(store, runtime::RegistryConfig::default());
+        puller.pull(&runtime::Reference::parse_normalized(image).unwrap(), &[]).await.unwrap();
+    });
 }
 
 fn wait_ready(k: &Kubectl, node: &str) -> Value {
@@ -501,4 +511,71 @@ fn pods_on_two_nodes_reach_each_other_and_survive_an_agent_restart() {
         (a.containers().is_empty() && !a.sandbox_dir(&uid_a).exists()).then_some(())
     });
     assert!(pod_json(&k, "pa").is_none(), "{}", events(&k, "pa"));
+}
+
+/// A server with its own node agent; dropping it stops the server and removes what
+/// its agent left.
+struct OwnNode(Cluster);
+
+impl Drop for OwnNode {
+    fn drop(&mut self) {
+        self.0.kill9();
+        if std::thread::panicking() {
+            let log = self.0.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- server log (last lines) ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+        clean_node_data(&self.0.data_dir().join("agent"));
+        clean_node_data(self.0.data_dir());
+    }
+}
+
+#[test]
+fn the_servers_own_agent_runs_pods_in_sandboxes_and_streams() {
+    if !can_run() {
+        return;
+    }
+    let fabric = Fabric::new(1);
+    let registry = runtime::testing::Registry::start();
+    block_on(registry.push("test/busybox", "v1", &runtime::testing::busybox_image())).unwrap();
+    let image = format!("{}/test/busybox:v1", registry.host);
+    let name = format!("srv-{}", fabric.host_if);
+    let mut flags = vec!["--node-name", name.as_str()];
+    flags.extend_from_slice(SERVER_FLAGS);
+    let server = OwnNode(Cluster::start_in(&fabric.nodes[0], &fabric.node_ip(0), &flags));
+    let c = &server.0;
+    // The server's agent keeps its images in the server's data dir.
+    pull_into(&c.data_dir().join("images"), &image);
+    let k = c.kubectl(KUBECTLS[KUBECTLS.len() - 1]);
+    let node = wait_ready(&k, &name);
+    apply(&k, &web_pod("web", &name, &image, ""));
+    let p = running(&k, "web");
+    assert!(pod_cidr(&node).contains(pod_ip(&p)), "{}", p["status"]);
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    // Through the API server to the agent's streaming server, whose certificate the
+    // server issued in-process.
+    let out = k.run(&["exec", "web", "-c", "web", "--", "sh", "-c", "echo out; exit 4"]);
+    assert_eq!((out.code, out.stdout.as_str()), (4, "out\n"), "{}", out.stderr);
+    assert!(k.ok(&["logs", "web", "-c", "web"]).starts_with("started\n"));
+    let local = free_port();
+    let mut pf = Proc(
+        k.command(&["port-forward", "pod/web", &format!("{local}:8080")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(&mut pf.0);
+    let first = lines.recv_timeout(LONG).expect("kubectl port-forward printed nothing");
+    assert!(first.starts_with("Forwarding from"), "{first}");
+    let page =
+        Command::new("curl").args(["-sS", "--max-time", "5", &format!("http://127.0.0.1:{local}/")]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&page.stdout), "hello from web\n", "{page:?}");
+    drop(pf);
+    k.ok(&["delete", "pod", "web", "--wait=true", "--timeout=30s"]);
+    let sandbox = c.data_dir().join("agent/sandboxes").join(&uid);
+    eventually(LONG, "the sandbox to go", || (!sandbox.exists()).then_some(()));
 }
