@@ -9,11 +9,13 @@
 //!   [`worker`].
 //! - A worker turns the pod spec into containers: [`container`] (security context,
 //!   resources, namespaces), [`env`], [`volumes`], [`etc`] (`/etc/hosts` and
-//!   friends), [`network`] (the pod sandbox, behind a trait), [`probe`], and writes
+//!   friends), [`network`] (the pod sandbox, behind a trait; [`sandbox`] is the real
+//!   one, CNI over the node's podCIDR), [`probe`], and writes
 //!   [`status`] (phase, conditions, QoS) back; [`backoff`] paces restarts and pulls.
 //! - [`lookup`] answers "which container is `ns/pod -c name`" for [`server`], the
 //!   streaming endpoint on the kubelet port (logs, exec, attach, port-forward),
-//!   reached by the API server only.
+//!   reached by the API server only (its serving certificate comes from the cluster
+//!   CA: [`Config::kubelet_tls`]).
 //!
 //! On disk, under the data dir: `images/`, `snapshots/`, `runc/` (the runtime's),
 //! `containers/<id>/` (bundles: `config.json` and the root filesystem),
@@ -31,6 +33,7 @@ pub mod node;
 pub mod pods;
 pub mod probe;
 pub mod quantity;
+pub mod sandbox;
 pub mod server;
 pub mod stats;
 pub mod status;
@@ -54,6 +57,8 @@ pub enum AgentError {
     Register(#[from] heartbeat::HeartbeatError),
     #[error("creating {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("listening on the kubelet port {port}: {source}")]
+    Listen { port: u16, source: std::io::Error },
 }
 
 /// The agent's settings.
@@ -68,6 +73,9 @@ pub struct Config {
     pub image_dir: PathBuf,
     pub registry_config: runtime::RegistryConfig,
     pub kubelet_port: u16,
+    /// The streaming server's certificate (signed by the cluster CA) and the CA its
+    /// clients must come from; `None`: no streaming server.
+    pub kubelet_tls: Option<server::ServerTls>,
     pub runc: runtime::runc::RuncConfig,
     pub dns: etc::DnsConfig,
     pub heartbeat: heartbeat::Periods,
@@ -86,6 +94,7 @@ impl Config {
             data_dir,
             registry_config: runtime::RegistryConfig::default(),
             kubelet_port: 10250,
+            kubelet_tls: None,
             runc,
             dns: etc::DnsConfig::default(),
             heartbeat: heartbeat::Periods::default(),
@@ -104,7 +113,7 @@ pub struct Ctx {
     pub snapshots: runtime::snapshot::Snapshotter,
     pub network: Arc<dyn network::PodNetwork>,
     pub recorder: controllers::events::Recorder,
-    pub lookup: lookup::PodCache,
+    pub lookup: Arc<lookup::PodCache>,
 }
 
 /// A node agent, ready to run.
@@ -132,7 +141,7 @@ impl Agent {
         let network = network.unwrap_or_else(|| Arc::new(network::HostNetwork { host_ip: ip }));
         let puller = runtime::Puller::new(store, config.registry_config.clone());
         let recorder = controllers::events::Recorder::new(client.clone(), "kubelet");
-        let lookup = lookup::PodCache::new(config.data_dir.clone());
+        let lookup = Arc::new(lookup::PodCache::new(config.data_dir.clone()));
         let ctx = Ctx { client, config, node, runtime: Arc::new(runc), puller, snapshots, network, recorder, lookup };
         Ok(Agent { ctx: Arc::new(ctx) })
     }
@@ -146,10 +155,31 @@ impl Agent {
         self.ctx.runtime.clone()
     }
 
+    /// The address the node registers with.
+    pub fn node_ip(&self) -> IpAddr {
+        self.ctx.node.identity.ip
+    }
+
     /// Registers the node and runs until `shutdown` completes. Containers keep
     /// running after the agent stops; the next run adopts them.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
         let ctx = self.ctx;
+        // Listen first: a port in use is a reason not to join at all.
+        let (stop_server, stop_rx) = tokio::sync::watch::channel(false);
+        let mut streaming = None;
+        if let Some(tls) = ctx.config.kubelet_tls.clone() {
+            let port = ctx.config.kubelet_port;
+            let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+                .await
+                .map_err(|source| AgentError::Listen { port, source })?;
+            let network = Arc::new(network::Streaming(ctx.network.clone()));
+            let serve = server::serve(listener, tls, ctx.lookup.clone(), ctx.runtime.clone(), network, stop_rx);
+            streaming = Some(tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the kubelet streaming server stopped");
+                }
+            }));
+        }
         heartbeat::register(&ctx.client, &ctx.node).await?;
         let heartbeat = tokio::spawn(heartbeat::run(ctx.client.clone(), ctx.node.clone(), ctx.config.heartbeat));
         let mut cidr = ctx.node.pod_cidr.subscribe();
@@ -164,9 +194,26 @@ impl Agent {
                 }
             }
         });
+        let routes = ctx.network.routes_to_nodes().then(|| {
+            let every = ctx.config.resync.min(std::time::Duration::from_secs(30));
+            tokio::spawn(network::route_to_nodes(
+                ctx.client.clone(),
+                ctx.config.node_name.clone(),
+                ctx.network.clone(),
+                ctx.node.pod_cidr.subscribe(),
+                every,
+            ))
+        });
         pods::run(ctx.clone(), shutdown).await;
         heartbeat.abort();
         cidr_task.abort();
+        if let Some(r) = routes {
+            r.abort();
+        }
+        let _ = stop_server.send(true);
+        if let Some(s) = streaming {
+            let _ = s.await;
+        }
         Ok(())
     }
 }

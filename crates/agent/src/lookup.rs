@@ -121,6 +121,35 @@ impl PodCache {
     }
 }
 
+/// The streaming server asks the agent's cache; its errors keep the kubelet's
+/// wording, a missing pod as 404 and a container that cannot be chosen as 400.
+impl crate::server::PodLookup for PodCache {
+    fn container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+    ) -> Result<crate::server::ContainerRef, crate::server::LookupError> {
+        use crate::server::{ContainerRef, LookupError as ServerError};
+        match PodCache::container(self, namespace, pod, container) {
+            Ok(f) => Ok(ContainerRef {
+                container_id: f.container_id,
+                log_dir: f.log_dir,
+                restart_count: f.restart_count,
+                tty: f.tty,
+                stdin: f.stdin,
+                pod_uid: f.pod_uid,
+            }),
+            Err(e @ LookupError::PodNotFound(_)) => Err(ServerError::NotFound(e.to_string())),
+            Err(LookupError::Container(m)) => Err(ServerError::BadRequest(m)),
+        }
+    }
+
+    fn pod_uid(&self, namespace: &str, pod: &str) -> Option<String> {
+        PodCache::pod_uid(self, namespace, pod)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +187,37 @@ mod tests {
         assert_eq!(cache.container("ns", "web", None).unwrap().container_id, "u1_a_1");
         cache.remove("u1");
         assert_eq!(cache.pod_uid("ns", "web"), None);
+    }
+
+    #[test]
+    fn the_streaming_server_sees_the_cache() {
+        use crate::server::{LookupError as ServerError, PodLookup};
+        let cache = PodCache::new("/d".into());
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u1"},
+            "spec": {"containers": [{"name": "a", "stdin": true, "tty": true}, {"name": "b"}]}
+        }))
+        .unwrap();
+        let entry = ContainerEntry {
+            name: "a".into(),
+            container_id: "u1_a_0".into(),
+            restart_count: 0,
+            running: true,
+            init: false,
+        };
+        cache.update(&pod, vec![entry]);
+        let lookup: &dyn PodLookup = &cache;
+        let a = lookup.container("ns", "web", Some("a")).unwrap();
+        assert_eq!((a.container_id.as_str(), a.pod_uid.as_str(), a.stdin, a.tty), ("u1_a_0", "u1", true, true));
+        assert_eq!(a.log_dir, PathBuf::from("/d/pods/u1/a"));
+        assert_eq!(lookup.pod_uid("ns", "web").as_deref(), Some("u1"));
+        assert_eq!(
+            lookup.container("ns", "gone", None).unwrap_err(),
+            ServerError::NotFound("pods \"gone\" not found".into())
+        );
+        assert!(
+            matches!(lookup.container("ns", "web", Some("b")), Err(ServerError::BadRequest(m)) if m.contains("waiting to start"))
+        );
+        assert!(matches!(lookup.container("ns", "web", None), Err(ServerError::BadRequest(_))));
     }
 }

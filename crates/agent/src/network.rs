@@ -56,6 +56,142 @@ pub trait PodNetwork: Send + Sync {
     fn needs_pod_cidr(&self) -> bool;
     /// Tells the network the node's pod CIDR once it is known.
     fn set_pod_cidr(&self, _cidr: &str) {}
+    /// A TCP connection to `localhost:port` as the pod sees it (port-forward).
+    async fn connect(&self, pod_uid: &str, port: u16) -> std::io::Result<tokio::net::TcpStream>;
+    /// The pods (by uid) that have a sandbox on this node, so that a restarted agent
+    /// removes those whose pod is gone.
+    async fn list(&self) -> Result<Vec<String>, NetworkError> {
+        Ok(Vec::new())
+    }
+    /// Whether other nodes' pod CIDRs must be routed to them ([`sync_routes`]).
+    ///
+    /// [`sync_routes`]: PodNetwork::sync_routes
+    fn routes_to_nodes(&self) -> bool {
+        false
+    }
+    /// Routes each pod CIDR to its node's address, and only those.
+    async fn sync_routes(&self, _routes: &[(String, IpAddr)]) -> Result<(), NetworkError> {
+        Ok(())
+    }
+}
+
+/// The agent's pod network as the streaming server needs it (port-forward's way
+/// into a pod).
+pub struct Streaming(pub std::sync::Arc<dyn PodNetwork>);
+
+#[async_trait::async_trait]
+impl crate::server::PodNetwork for Streaming {
+    async fn connect(&self, pod_uid: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        self.0.connect(pod_uid, port).await
+    }
+}
+
+/// What other nodes' pods are reached through: each node's pod CIDRs (`spec.podCIDRs`,
+/// else `spec.podCIDR`) via its InternalIP, for every node but `own` that has both.
+pub fn routes_from_nodes<'a>(
+    nodes: impl IntoIterator<Item = &'a k8s_openapi::api::core::v1::Node>,
+    own: &str,
+) -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
+    for node in nodes {
+        if node.metadata.name.as_deref() == Some(own) {
+            continue;
+        }
+        let addresses = node.status.as_ref().and_then(|s| s.addresses.as_ref());
+        let ips: Vec<IpAddr> = addresses
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "InternalIP")
+            .filter_map(|a| a.address.parse().ok())
+            .collect();
+        let spec = node.spec.as_ref();
+        let cidrs: Vec<String> = match spec.and_then(|s| s.pod_cidrs.clone()).filter(|c| !c.is_empty()) {
+            Some(list) => list,
+            None => spec.and_then(|s| s.pod_cidr.clone()).into_iter().collect(),
+        };
+        for cidr in cidrs {
+            // A route's gateway has the family of its destination.
+            let v4 = !cidr.contains(':');
+            if let Some(ip) = ips.iter().find(|ip| ip.is_ipv4() == v4) {
+                out.push((cidr, *ip));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Keeps the routes to other nodes' pods in step with the Nodes: on every change,
+/// once this node has its own podCIDR (`pod_cidr`), and again every `resync` (a
+/// route someone removed comes back). Runs until aborted.
+pub async fn route_to_nodes(
+    client: kube::Client,
+    own: String,
+    network: std::sync::Arc<dyn PodNetwork>,
+    mut pod_cidr: tokio::sync::watch::Receiver<Option<String>>,
+    resync: std::time::Duration,
+) {
+    use futures_util::StreamExt;
+    use k8s_openapi::api::core::v1::Node;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::{self, Event};
+    use std::collections::BTreeMap;
+    let api: kube::Api<Node> = kube::Api::all(client);
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+    let mut listing: Option<BTreeMap<String, Node>> = None;
+    let mut applied: Option<Vec<(String, IpAddr)>> = None;
+    let mut tick = tokio::time::interval(resync);
+    loop {
+        let mut force = false;
+        tokio::select! {
+            _ = tick.tick() => force = true,
+            changed = pod_cidr.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                force = true;
+            }
+            event = stream.next() => match event {
+                None => return,
+                Some(Ok(Event::Init)) => listing = Some(BTreeMap::new()),
+                Some(Ok(Event::InitApply(n))) => {
+                    if let Some(l) = listing.as_mut() {
+                        l.insert(n.metadata.name.clone().unwrap_or_default(), n);
+                    }
+                    continue;
+                }
+                Some(Ok(Event::InitDone)) => nodes = listing.take().unwrap_or_default(),
+                Some(Ok(Event::Apply(n))) => {
+                    nodes.insert(n.metadata.name.clone().unwrap_or_default(), n);
+                }
+                Some(Ok(Event::Delete(n))) => {
+                    nodes.remove(n.metadata.name.as_deref().unwrap_or_default());
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "watching nodes for routes");
+                    continue;
+                }
+            },
+        }
+        // The node's network is made with its podCIDR; until then there is nowhere
+        // to put routes.
+        if pod_cidr.borrow().is_none() {
+            continue;
+        }
+        let wanted = routes_from_nodes(nodes.values(), &own);
+        if !force && applied.as_ref() == Some(&wanted) {
+            continue;
+        }
+        match network.sync_routes(&wanted).await {
+            Ok(()) => applied = Some(wanted),
+            Err(e) => {
+                tracing::warn!(error = %e, "routing other nodes' pod CIDRs");
+                applied = None;
+            }
+        }
+    }
 }
 
 /// Every pod on the host's network with the node's address: no isolation, for tests
@@ -82,6 +218,11 @@ impl PodNetwork for HostNetwork {
 
     fn needs_pod_cidr(&self) -> bool {
         false
+    }
+
+    async fn connect(&self, _pod_uid: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        // The pod's localhost is the node's.
+        tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).await
     }
 }
 
@@ -133,5 +274,43 @@ mod tests {
         assert_eq!(r.port_mappings.len(), 2);
         assert_eq!(r.port_mappings[1].protocol, "udp");
         assert_eq!(r.port_mappings[1].host_ip, Some("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn routes_go_to_other_nodes_internal_ips() {
+        let node =
+            |name: &str, spec: serde_json::Value, addresses: serde_json::Value| -> k8s_openapi::api::core::v1::Node {
+                serde_json::from_value(
+                    json!({"metadata": {"name": name}, "spec": spec, "status": {"addresses": addresses}}),
+                )
+                .unwrap()
+            };
+        let nodes = [
+            node("me", json!({"podCIDR": "10.42.0.0/24"}), json!([{"type": "InternalIP", "address": "192.168.1.1"}])),
+            node(
+                "b",
+                json!({"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24", "fd42:1::/64"]}),
+                json!([{"type": "Hostname", "address": "b"}, {"type": "InternalIP", "address": "192.168.1.2"},
+                       {"type": "InternalIP", "address": "fd00::2"}]),
+            ),
+            // No address to route through, or no CIDR yet: nothing.
+            node("c", json!({"podCIDR": "10.42.2.0/24"}), json!([{"type": "Hostname", "address": "c"}])),
+            node("d", json!({}), json!([{"type": "InternalIP", "address": "192.168.1.4"}])),
+            // An IPv4-only node gets no IPv6 route.
+            node(
+                "e",
+                json!({"podCIDRs": ["10.42.3.0/24", "fd42:3::/64"]}),
+                json!([{"type": "InternalIP", "address": "192.168.1.5"}]),
+            ),
+        ];
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(
+            routes_from_nodes(&nodes, "me"),
+            vec![
+                ("10.42.1.0/24".to_string(), ip("192.168.1.2")),
+                ("10.42.3.0/24".to_string(), ip("192.168.1.5")),
+                ("fd42:1::/64".to_string(), ip("fd00::2")),
+            ]
+        );
     }
 }

@@ -50,6 +50,18 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
         let _ = std::fs::remove_dir_all(ctx.config.data_dir.join("pods").join(&uid));
         let _ = ctx.network.remove(&uid).await;
     }
+    // Sandboxes of pods that are gone (the containers may have gone first).
+    match ctx.network.list().await {
+        Ok(uids) => {
+            for uid in uids.into_iter().filter(|u| !known.contains(u)) {
+                tracing::info!(pod_uid = %uid, "removing the sandbox of a pod that is gone");
+                if let Err(e) = ctx.network.remove(&uid).await {
+                    tracing::warn!(pod_uid = %uid, error = %e, "removing an orphaned sandbox failed");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "listing sandboxes failed"),
+    }
     // Pod directories without containers (a crash between start and create).
     for dir in ["pods", "pod-data"] {
         let Ok(entries) = std::fs::read_dir(ctx.config.data_dir.join(dir)) else { continue };

@@ -5,6 +5,36 @@ use crate::join;
 use anyhow::Context;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How pods get their network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PodNetworkKind {
+    /// A network namespace per pod on the node's bridge, through the CNI plugins,
+    /// with an address from the node's podCIDR.
+    Cni,
+    /// Every pod on the node's own network with the node's address (no CNI plugins
+    /// needed; pods share ports).
+    Host,
+}
+
+/// The pod network of a node whose state is under `data_dir`.
+pub fn pod_network(
+    kind: PodNetworkKind,
+    data_dir: &Path,
+    cluster_cidr: &str,
+) -> anyhow::Result<Option<Arc<dyn agent::network::PodNetwork>>> {
+    Ok(match kind {
+        // The agent's default.
+        PodNetworkKind::Host => None,
+        PodNetworkKind::Cni => {
+            let mut settings = agent::sandbox::Settings::new(data_dir.join("sandboxes"));
+            settings.cluster_cidr = Some(cluster_cidr.to_string());
+            let network = agent::sandbox::SandboxNetwork::new(settings).context("setting up the pod network")?;
+            Some(Arc::new(network))
+        }
+    })
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,6 +65,13 @@ pub struct Args {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// How pods get their network.
+    #[arg(long, value_enum, default_value_t = PodNetworkKind::Cni)]
+    pod_network: PodNetworkKind,
+    /// The cluster's pod network (the server's --cluster-cidr): pod traffic within it
+    /// is not masqueraded.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
 }
 
 /// The host name, lowercased, as the kubelet names its node by default.
@@ -55,14 +92,18 @@ pub fn registry_config(named: Option<&Path>, data_dir: &Path) -> anyhow::Result<
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let client = join::client(&args.server, &args.token, "kubelet").await?;
+    let (client, ca_pem) = join::client(&args.server, &args.token, "kubelet").await?;
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let mut config = agent::Config::new(&node_name, args.data_dir.clone())?;
-    config.node_ip = args.node_ip;
+    let node_ip = args.node_ip.unwrap_or_else(agent::node::default_ip);
+    config.node_ip = Some(node_ip);
     config.registry_config = registry_config(args.registry_config.as_deref(), &args.data_dir)?;
     config.kubelet_port = args.kubelet_port;
     config.dns = agent::etc::DnsConfig { servers: args.cluster_dns.clone(), domain: args.cluster_domain.clone() };
-    let agent = agent::Agent::new(client, config, None)?;
+    let (cert_pem, key_pem) = join::serving_certificate(&client, &node_name, &[node_ip]).await?;
+    config.kubelet_tls = Some(agent::server::ServerTls { cert_pem, key_pem, client_ca_pem: ca_pem });
+    let network = pod_network(args.pod_network, &args.data_dir, &args.cluster_cidr)?;
+    let agent = agent::Agent::new(client, config, network)?;
     tracing::info!(node = %node_name, data_dir = %args.data_dir.display(), "rudder agent starting");
     agent.run(crate::server::shutdown_signal()).await?;
     tracing::info!("agent stopped; its containers keep running and are adopted on the next start");

@@ -51,11 +51,41 @@ async fn fetch_ca(server: &str, token: &Token) -> anyhow::Result<String> {
 }
 
 /// A client for the cluster at `server`, authenticated with the join token, naming
-/// itself `program` (see [`crate::kubeconfig::client`]).
-pub async fn client(server: &str, token: &str, program: &str) -> anyhow::Result<kube::Client> {
+/// itself `program` (see [`crate::kubeconfig::client`]), and the cluster CA.
+pub async fn client(server: &str, token: &str, program: &str) -> anyhow::Result<(kube::Client, String)> {
     let parsed = Token::parse(token)?;
     let ca = fetch_ca(server, &parsed).await?;
-    crate::kubeconfig::client(&crate::kubeconfig::render(server, &ca, token.trim()), program).await
+    let client = crate::kubeconfig::client(&crate::kubeconfig::render(server, &ca, token.trim()), program).await?;
+    Ok((client, ca))
+}
+
+/// Splits what `/v1-rudder/serving-kubelet.crt` answers (the certificate, then its
+/// key) in two.
+pub fn split_cert_and_key(pem: &str) -> anyhow::Result<(String, String)> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let Some(at) = pem.rfind(END) else { bail!("the serving certificate answer has no certificate") };
+    let (cert, key) = pem.split_at(at + END.len());
+    let key = key.trim_start();
+    if !key.starts_with("-----BEGIN") || !key.contains("PRIVATE KEY-----") {
+        bail!("the serving certificate answer has no key after the certificate");
+    }
+    Ok((format!("{cert}\n"), key.to_string()))
+}
+
+/// A serving certificate for this node's kubelet port, signed by the cluster CA,
+/// which the API server checks when it connects for logs, exec and port-forward.
+pub async fn serving_certificate(
+    client: &kube::Client,
+    node_name: &str,
+    ips: &[std::net::IpAddr],
+) -> anyhow::Result<(String, String)> {
+    let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+    let req = http::Request::get("/v1-rudder/serving-kubelet.crt")
+        .header("Rudder-Node-Name", node_name)
+        .header("Rudder-Node-IP", ips.join(","))
+        .body(Vec::new())?;
+    let pem = client.request_text(req).await.context("fetching the kubelet serving certificate")?;
+    split_cert_and_key(&pem)
 }
 
 #[cfg(test)]
@@ -71,5 +101,15 @@ mod tests {
         assert!(Token::parse(&format!("K10{hash}node:x")).is_err());
         assert!(Token::parse("K10abc::node:x").is_err());
         assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn serving_answers_split_into_certificate_and_key() {
+        let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n";
+        let (c, k) = split_cert_and_key(&format!("{cert}{key}")).unwrap();
+        assert_eq!((c.as_str(), k.as_str()), (cert, key));
+        assert!(split_cert_and_key(key).is_err());
+        assert!(split_cert_and_key(cert).is_err());
     }
 }

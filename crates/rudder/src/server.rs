@@ -69,6 +69,12 @@ pub struct Args {
     /// Registry mirrors and credentials (default: DATA_DIR/registries.yaml when present).
     #[arg(long)]
     registry_config: Option<PathBuf>,
+    /// The port of this node's agent's streaming endpoint (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// How this node's pods get their network.
+    #[arg(long, value_enum, default_value_t = crate::agent::PodNetworkKind::Cni)]
+    pod_network: crate::agent::PodNetworkKind,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -141,7 +147,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None
     } else {
         let kubeconfig = kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.node_token());
-        Some(tokio::spawn(run_agent(kubeconfig, agent_config(&args)?)))
+        let mut config = agent_config(&args)?;
+        // The server's own agent gets its serving certificate straight from the CA.
+        let ip = config.node_ip.unwrap_or_else(agent::node::default_ip);
+        config.node_ip = Some(ip);
+        let (cert_pem, key_pem) = server
+            .pki
+            .issue_kubelet_serving(&config.node_name, &[ip.to_string()])
+            .context("issuing the agent's serving certificate")?;
+        config.kubelet_tls =
+            Some(agent::server::ServerTls { cert_pem, key_pem, client_ca_pem: server.pki.ca_pem.clone() });
+        let network = crate::agent::pod_network(args.pod_network, &config.data_dir, &args.cluster_cidr)?;
+        Some(tokio::spawn(run_agent(kubeconfig, config, network)))
     };
     tracing::info!(
         address = %server.addr,
@@ -165,6 +182,7 @@ fn agent_config(args: &Args) -> anyhow::Result<agent::Config> {
     let node_name = args.node_name.clone().unwrap_or_else(crate::agent::host_name);
     let mut config = agent::Config::new(&node_name, args.data_dir.join("agent"))?;
     config.image_dir = args.data_dir.clone();
+    config.kubelet_port = args.kubelet_port;
     config.registry_config = crate::agent::registry_config(args.registry_config.as_deref(), &args.data_dir)?;
     if !args.bind_address.is_unspecified() && !args.bind_address.is_loopback() {
         config.node_ip = Some(args.bind_address);
@@ -172,12 +190,12 @@ fn agent_config(args: &Args) -> anyhow::Result<agent::Config> {
     Ok(config)
 }
 
-async fn run_agent(kubeconfig: String, config: agent::Config) {
+async fn run_agent(kubeconfig: String, config: agent::Config, network: Option<Arc<dyn agent::network::PodNetwork>>) {
     let client = match kubeconfig::client(&kubeconfig, "kubelet").await {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "the node agent cannot reach the API server"),
     };
-    match agent::Agent::new(client, config, None) {
+    match agent::Agent::new(client, config, network) {
         Ok(a) => {
             if let Err(e) = a.run(std::future::pending()).await {
                 tracing::error!(error = %e, "the node agent stopped");

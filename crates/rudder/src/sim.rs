@@ -51,7 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ..::sim::Options::default()
     };
     opts.validate()?;
-    let client = join::client(&args.server, &args.token, "rudder-sim").await?;
+    let (client, _ca) = join::client(&args.server, &args.token, "rudder-sim").await?;
     tokio::select! {
         result = ::sim::run(client, opts) => result?,
         () = crate::server::shutdown_signal() => {

@@ -15,6 +15,10 @@ pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.33"];
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The address the server listens on (and its kubeconfig names).
+    host: String,
+    /// Run in this network namespace, with the server's own node agent (none otherwise).
+    netns: Option<PathBuf>,
     extra: Vec<String>,
     child: Option<Child>,
 }
@@ -30,9 +34,32 @@ impl Cluster {
 
     /// Starts a server with extra flags (e.g. `--store etcd`).
     pub fn start_with(extra: &[&str]) -> Cluster {
+        Cluster::start_on("127.0.0.1", extra)
+    }
+
+    /// Starts a server listening on `host` (an address of this machine), e.g. one that
+    /// agents in other network namespaces reach.
+    pub fn start_on(host: &str, extra: &[&str]) -> Cluster {
         let mut c = Cluster {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
+            host: host.to_string(),
+            netns: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        c.launch();
+        c
+    }
+
+    /// Starts a server with its own node agent in the network namespace `netns` (as on
+    /// a machine of its own), listening on `host`, one of that namespace's addresses.
+    pub fn start_in(netns: &Path, host: &str, extra: &[&str]) -> Cluster {
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            host: host.to_string(),
+            netns: Some(netns.to_path_buf()),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
@@ -51,8 +78,19 @@ impl Cluster {
     fn launch(&mut self) {
         let _ = std::fs::remove_file(self.kubeconfig());
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).arg(env!("CARGO_BIN_EXE_rudder"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_rudder")),
+        };
+        cmd.args(["server", "--bind-address", &self.host]);
+        if self.netns.is_none() {
+            cmd.arg("--disable-agent");
+        }
+        let child = cmd
             .args(["--port", &self.port.to_string()])
             .arg("--data-dir")
             .arg(self.dir.path())
@@ -125,7 +163,7 @@ impl Cluster {
     }
 
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}:{}", self.host, self.port)
     }
 
     /// A `curl` against the API with the admin token and the cluster CA.

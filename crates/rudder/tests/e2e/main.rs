@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod gc;
 mod jobs;
+mod network;
 mod nodes;
 mod pods;
 mod scheduling;

@@ -2,8 +2,9 @@
 //! runs pods with the real runc, from images the test builds from busybox-static
 //! and pushes to a real `docker-registry` on loopback; kubectl drives it.
 //!
-//! The agent uses the host's network (pod IP = node IP = 127.0.0.1), so tests that
-//! listen pick free ports. Each [`Agent`] removes its containers, mounts and files
+//! The agent here uses the host's network (`--pod-network host`: pod IP = node IP =
+//! 127.0.0.1), so tests that listen pick free ports; `network.rs` runs agents with
+//! their pods in CNI sandboxes, each agent in a network namespace of its own. Each [`Agent`] removes its containers, mounts and files
 //! when dropped, also when a test fails.
 
 use crate::Cluster;
@@ -14,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KUBECTL: &str = "1.33";
-const LONG: Duration = Duration::from_secs(60);
+pub(crate) const LONG: Duration = Duration::from_secs(60);
 
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -27,7 +28,7 @@ fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
@@ -55,6 +56,7 @@ struct Agent {
     name: String,
     server: String,
     token: String,
+    kubelet_port: u16,
 }
 
 impl Agent {
@@ -69,6 +71,7 @@ impl Agent {
             name: format!("node-{n}"),
             server: c.url(),
             token: token.trim().to_string(),
+            kubelet_port: std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
         };
         a.launch();
         a
@@ -82,7 +85,8 @@ impl Agent {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data().join("agent.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
             .args(["agent", "--server", &self.server, "--token", &self.token])
-            .args(["--node-name", &self.name, "--node-ip", "127.0.0.1"])
+            .args(["--node-name", &self.name, "--node-ip", "127.0.0.1", "--pod-network", "host"])
+            .args(["--kubelet-port", &self.kubelet_port.to_string()])
             .arg("--data-dir")
             .arg(self.dir.path())
             .env("RUST_LOG", "info,agent=debug")
@@ -152,12 +156,12 @@ impl Drop for Agent {
     }
 }
 
-fn pod_json(k: &Kubectl, name: &str) -> Option<Value> {
+pub(crate) fn pod_json(k: &Kubectl, name: &str) -> Option<Value> {
     let out = k.run(&["get", "pod", name, "-o", "json"]);
     out.ok.then(|| serde_json::from_str(&out.stdout).ok()).flatten()
 }
 
-fn wait_pod(k: &Kubectl, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_pod(k: &Kubectl, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + LONG;
     loop {
         let p = pod_json(k, name);
@@ -172,11 +176,11 @@ fn wait_pod(k: &Kubectl, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> 
     }
 }
 
-fn phase(p: &Value) -> &str {
+pub(crate) fn phase(p: &Value) -> &str {
     p["status"]["phase"].as_str().unwrap_or("")
 }
 
-fn condition<'a>(p: &'a Value, kind: &str) -> &'a str {
+pub(crate) fn condition<'a>(p: &'a Value, kind: &str) -> &'a str {
     p["status"]["conditions"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
@@ -184,7 +188,7 @@ fn condition<'a>(p: &'a Value, kind: &str) -> &'a str {
         .unwrap_or("")
 }
 
-fn apply(k: &Kubectl, manifest: &str) {
+pub(crate) fn apply(k: &Kubectl, manifest: &str) {
     k.ok_stdin(&["apply", "-f", "-"], manifest);
 }
 
@@ -207,7 +211,7 @@ fn setup() -> (Cluster, Images, Agent) {
     (c, images, agent)
 }
 
-fn events(k: &Kubectl, pod: &str) -> String {
+pub(crate) fn events(k: &Kubectl, pod: &str) -> String {
     k.run(&[
         "get",
         "events",
