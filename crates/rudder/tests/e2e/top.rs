@@ -3,16 +3,14 @@
 //! a real pod under runc that burns CPU and holds memory, the API server scrapes the
 //! agent's `/metrics/resource` and serves `metrics.k8s.io/v1beta1`.
 //!
-//! The agent's kubelet-port server is what the API server scrapes. Should the agent
-//! process not serve it itself, the test serves it in-process on the agent's port,
-//! over the agent's runc state, the way the streaming test does. Needs root and runc.
+//! The agent's kubelet-port server is what the API server scrapes. The agent runs
+//! pods on the host network (`--pod-network host`), so the test leaves no bridge or
+//! iptables chains on the machine. Needs root and runc.
 
 use crate::cluster::{Cluster, KUBECTL_VERSIONS, Kubectl};
-use agent::server::{ContainerRef, LookupError, PodLookup, PodNetwork, ServerTls};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -52,6 +50,7 @@ impl Agent {
         let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
             .args(["agent", "--server", &c.url(), "--token", token.trim()])
             .args(["--node-name", &name, "--node-ip", "127.0.0.1", "--kubelet-port", &port.to_string()])
+            .args(["--pod-network", "host"])
             .arg("--data-dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -93,60 +92,6 @@ impl Drop for Agent {
             let _ = Command::new("umount").args(["-l", m]).status();
         }
     }
-}
-
-/// Only `/metrics/resource` is used from the in-process server.
-struct NoPods;
-
-impl PodLookup for NoPods {
-    fn container(&self, _ns: &str, pod: &str, _c: Option<&str>) -> Result<ContainerRef, LookupError> {
-        Err(LookupError::NotFound(format!("pods \"{pod}\" not found")))
-    }
-
-    fn pod_uid(&self, _ns: &str, _pod: &str) -> Option<String> {
-        None
-    }
-}
-
-struct NoNetwork;
-
-#[async_trait::async_trait]
-impl PodNetwork for NoNetwork {
-    async fn connect(&self, _pod_uid: &str, _port: u16) -> std::io::Result<tokio::net::TcpStream> {
-        Err(std::io::Error::other("not served by this test"))
-    }
-}
-
-/// Serves the agent's kubelet port in-process unless the agent does, with a serving
-/// certificate the API server issues to the node.
-fn ensure_kubelet_server(
-    c: &Cluster,
-    agent: &Agent,
-    rt: &tokio::runtime::Runtime,
-) -> Option<tokio::sync::watch::Sender<bool>> {
-    if std::net::TcpStream::connect(("127.0.0.1", agent.port)).is_ok() {
-        return None;
-    }
-    let token = std::fs::read_to_string(c.data_dir().join("node-token")).unwrap();
-    let issued = Command::new("curl")
-        .args(["-sS", "-f", "--cacert"])
-        .arg(c.data_dir().join("tls/ca.crt"))
-        .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
-        .args(["-H", &format!("Rudder-Node-Name: {}", agent.name), "-H", "Rudder-Node-IP: 127.0.0.1"])
-        .arg(format!("{}/v1-rudder/serving-kubelet.crt", c.url()))
-        .output()
-        .unwrap();
-    let pem = String::from_utf8(issued.stdout).unwrap();
-    assert!(issued.status.success(), "{pem}{}", String::from_utf8_lossy(&issued.stderr));
-    let end = pem.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----\n".len();
-    let ca = std::fs::read_to_string(c.data_dir().join("tls/ca.crt")).unwrap();
-    let tls = ServerTls { cert_pem: pem[..end].to_string(), key_pem: pem[end..].to_string(), client_ca_pem: ca };
-    let listener = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", agent.port))).unwrap();
-    let config = runtime::runc::RuncConfig::new(&agent.data().join("runc")).unwrap();
-    let runc: Arc<dyn runtime::Runtime> = Arc::new(runtime::runc::Runc::new(config).unwrap());
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    rt.spawn(agent::server::serve(listener, tls, Arc::new(NoPods), runc, Arc::new(NoNetwork), stop_rx));
-    Some(stop)
 }
 
 /// The rows of `kubectl top` output whose first column is `first`, split on spaces.
@@ -195,7 +140,10 @@ fn top_nodes_and_pods_with_kubectl() {
         let out = k.run(&["get", "pod", "burner", "-o", "jsonpath={.status.phase}"]);
         if out.stdout == "Running" { Ok(()) } else { Err(format!("{}{}", out.stdout, out.stderr)) }
     });
-    let _server = ensure_kubelet_server(&c, &agent, &rt);
+    // The agent serves its kubelet port itself (the API server scrapes it there).
+    eventually(LONG, "the agent's kubelet port", || {
+        std::net::TcpStream::connect(("127.0.0.1", agent.port)).map(|_| ()).map_err(|e| e.to_string())
+    });
 
     for v in KUBECTL_VERSIONS {
         let k = c.kubectl(v);
