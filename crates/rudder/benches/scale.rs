@@ -45,7 +45,15 @@ struct Sim(Child);
 
 impl Sim {
     fn spawn(server: &Server, nodes: usize) -> Sim {
-        let token = std::fs::read_to_string(server.dir.join("node-token")).expect("the node token");
+        // The server writes the token just after it starts answering /readyz.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let token = loop {
+            match std::fs::read_to_string(server.dir.join("node-token")) {
+                Ok(t) if t.ends_with('\n') => break t,
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                other => panic!("the node token: {other:?}"),
+            }
+        };
         let log = std::fs::File::create(server.dir.join("sim.log")).unwrap();
         let child = Command::new(common::RUDDER)
             .args(["sim", "--server", &format!("https://127.0.0.1:{}", server.port), "--token", token.trim()])
