@@ -32,6 +32,7 @@ pub mod pods;
 pub mod probe;
 pub mod quantity;
 pub mod server;
+pub mod service_proxy;
 pub mod stats;
 pub mod status;
 pub mod volumes;
@@ -70,6 +71,8 @@ pub struct Config {
     pub kubelet_port: u16,
     pub runc: runtime::runc::RuncConfig,
     pub dns: etc::DnsConfig,
+    /// The node's service proxy (`None`: no proxy, e.g. several agents on one host).
+    pub proxy: Option<service_proxy::Settings>,
     pub heartbeat: heartbeat::Periods,
     /// How often every pod is looked at again even without a change.
     pub resync: Duration,
@@ -88,6 +91,7 @@ impl Config {
             kubelet_port: 10250,
             runc,
             dns: etc::DnsConfig::default(),
+            proxy: None,
             heartbeat: heartbeat::Periods::default(),
             resync: Duration::from_secs(60),
         })
@@ -164,7 +168,14 @@ impl Agent {
                 }
             }
         });
+        let proxy = ctx.config.proxy.as_ref().map(|s| {
+            let c = service_proxy::proxy_config(&ctx.config.node_name, ctx.node.identity.ip, s);
+            service_proxy::start(ctx.client.clone(), c)
+        });
         pods::run(ctx.clone(), shutdown).await;
+        if let Some(p) = proxy {
+            p.stop().await;
+        }
         heartbeat.abort();
         cidr_task.abort();
         Ok(())

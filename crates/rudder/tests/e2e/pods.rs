@@ -85,6 +85,8 @@ impl Agent {
             .args(["--node-name", &self.name, "--node-ip", "127.0.0.1"])
             .arg("--data-dir")
             .arg(self.dir.path())
+            // Many agents share the host's network here: one proxy table would not do.
+            .arg("--disable-proxy")
             .env("RUST_LOG", "info,agent=debug")
             .stdout(Stdio::null())
             .stderr(log)

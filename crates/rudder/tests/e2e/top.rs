@@ -54,6 +54,8 @@ impl Agent {
             .args(["--node-name", &name, "--node-ip", "127.0.0.1", "--kubelet-port", &port.to_string()])
             .arg("--data-dir")
             .arg(dir.path())
+            // Many agents share the host's network here: one proxy table would not do.
+            .arg("--disable-proxy")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
