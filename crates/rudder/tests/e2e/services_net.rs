@@ -70,6 +70,9 @@ impl Server {
             .args(["server", "--bind-address", "127.0.0.1", "--port", &free_port().to_string()])
             .args(["--service-cidr", SERVICE_CIDR, "--cluster-dns-port", "0"])
             .args(["--cluster-dns-upstream", &upstream.to_string()])
+            // The agent renews its Lease every 10 s; the default 8 s grace would flap
+            // the node NotReady and take the pods out of their Services.
+            .args(["--node-monitor-grace-period", "40s"])
             .args(["--node-name", &format!("svcnet-{}", std::process::id())])
             .arg("--data-dir")
             .arg(dir.path())
