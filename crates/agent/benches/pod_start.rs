@@ -112,6 +112,7 @@ async fn orchestrate() {
             service_cidr: apiserver::DEFAULT_SERVICE_CIDR.into(),
             node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE.into(),
             advertise_address: None,
+            cluster_dns_port: None,
         },
         Arc::new(store),
     )

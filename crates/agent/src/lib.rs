@@ -35,6 +35,7 @@ pub mod probe;
 pub mod quantity;
 pub mod sandbox;
 pub mod server;
+pub mod service_proxy;
 pub mod stats;
 pub mod status;
 pub mod volumes;
@@ -78,6 +79,8 @@ pub struct Config {
     pub kubelet_tls: Option<server::ServerTls>,
     pub runc: runtime::runc::RuncConfig,
     pub dns: etc::DnsConfig,
+    /// The node's service proxy (`None`: no proxy, e.g. several agents on one host).
+    pub proxy: Option<service_proxy::Settings>,
     pub heartbeat: heartbeat::Periods,
     /// How often every pod is looked at again even without a change.
     pub resync: Duration,
@@ -97,6 +100,7 @@ impl Config {
             kubelet_tls: None,
             runc,
             dns: etc::DnsConfig::default(),
+            proxy: None,
             heartbeat: heartbeat::Periods::default(),
             resync: Duration::from_secs(60),
         })
@@ -204,7 +208,14 @@ impl Agent {
                 every,
             ))
         });
+        let proxy = ctx.config.proxy.as_ref().map(|s| {
+            let c = service_proxy::proxy_config(&ctx.config.node_name, ctx.node.identity.ip, s);
+            service_proxy::start(ctx.client.clone(), c)
+        });
         pods::run(ctx.clone(), shutdown).await;
+        if let Some(p) = proxy {
+            p.stop().await;
+        }
         heartbeat.abort();
         cidr_task.abort();
         if let Some(r) = routes {

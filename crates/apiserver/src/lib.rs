@@ -85,6 +85,9 @@ pub struct Config {
     /// `--advertise-address`: where the `kubernetes` Service's endpoints point
     /// (default: see [`alloc::kubernetes::advertise_address`]).
     pub advertise_address: Option<IpAddr>,
+    /// The port of the cluster DNS server on the advertise address: when set, the
+    /// `kube-system/kube-dns` Service is kept pointing at it.
+    pub cluster_dns_port: Option<u16>,
 }
 
 /// Upstream k3s's defaults for [`Config::service_cidr`] and [`Config::node_port_range`].
@@ -190,8 +193,11 @@ impl ApiServer {
         let compactor = tokio::spawn(compact_periodically(ctx.objects.store.clone(), COMPACTION_INTERVAL));
         bootstrap(&ctx).await.map_err(Error::Bootstrap)?;
         let advertise = alloc::kubernetes::advertise_address(config.bind_address, config.advertise_address);
-        alloc::kubernetes::reconcile(&ctx, advertise, addr.port()).await.map_err(Error::Bootstrap)?;
-        let endpoint_reconciler = tokio::spawn(alloc::kubernetes::run(ctx.clone(), advertise, addr.port()));
+        let system = system_services(&ctx, advertise, addr.port(), config.cluster_dns_port);
+        for want in &system {
+            alloc::kubernetes::reconcile(&ctx, want).await.map_err(Error::Bootstrap)?;
+        }
+        let endpoint_reconciler = tokio::spawn(alloc::kubernetes::run(ctx.clone(), system));
         ctx.ready.store(true, Ordering::Release);
         Ok(ApiServer { addr, pki, ctx, shutdown, task, compactor, endpoint_reconciler })
     }
@@ -203,6 +209,25 @@ impl ApiServer {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
+}
+
+/// The Services the API server keeps itself: `kubernetes` at the first address of
+/// the service CIDR and, with a DNS server, `kube-dns` at the tenth.
+fn system_services(
+    ctx: &Ctx,
+    advertise: IpAddr,
+    port: u16,
+    dns_port: Option<u16>,
+) -> Vec<alloc::kubernetes::SystemService> {
+    use alloc::kubernetes as k;
+    let mut out = Vec::new();
+    if let Some(ip) = ctx.services.ips.nth(1) {
+        out.push(k::kubernetes(ip, advertise, port));
+    }
+    if let (Some(ip), Some(dns_port)) = (ctx.services.ips.nth(k::DNS_IP_INDEX), dns_port) {
+        out.push(k::kube_dns(ip, advertise, dns_port));
+    }
+    out
 }
 
 /// Creates the default namespaces and the system priority classes that are missing.

@@ -59,8 +59,9 @@ pub struct Args {
     /// The port of the agent's streaming endpoint (logs, exec, attach, port-forward).
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
-    /// Cluster DNS servers for pods (none: pods use the host's resolv.conf).
-    #[arg(long, value_delimiter = ',')]
+    /// Cluster DNS servers for pods (the tenth address of the server's
+    /// --service-cidr; empty: pods use the host's resolv.conf).
+    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
     cluster_dns: Vec<String>,
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
@@ -72,6 +73,9 @@ pub struct Args {
     /// is not masqueraded.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
+    /// Run no service proxy on this node (e.g. several agents sharing one network namespace).
+    #[arg(long)]
+    disable_proxy: bool,
 }
 
 /// The host name, lowercased, as the kubelet names its node by default.
@@ -102,6 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.dns = agent::etc::DnsConfig { servers: args.cluster_dns.clone(), domain: args.cluster_domain.clone() };
     let (cert_pem, key_pem) = join::serving_certificate(&client, &node_name, &[node_ip]).await?;
     config.kubelet_tls = Some(agent::server::ServerTls { cert_pem, key_pem, client_ca_pem: ca_pem });
+    config.proxy = crate::cluster_dns::proxy(args.disable_proxy, &args.cluster_cidr, None);
     let network = pod_network(args.pod_network, &args.data_dir, &args.cluster_cidr)?;
     let agent = agent::Agent::new(client, config, network)?;
     tracing::info!(node = %node_name, data_dir = %args.data_dir.display(), "rudder agent starting");

@@ -2,6 +2,7 @@
 //! own module; `main` parses the command line, sets up logging and runs the verb.
 
 mod agent;
+mod cluster_dns;
 mod image;
 mod join;
 mod kubeconfig;

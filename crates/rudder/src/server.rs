@@ -50,6 +50,18 @@ pub struct Args {
     /// address, or the default route's interface address when bound to 0.0.0.0).
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// Run no cluster DNS server (pods then have no resolver for Service names).
+    #[arg(long)]
+    disable_dns: bool,
+    /// The cluster DNS server's port on the advertise address (UDP and TCP; 0 picks one).
+    #[arg(long, default_value_t = 53)]
+    cluster_dns_port: u16,
+    /// Resolvers for names outside the cluster, as ADDR:PORT (default: the host's resolv.conf).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns_upstream: Vec<std::net::SocketAddr>,
+    /// Run this node's agent without the service proxy.
+    #[arg(long)]
+    disable_proxy: bool,
     /// The prefix length of each node's pod network, cut from the cluster CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
@@ -117,6 +129,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = open_store(&args).await?;
+    let advertise = apiserver::alloc::kubernetes::advertise_address(args.bind_address, args.advertise_address);
+    let dns_ip = crate::cluster_dns::dns_ip(&args.service_cidr)?;
+    let dns_config =
+        crate::cluster_dns::config((advertise, args.cluster_dns_port).into(), dns_ip, &args.cluster_dns_upstream);
+    let dns = if args.disable_dns { None } else { crate::cluster_dns::bind(&dns_config).await };
     let config = apiserver::Config {
         data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,
@@ -126,6 +143,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         service_cidr: args.service_cidr.clone(),
         node_port_range: args.service_node_port_range.clone(),
         advertise_address: args.advertise_address,
+        cluster_dns_port: dns.as_ref().and_then(|d| d.local_addrs().first().map(|a| a.port())),
     };
     let server = apiserver::ApiServer::start(config, store).await.context("starting the API server")?;
     let host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };
@@ -143,6 +161,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.admin_token),
         controllers_config(&args),
     ));
+    let dns = dns.map(|d| {
+        tokio::spawn(crate::cluster_dns::serve(
+            d,
+            kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.admin_token),
+        ))
+    });
     let node_agent = if args.disable_agent {
         None
     } else {
@@ -168,8 +192,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
-    if let Some(a) = node_agent {
+    // The agent stops on the same signal; waiting lets its proxy remove its rules.
+    if let Some(mut a) = node_agent
+        && tokio::time::timeout(Duration::from_secs(10), &mut a).await.is_err()
+    {
         a.abort();
+    }
+    if let Some(d) = dns {
+        d.abort();
     }
     controllers.abort();
     server.shutdown().await;
@@ -187,6 +217,10 @@ fn agent_config(args: &Args) -> anyhow::Result<agent::Config> {
     if !args.bind_address.is_unspecified() && !args.bind_address.is_loopback() {
         config.node_ip = Some(args.bind_address);
     }
+    if !args.disable_dns {
+        config.dns.servers = vec![crate::cluster_dns::dns_ip(&args.service_cidr)?.to_string()];
+    }
+    config.proxy = crate::cluster_dns::proxy(args.disable_proxy, &args.cluster_cidr, Some(&args.service_cidr));
     Ok(config)
 }
 
@@ -197,7 +231,7 @@ async fn run_agent(kubeconfig: String, config: agent::Config, network: Option<Ar
     };
     match agent::Agent::new(client, config, network) {
         Ok(a) => {
-            if let Err(e) = a.run(std::future::pending()).await {
+            if let Err(e) = a.run(shutdown_signal()).await {
                 tracing::error!(error = %e, "the node agent stopped");
             }
         }

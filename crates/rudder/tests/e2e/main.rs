@@ -14,6 +14,7 @@ mod nodes;
 mod pods;
 mod scheduling;
 mod services;
+mod services_net;
 mod sim;
 mod streaming;
 mod top;

@@ -89,6 +89,8 @@ impl Agent {
             .args(["--kubelet-port", &self.kubelet_port.to_string()])
             .arg("--data-dir")
             .arg(self.dir.path())
+            // Many agents share the host's network here: one proxy table would not do.
+            .arg("--disable-proxy")
             .env("RUST_LOG", "info,agent=debug")
             .stdout(Stdio::null())
             .stderr(log)

@@ -53,6 +53,8 @@ impl Agent {
             .args(["--pod-network", "host"])
             .arg("--data-dir")
             .arg(dir.path())
+            // Many agents share the host's network here: one proxy table would not do.
+            .arg("--disable-proxy")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
