@@ -113,7 +113,7 @@ fn run_follows_the_api_and_cleans_up_on_stop() {
     rt.block_on(async {
         // No selector: the endpoints are ours to write, as for an external backend.
         let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-            "spec": {"type": "NodePort", "clusterIP": "10.96.0.10",
+            "spec": {"type": "NodePort", "clusterIP": "10.96.0.20",
                      "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}]}});
         send(&client, http::Method::POST, "/api/v1/namespaces/default/services", Some(svc)).await;
         send(
@@ -136,10 +136,10 @@ fn run_follows_the_api_and_cleans_up_on_stop() {
         let _ = stopped.await;
     }));
 
-    eventually(&lab, "10.96.0.10:80", "ClusterIP answers", |r| r.is_ok());
+    eventually(&lab, "10.96.0.20:80", "ClusterIP answers", |r| r.is_ok());
     let mut seen = std::collections::HashSet::new();
     for _ in 0..30 {
-        seen.insert(lab.get(&lab.client, "10.96.0.10:80").unwrap());
+        seen.insert(lab.get(&lab.client, "10.96.0.20:80").unwrap());
     }
     assert_eq!(seen.len(), 2, "both backends: {seen:?}");
     assert!(lab.get(&lab.client, &format!("{}:30080", Lab::NODE_IP)).is_ok(), "NodePort");
@@ -147,7 +147,7 @@ fn run_follows_the_api_and_cleans_up_on_stop() {
     // The slice loses b0: within moments only b1 answers.
     let path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-manual";
     rt.block_on(send(&client, http::Method::DELETE, path, None));
-    eventually(&lab, "10.96.0.10:80", "refused without endpoints", |r| {
+    eventually(&lab, "10.96.0.20:80", "refused without endpoints", |r| {
         r.as_ref().is_err_and(|e| e.starts_with("curl: (7)"))
     });
     rt.block_on(send(
@@ -156,9 +156,9 @@ fn run_follows_the_api_and_cleans_up_on_stop() {
         "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
         Some(slice(&[1])),
     ));
-    eventually(&lab, "10.96.0.10:80", "b1 only", |r| r.as_deref() == Ok("b1"));
+    eventually(&lab, "10.96.0.20:80", "b1 only", |r| r.as_deref() == Ok("b1"));
     for _ in 0..10 {
-        assert_eq!(lab.get(&lab.client, "10.96.0.10:80").as_deref(), Ok("b1"));
+        assert_eq!(lab.get(&lab.client, "10.96.0.20:80").as_deref(), Ok("b1"));
     }
 
     let _ = stop.send(());
