@@ -15,6 +15,7 @@ mod pods;
 mod scheduling;
 mod services;
 mod services_net;
+mod services_nodes;
 mod sim;
 mod streaming;
 mod top;
