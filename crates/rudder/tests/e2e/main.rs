@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod gc;
 mod jobs;
+mod netlab;
 mod network;
 mod nodes;
 mod pods;

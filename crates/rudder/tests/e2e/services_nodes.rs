@@ -20,142 +20,21 @@
 
 use crate::Cluster;
 use crate::cluster::Kubectl;
+use crate::netlab::{Fabric, clean_node_data, pull_into};
 use crate::pods::{LONG, apply, block_on, condition, eventually, phase, wait_pod};
 use dns::wire::{self, Message, Name, RData, Record};
-use runtime::sandbox::netns;
 use serde_json::Value;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const KUBECTL: &str = "1.33";
-static NEXT: AtomicU32 = AtomicU32::new(0);
 const OUTSIDE_NAME: &str = "outside.example";
 const OUTSIDE_IP: [u8; 4] = [192, 0, 2, 78];
 /// How long a backend that stops being ready (or is deleted) may still get traffic:
 /// the probe (1 s period), the status update, the endpoint controllers and the
 /// proxies of the nodes each take a moment.
 const DRAIN: Duration = Duration::from_secs(15);
-
-fn can_run() -> bool {
-    let has = |p: &str| Path::new(p).exists();
-    let ok = rustix::process::geteuid().is_root()
-        && Command::new("runc").arg("--version").output().is_ok()
-        && Command::new("nft").arg("--version").output().is_ok()
-        && Command::new("iptables").arg("--version").output().is_ok()
-        && (has("/usr/lib/cni/bridge") || has("/opt/cni/bin/bridge"));
-    if !ok {
-        eprintln!("multi-node Services test skipped: it needs root, runc, nft, iptables and the CNI plugins");
-    }
-    ok
-}
-
-fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ip_in(ns: &Path, args: &[&str]) -> String {
-    let net = format!("--net={}", ns.display());
-    let mut all = vec![net.as_str(), "ip"];
-    all.extend_from_slice(args);
-    sh("nsenter", &all)
-}
-
-/// The host end, the switch and the nodes' namespaces; dropping it removes them.
-/// (The same wiring as `network.rs`'s, on subnets of its own.)
-struct Fabric {
-    dir: tempfile::TempDir,
-    host_if: String,
-    subnet: String,
-    switch: PathBuf,
-    nodes: Vec<PathBuf>,
-}
-
-impl Fabric {
-    fn new(count: usize) -> Fabric {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let id = std::process::id() % 1000;
-        // 10.198.*: apart from network.rs's 10.199.* when both run side by side.
-        let subnet = format!("10.198.{}", 20 + (id * 7 + n * 31) % 200);
-        let mut f = Fabric {
-            dir: tempfile::tempdir().unwrap(),
-            host_if: format!("rs{id}x{n}"),
-            subnet,
-            switch: PathBuf::new(),
-            nodes: Vec::new(),
-        };
-        let make = |name: &str| -> PathBuf {
-            let dir = f.dir.path().join(name);
-            std::fs::create_dir(&dir).unwrap();
-            let kinds = netns::Kinds { net: true, ipc: false, uts: false };
-            netns::create(&dir, kinds, "", None).unwrap().net.unwrap()
-        };
-        f.switch = make("switch");
-        ip_in(&f.switch, &["link", "add", "br0", "type", "bridge"]);
-        ip_in(&f.switch, &["link", "set", "br0", "up"]);
-        let sw = f.switch.display().to_string();
-        sh("ip", &["link", "add", &f.host_if, "type", "veth", "peer", "name", "up0", "netns", &sw]);
-        sh("ip", &["addr", "add", &format!("{}.1/24", f.subnet), "dev", &f.host_if]);
-        sh("ip", &["link", "set", &f.host_if, "up"]);
-        ip_in(&f.switch, &["link", "set", "up0", "master", "br0", "up"]);
-        for i in 0..count {
-            let node = make(&format!("node{i}"));
-            let port = format!("p{i}");
-            let ns = node.display().to_string();
-            ip_in(&f.switch, &["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
-            ip_in(&f.switch, &["link", "set", &port, "master", "br0", "up"]);
-            ip_in(&node, &["link", "set", "lo", "up"]);
-            ip_in(&node, &["addr", "add", &format!("{}.{}/24", f.subnet, i + 2), "dev", "eth0"]);
-            ip_in(&node, &["link", "set", "eth0", "up"]);
-            ip_in(&node, &["route", "add", "default", "via", &format!("{}.1", f.subnet)]);
-            f.nodes.push(node);
-        }
-        f
-    }
-
-    fn host_ip(&self) -> String {
-        format!("{}.1", self.subnet)
-    }
-
-    fn node_ip(&self, i: usize) -> String {
-        format!("{}.{}", self.subnet, i + 2)
-    }
-}
-
-impl Drop for Fabric {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).stderr(Stdio::null()).status();
-        for ns in self.nodes.iter().chain(std::iter::once(&self.switch)) {
-            if let Err(e) = netns::unmount(ns) {
-                eprintln!("cleanup {}: {e}", ns.display());
-            }
-        }
-    }
-}
-
-/// Removes what an agent left under its data dir: runc's containers, then the mounts
-/// (root filesystems, volumes, pod namespaces; their veths go with them).
-fn clean_node_data(data: &Path) {
-    let root = data.join("runc");
-    let out = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output();
-    for id in out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
-        let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]).status();
-    }
-    let prefix = format!("{}/", data.display());
-    let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&prefix))
-        .collect();
-    for m in mounts.iter().rev() {
-        let _ = Command::new("umount").args(["-l", m]).status();
-    }
-}
 
 fn tail(what: &str, log: &str) {
     let lines: Vec<&str> = log.lines().rev().take(60).collect();
@@ -225,14 +104,6 @@ impl Drop for NodeAgent {
 
 /// Puts `image` (from the host's loopback registry, which nodes cannot reach) in the
 /// image store at `dir`.
-fn pull_into(dir: &Path, image: &str) {
-    block_on(async {
-        let store = runtime::ImageStore::open(dir).unwrap();
-        let puller = runtime::Puller::new(store, runtime::RegistryConfig::default());
-        puller.pull(&runtime::Reference::parse_normalized(image).unwrap(), &[]).await.unwrap();
-    });
-}
-
 /// A UDP resolver on `ip` that knows one name; NXDOMAIN for the rest.
 fn fake_upstream(ip: &str) -> SocketAddr {
     let socket = std::net::UdpSocket::bind((ip, 0)).unwrap();
@@ -389,11 +260,11 @@ fn http_get(addr: SocketAddr) -> Option<String> {
 
 #[test]
 fn a_service_spreads_over_ready_backends_on_other_nodes_by_ip_name_and_node_port() {
-    if !can_run() {
+    if !crate::netlab::can_run("multi-node Services test") {
         return;
     }
     // Declared first, dropped last: the namespaces go after everything in them.
-    let fabric = Fabric::new(3);
+    let fabric = Fabric::new(3, 198, "s");
     let upstream = fake_upstream(&fabric.host_ip());
     let registry = runtime::testing::Registry::start();
     block_on(registry.push("test/busybox", "v1", &runtime::testing::busybox_image())).unwrap();
