@@ -20,126 +20,21 @@
 
 use crate::Cluster;
 use crate::cluster::Kubectl;
+use crate::netlab::{Fabric, clean_node_data, pull_into};
 use crate::pods::{LONG, apply, block_on, condition, events, eventually, phase, pod_json, wait_pod};
-use runtime::sandbox::{Cidr, netns};
+use runtime::sandbox::Cidr;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const KUBECTLS: &[&str] = crate::KUBECTL_VERSIONS;
-static NEXT: AtomicU32 = AtomicU32::new(0);
 /// Upstream's node grace period: the server's default (8 s) is shorter than the
 /// agent's 10 s heartbeat, and on a loaded machine a missed beat would have the node
 /// lifecycle controller evict the pods these tests watch.
 const SERVER_FLAGS: &[&str] = &["--node-monitor-grace-period", "40s"];
-
-fn can_run() -> bool {
-    let has = |p: &str| Path::new(p).exists();
-    let ok = rustix::process::geteuid().is_root()
-        && Command::new("runc").arg("--version").output().is_ok()
-        && Command::new("iptables").arg("--version").output().is_ok()
-        && (has("/usr/lib/cni/bridge") || has("/opt/cni/bin/bridge"));
-    if !ok {
-        eprintln!("CNI end-to-end test skipped: it needs root, runc, iptables and the CNI plugins");
-    }
-    ok
-}
-
-/// Runs a command; panics with its stderr when it fails.
-fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs `ip` in a network namespace.
-fn ip_in(ns: &Path, args: &[&str]) -> String {
-    let net = format!("--net={}", ns.display());
-    let mut all = vec![net.as_str(), "ip"];
-    all.extend_from_slice(args);
-    sh("nsenter", &all)
-}
-
-/// The host end, the switch and the nodes' namespaces. Dropping it removes them.
-struct Fabric {
-    dir: tempfile::TempDir,
-    host_if: String,
-    subnet: String,
-    switch: PathBuf,
-    nodes: Vec<PathBuf>,
-}
-
-impl Fabric {
-    /// A host interface with `.1` and `count` node namespaces with `.2`, `.3`, …
-    fn new(count: usize) -> Fabric {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let id = std::process::id() % 1000;
-        let subnet = format!("10.199.{}", 20 + (id * 7 + n * 31) % 200);
-        let mut f = Fabric {
-            dir: tempfile::tempdir().unwrap(),
-            host_if: format!("rh{id}x{n}"),
-            subnet,
-            switch: PathBuf::new(),
-            nodes: Vec::new(),
-        };
-        let make = |name: &str| -> PathBuf {
-            let dir = f.dir.path().join(name);
-            std::fs::create_dir(&dir).unwrap();
-            let kinds = netns::Kinds { net: true, ipc: false, uts: false };
-            netns::create(&dir, kinds, "", None).unwrap().net.unwrap()
-        };
-        f.switch = make("switch");
-        ip_in(&f.switch, &["link", "add", "br0", "type", "bridge"]);
-        ip_in(&f.switch, &["link", "set", "br0", "up"]);
-        let sw = f.switch.display().to_string();
-        sh("ip", &["link", "add", &f.host_if, "type", "veth", "peer", "name", "up0", "netns", &sw]);
-        sh("ip", &["addr", "add", &format!("{}.1/24", f.subnet), "dev", &f.host_if]);
-        sh("ip", &["link", "set", &f.host_if, "up"]);
-        ip_in(&f.switch, &["link", "set", "up0", "master", "br0", "up"]);
-        for i in 0..count {
-            let node = make(&format!("node{i}"));
-            let port = format!("p{i}");
-            let ns = node.display().to_string();
-            ip_in(&f.switch, &["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
-            ip_in(&f.switch, &["link", "set", &port, "master", "br0", "up"]);
-            ip_in(&node, &["link", "set", "lo", "up"]);
-            ip_in(&node, &["addr", "add", &format!("{}/24", Fabric::node_ip_of(&f.subnet, i)), "dev", "eth0"]);
-            ip_in(&node, &["link", "set", "eth0", "up"]);
-            ip_in(&node, &["route", "add", "default", "via", &format!("{}.1", f.subnet)]);
-            f.nodes.push(node);
-        }
-        f
-    }
-
-    fn node_ip_of(subnet: &str, i: usize) -> String {
-        format!("{subnet}.{}", i + 2)
-    }
-
-    fn host_ip(&self) -> String {
-        format!("{}.1", self.subnet)
-    }
-
-    fn node_ip(&self, i: usize) -> String {
-        Fabric::node_ip_of(&self.subnet, i)
-    }
-}
-
-impl Drop for Fabric {
-    fn drop(&mut self) {
-        // The host's end takes its peer with it; each namespace goes with its last
-        // mount (the agents, their containers and pod namespaces are gone by now).
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).stderr(Stdio::null()).status();
-        for ns in self.nodes.iter().chain(std::iter::once(&self.switch)) {
-            if let Err(e) = netns::unmount(ns) {
-                eprintln!("cleanup {}: {e}", ns.display());
-            }
-        }
-    }
-}
 
 /// A `rudder agent` in a node's network namespace, with a data dir of its own.
 struct NodeAgent {
@@ -233,33 +128,6 @@ impl Drop for NodeAgent {
 
 /// Removes what a node's agent left under its data dir: runc's containers, then the
 /// root filesystems, tmpfs volumes and pod namespaces (their veths go with them).
-fn clean_node_data(data: &Path) {
-    let root = data.join("runc");
-    let out = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output().unwrap();
-    for id in String::from_utf8_lossy(&out.stdout).lines() {
-        let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]).status();
-    }
-    let prefix = format!("{}/", data.display());
-    let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&prefix))
-        .collect();
-    for m in mounts.iter().rev() {
-        let _ = Command::new("umount").args(["-l", m]).status();
-    }
-}
-
-/// Puts `image` (from the host's loopback registry) in the image store at `dir`.
-fn pull_into(dir: &Path, image: &str) {
-    block_on(async {
-        let store = runtime::ImageStore::open(dir).unwrap();
-        let puller = runtime::Puller::new(store, runtime::RegistryConfig::default());
-        puller.pull(&runtime::Reference::parse_normalized(image).unwrap(), &[]).await.unwrap();
-    });
-}
-
 fn wait_ready(k: &Kubectl, node: &str) -> Value {
     eventually(LONG, &format!("node {node} Ready with a podCIDR"), || {
         let out = k.run(&["get", "node", node, "-o", "json"]);
@@ -358,10 +226,10 @@ fn free_port() -> u16 {
 
 #[test]
 fn a_pod_in_its_sandbox_gets_an_address_and_streams() {
-    if !can_run() {
+    if !crate::netlab::can_run("CNI end-to-end test") {
         return;
     }
-    let fabric = Fabric::new(1);
+    let fabric = Fabric::new(1, 199, "h");
     let c = Cluster::start_on(&fabric.host_ip(), SERVER_FLAGS);
     let registry = runtime::testing::Registry::start();
     block_on(registry.push("test/busybox", "v1", &runtime::testing::busybox_image())).unwrap();
@@ -465,10 +333,10 @@ fn a_pod_in_its_sandbox_gets_an_address_and_streams() {
 
 #[test]
 fn pods_on_two_nodes_reach_each_other_and_survive_an_agent_restart() {
-    if !can_run() {
+    if !crate::netlab::can_run("CNI end-to-end test") {
         return;
     }
-    let fabric = Fabric::new(2);
+    let fabric = Fabric::new(2, 199, "h");
     let c = Cluster::start_on(&fabric.host_ip(), SERVER_FLAGS);
     let registry = runtime::testing::Registry::start();
     block_on(registry.push("test/busybox", "v1", &runtime::testing::busybox_image())).unwrap();
@@ -535,10 +403,10 @@ impl Drop for OwnNode {
 
 #[test]
 fn the_servers_own_agent_runs_pods_in_sandboxes_and_streams() {
-    if !can_run() {
+    if !crate::netlab::can_run("CNI end-to-end test") {
         return;
     }
-    let fabric = Fabric::new(1);
+    let fabric = Fabric::new(1, 199, "h");
     let registry = runtime::testing::Registry::start();
     block_on(registry.push("test/busybox", "v1", &runtime::testing::busybox_image())).unwrap();
     let image = format!("{}/test/busybox:v1", registry.host);
