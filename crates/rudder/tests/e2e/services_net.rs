@@ -204,7 +204,7 @@ fn http_get(addr: SocketAddr) -> Option<String> {
 }
 
 #[test]
-fn pods_reach_services_by_cluster_ip_and_name_and_the_node_port_answers() {
+fn pods_reach_services_by_cluster_ip_and_name_and_the_node_port_and_port_forward_answer() {
     let upstream = fake_upstream();
     let registry = runtime::testing::Registry::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -297,4 +297,35 @@ fn pods_reach_services_by_cluster_ip_and_name_and_the_node_port_answers() {
     let addr: SocketAddr = format!("{node_ip}:{node_port}").parse().unwrap();
     let answer = eventually(LONG, "the NodePort", || http_get(addr).filter(|a| a.contains("hello-from-backend")));
     assert!(answer.starts_with("HTTP/1."), "{answer}");
+
+    // `kubectl port-forward service/web`: kubectl picks a ready pod behind the Service
+    // and forwards to the Service port's target port on it, through the API server
+    // and the agent.
+    for version in ["1.27", "1.33"] {
+        let local = free_port();
+        let child = Command::new(format!("/usr/lib/google-cloud-sdk/bin/kubectl.{version}"))
+            .arg("--kubeconfig")
+            .arg(s.kubeconfig())
+            .args(["port-forward", "service/web", &format!("{local}:80")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _forward = KillOnDrop(child);
+        let addr: SocketAddr = format!("127.0.0.1:{local}").parse().unwrap();
+        let answer = eventually(LONG, "port-forward to service/web", || {
+            http_get(addr).filter(|a| a.contains("hello-from-backend"))
+        });
+        assert!(answer.starts_with("HTTP/1."), "kubectl {version}: {answer}");
+    }
+}
+
+/// A child process killed when the test lets go of it, even on failure.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
