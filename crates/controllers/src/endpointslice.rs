@@ -194,7 +194,7 @@ fn metadata_right(slice: &EndpointSlice, svc: &Service) -> bool {
 type PortGroup = (Vec<EndpointPort>, Vec<(String, Endpoint)>);
 
 /// A write a pass made: the slice's name and revision, or `None` once deleted.
-type Written = (String, Option<i64>);
+pub(crate) type Written = (String, Option<i64>);
 
 /// Decides the slices of one Service. `zone_of` names a node's zone.
 pub fn plan(
@@ -323,20 +323,20 @@ pub fn plan(
 
 /// The slices a pass wrote, which the cache must show before the next pass decides.
 #[derive(Default)]
-struct Expectations {
+pub(crate) struct Expectations {
     by_service: Mutex<HashMap<Key, (Instant, Vec<Written>)>>,
 }
 
 /// How long to wait for the cache before deciding anyway.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn rv(slice: &EndpointSlice) -> i64 {
+pub(crate) fn rv(slice: &EndpointSlice) -> i64 {
     slice.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 impl Expectations {
     /// `(name, Some(rv))` for a written slice, `(name, None)` for a deleted one.
-    fn set(&self, key: &str, written: Vec<Written>) {
+    pub(crate) fn set(&self, key: &str, written: Vec<Written>) {
         let mut m = self.by_service.lock().unwrap_or_else(|e| e.into_inner());
         if written.is_empty() {
             m.remove(key);
@@ -345,7 +345,7 @@ impl Expectations {
         }
     }
 
-    fn met(&self, key: &str, cache: &Store<EndpointSlice>, ns: &str) -> bool {
+    pub(crate) fn met(&self, key: &str, cache: &Store<EndpointSlice>, ns: &str) -> bool {
         let mut m = self.by_service.lock().unwrap_or_else(|e| e.into_inner());
         let Some((since, written)) = m.get(key) else { return true };
         let ok = since.elapsed() > EXPECTATION_TIMEOUT

@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod events;
 pub mod gc;
 pub mod history;
@@ -80,6 +81,7 @@ pub async fn run(client: Client, config: Config, shutdown: impl std::future::Fut
             serviceaccount::run(client.clone()),
             endpoints::run(client.clone(), feed.clone(), config.endpoints.clone()),
             endpointslice::run(client.clone(), feed.clone(), config.endpoints.clone()),
+            endpointslicemirroring::run(client.clone(), feed.clone()),
             servicelb::run(client.clone()),
         );
     };

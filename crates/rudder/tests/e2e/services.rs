@@ -226,7 +226,34 @@ fn services_get_addresses_and_endpoints_follow_pods() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(endpoint_ips(&k, "manual").0, ["10.99.0.1"]);
     assert_eq!(endpoint_ips(&k, "orphan").0, ["10.99.0.2"]);
-    assert_eq!(get(&k, &["get", "endpointslices", "-l", "kubernetes.io/service-name=manual", "-o", "name"]), "");
+    // The mirroring controller copies them into a slice, which follows their updates;
+    // Endpoints without a Service get none.
+    eventually(Duration::from_secs(15), "a mirrored slice of manual", || {
+        (slice_endpoints(&k, "manual") == [("10.99.0.1".to_string(), "true".to_string())]).then_some(())
+    });
+    assert!(
+        get(
+            &k,
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=manual",
+                "-o",
+                "jsonpath={.items[0].metadata.labels}"
+            ]
+        )
+        .contains(r#""endpointslice.kubernetes.io/managed-by":"endpointslicemirroring-controller.k8s.io""#)
+    );
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {name: manual}\nsubsets: [{addresses: [{ip: 10.99.0.3}], notReadyAddresses: [{ip: 10.99.0.4}], ports: [{port: 80}]}]\n",
+    );
+    eventually(Duration::from_secs(15), "the mirrored slice to follow the update", || {
+        let want = [("10.99.0.3".to_string(), "true".to_string()), ("10.99.0.4".to_string(), "false".to_string())];
+        (slice_endpoints(&k, "manual") == want).then_some(())
+    });
+    assert_eq!(get(&k, &["get", "endpointslices", "-l", "kubernetes.io/service-name=orphan", "-o", "name"]), "");
 
     // ExternalName: a name, no address, no endpoints.
     k.ok(&["create", "service", "externalname", "ext", "--external-name", "example.com"]);
