@@ -12,6 +12,7 @@
 //! reconciled are folded into one more pass; after a write, the next one waits for
 //! the batch period, so a churn of pods costs a few writes, not one per pod.
 
+use crate::endpointslicemirroring::SKIP_MIRROR;
 use crate::gc::queue::WorkQueue;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{
@@ -261,15 +262,19 @@ pub fn desired_endpoints(
 ) -> Option<Endpoints> {
     let mut labels = svc.labels().clone();
     labels.remove(HEADLESS);
+    labels.remove(SKIP_MIRROR);
     if let Some(cur) = current {
         let mut cur_labels = cur.labels().clone();
         cur_labels.remove(HEADLESS);
+        cur_labels.remove(SKIP_MIRROR);
         let capacity_right = cur.annotations().contains_key(OVER_CAPACITY) == truncated;
         let headless_right = cur.labels().contains_key(HEADLESS) == is_headless(svc);
+        let mirror_right = cur.labels().get(SKIP_MIRROR).is_some_and(|v| v == "true");
         if cur.subsets.clone().unwrap_or_default() == subsets
             && cur_labels == labels
             && capacity_right
             && headless_right
+            && mirror_right
         {
             return None;
         }
@@ -281,6 +286,10 @@ pub fn desired_endpoints(
     if is_headless(svc) {
         labels.insert(HEADLESS.into(), String::new());
     }
+    // As upstream's controller does: Endpoints it writes have slices of their own from
+    // the EndpointSlice controller, so the mirroring controller must leave them alone
+    // (also after the Service loses its selector).
+    labels.insert(SKIP_MIRROR.into(), "true".into());
     ep.metadata.labels = Some(labels);
     let annotations = ep.metadata.annotations.get_or_insert_with(BTreeMap::new);
     match trigger {

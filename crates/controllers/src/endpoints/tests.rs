@@ -197,3 +197,16 @@ fn the_pod_index_follows_label_changes() {
     assert!(idx.candidates("default", &b).is_empty());
     assert!(idx.candidates("default", &BTreeMap::new()).is_empty());
 }
+
+#[test]
+fn written_endpoints_tell_the_mirroring_controller_to_skip_them() {
+    let svc = service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}));
+    let ep = desired_endpoints(&svc, None, vec![], false, None).expect("a new Endpoints object");
+    assert_eq!(ep.labels().get(crate::endpointslicemirroring::SKIP_MIRROR).map(String::as_str), Some("true"));
+    // Once written with the label, nothing more to do.
+    assert!(desired_endpoints(&svc, Some(&ep), vec![], false, None).is_none());
+    // An Endpoints object without the label (written before) gets it.
+    let mut old = ep.clone();
+    old.metadata.labels.as_mut().unwrap().remove(crate::endpointslicemirroring::SKIP_MIRROR);
+    assert!(desired_endpoints(&svc, Some(&old), vec![], false, None).is_some());
+}
