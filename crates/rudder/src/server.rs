@@ -157,10 +157,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &args.data_dir.join("node-token"),
         format!("{}\n", server.pki.node_token()).as_bytes(),
     )?;
-    let controllers = tokio::spawn(run_controllers(
+    let controllers = spawn_control_loops(
         kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.admin_token),
         controllers_config(&args),
-    ));
+    )
+    .context("starting the control loops")?;
     let dns = dns.map(|d| {
         tokio::spawn(crate::cluster_dns::serve(
             d,
@@ -201,7 +202,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(d) = dns {
         d.abort();
     }
-    controllers.abort();
+    drop(controllers);
     server.shutdown().await;
     Ok(())
 }
@@ -237,6 +238,34 @@ async fn run_agent(kubeconfig: String, config: agent::Config, network: Option<Ar
         }
         Err(e) => tracing::error!(error = %e, "the node agent cannot start"),
     }
+}
+
+/// Runs the controllers and the scheduler on a runtime (and OS threads) of their own
+/// until the returned sender is dropped. A burst of reconciling then cannot hold the
+/// API server's workers between two of its await points: the kernel shares the cores
+/// between the two, as it would between separate processes, and request latency does
+/// not depend on what the control loops happen to be doing.
+fn spawn_control_loops(
+    kubeconfig: String,
+    config: controllers::Config,
+) -> std::io::Result<tokio::sync::oneshot::Sender<()>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("control-loops")
+        .enable_all()
+        .build()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new().name("control-loops".into()).spawn(move || {
+        runtime.block_on(async move {
+            tokio::select! {
+                () = run_controllers(kubeconfig, config) => {}
+                _ = stopped => {}
+            }
+        });
+        // Do not wait for tasks blocked on the network at shutdown.
+        runtime.shutdown_background();
+    })?;
+    Ok(stop)
 }
 
 /// The controllers and the scheduler run in-process but reach the API like any client, over HTTPS.
