@@ -12,25 +12,9 @@ pub struct NetworkError {
     pub message: String,
 }
 
-/// A host port to forward to a container port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortMapping {
-    pub host_port: u16,
-    pub container_port: u16,
-    /// `tcp`, `udp` or `sctp`.
-    pub protocol: String,
-    pub host_ip: Option<IpAddr>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxRequest {
-    pub pod_uid: String,
-    pub namespace: String,
-    pub name: String,
-    pub hostname: String,
-    pub port_mappings: Vec<PortMapping>,
-    pub host_network: bool,
-}
+/// What a pod asks of its network: the runtime's own request, so the agent and the
+/// sandboxes speak one type.
+pub use runtime::sandbox::{PortMapping, SandboxRequest};
 
 /// A pod's namespaces and addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]

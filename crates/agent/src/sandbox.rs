@@ -7,7 +7,7 @@
 //! wait (hostNetwork ones too: their IPC namespace is a sandbox's as well).
 
 use crate::network::{NetworkError, PodNetwork, SandboxInfo, SandboxRequest};
-use runtime::sandbox::{Cidr, PortMapping, SandboxConfig, Sandboxes};
+use runtime::sandbox::{Cidr, SandboxConfig, Sandboxes};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -72,26 +72,6 @@ impl SandboxNetwork {
     }
 }
 
-fn request(r: &SandboxRequest) -> runtime::sandbox::SandboxRequest {
-    runtime::sandbox::SandboxRequest {
-        pod_uid: r.pod_uid.clone(),
-        namespace: r.namespace.clone(),
-        name: r.name.clone(),
-        hostname: r.hostname.clone(),
-        port_mappings: r
-            .port_mappings
-            .iter()
-            .map(|p| PortMapping {
-                host_port: p.host_port,
-                container_port: p.container_port,
-                protocol: p.protocol.clone(),
-                host_ip: p.host_ip,
-            })
-            .collect(),
-        host_network: r.host_network,
-    }
-}
-
 fn info(i: runtime::sandbox::SandboxInfo) -> SandboxInfo {
     SandboxInfo { pod_uid: i.pod_uid, ips: i.ips, net_ns: i.net_ns, ipc_ns: Some(i.ipc_ns), uts_ns: i.uts_ns }
 }
@@ -100,7 +80,7 @@ fn info(i: runtime::sandbox::SandboxInfo) -> SandboxInfo {
 impl PodNetwork for SandboxNetwork {
     async fn create(&self, r: &SandboxRequest) -> Result<SandboxInfo, NetworkError> {
         let sandboxes = self.ready()?;
-        let made = sandboxes.create(&request(r)).await.map_err(error)?;
+        let made = sandboxes.create(r).await.map_err(error)?;
         if !r.host_network && made.ips.is_empty() {
             return Err(error(format!("the pod network gave pod {} no address", r.pod_uid)));
         }
@@ -193,28 +173,9 @@ impl crate::server::PodNetwork for SandboxNetwork {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::PortMapping as AgentPort;
 
     #[test]
-    fn requests_and_answers_carry_over() {
-        let r = SandboxRequest {
-            pod_uid: "u1".into(),
-            namespace: "ns".into(),
-            name: "web".into(),
-            hostname: "web".into(),
-            port_mappings: vec![AgentPort {
-                host_port: 8080,
-                container_port: 80,
-                protocol: "tcp".into(),
-                host_ip: Some("127.0.0.1".parse().unwrap()),
-            }],
-            host_network: false,
-        };
-        let rr = request(&r);
-        assert_eq!((rr.pod_uid.as_str(), rr.namespace.as_str(), rr.name.as_str()), ("u1", "ns", "web"));
-        assert_eq!(rr.port_mappings[0].host_port, 8080);
-        assert_eq!(rr.port_mappings[0].container_port, 80);
-        assert_eq!(rr.port_mappings[0].host_ip, r.port_mappings[0].host_ip);
+    fn answers_carry_over() {
         let i = info(runtime::sandbox::SandboxInfo {
             pod_uid: "u1".into(),
             ips: vec!["10.42.0.5".parse().unwrap()],
