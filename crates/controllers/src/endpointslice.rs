@@ -418,17 +418,30 @@ async fn sync(ctx: &Ctx, key: &str) -> Result<Outcome, kube::Error> {
     }
     ctx.batch.wrote(key);
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
+    let (written, result) = write_plan(&api, &decided.create, &decided).await;
+    ctx.expectations.set(key, written);
+    result.map(|()| Outcome::Done)
+}
+
+/// Writes a plan: `create` (the plan's creates, or none), then its updates, then its
+/// deletes (a slice already gone counts as deleted). Every write that went through is
+/// returned for the expectations, also when a later one failed.
+pub(crate) async fn write_plan(
+    api: &Api<EndpointSlice>,
+    create: &[EndpointSlice],
+    plan: &SlicePlan,
+) -> (Vec<Written>, Result<(), kube::Error>) {
     let mut written = Vec::new();
     let result = async {
-        for s in &decided.create {
+        for s in create {
             let made = api.create(&PostParams::default(), s).await?;
             written.push((made.name_any(), Some(rv(&made))));
         }
-        for s in &decided.update {
+        for s in &plan.update {
             let made = api.replace(&s.name_any(), &PostParams::default(), s).await?;
             written.push((made.name_any(), Some(rv(&made))));
         }
-        for s in &decided.delete {
+        for s in &plan.delete {
             match api.delete(&s.name_any(), &DeleteParams::default()).await {
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 other => {
@@ -440,8 +453,7 @@ async fn sync(ctx: &Ctx, key: &str) -> Result<Outcome, kube::Error> {
         Ok::<(), kube::Error>(())
     }
     .await;
-    ctx.expectations.set(key, written);
-    result.map(|()| Outcome::Done)
+    (written, result)
 }
 
 async fn worker(ctx: Arc<Ctx>, queue: Arc<WorkQueue<Key>>) {

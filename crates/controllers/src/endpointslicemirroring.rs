@@ -19,13 +19,13 @@
 //! Services) and watches of Endpoints and of the slices this controller manages.
 
 use crate::endpoints::{self, Feed, Key, TRIGGER_TIME};
-use crate::endpointslice::{Expectations, MANAGED_BY, SERVICE_NAME, SlicePlan, rv};
+use crate::endpointslice::{Expectations, MANAGED_BY, SERVICE_NAME, SlicePlan, write_plan};
 use crate::gc::queue::WorkQueue;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort as CorePort, Endpoints, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -291,28 +291,8 @@ async fn sync(ctx: &Ctx, key: &str) -> Result<Outcome, kube::Error> {
     // Upstream makes no new slices for Endpoints being deleted.
     let deleting = ep.as_ref().is_some_and(|e| e.metadata.deletion_timestamp.is_some());
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
-    let mut written = Vec::new();
-    let result = async {
-        for s in decided.create.iter().filter(|_| !deleting) {
-            let made = api.create(&PostParams::default(), s).await?;
-            written.push((made.name_any(), Some(rv(&made))));
-        }
-        for s in &decided.update {
-            let made = api.replace(&s.name_any(), &PostParams::default(), s).await?;
-            written.push((made.name_any(), Some(rv(&made))));
-        }
-        for s in &decided.delete {
-            match api.delete(&s.name_any(), &DeleteParams::default()).await {
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                other => {
-                    other?;
-                }
-            }
-            written.push((s.name_any(), None));
-        }
-        Ok::<(), kube::Error>(())
-    }
-    .await;
+    let create: &[EndpointSlice] = if deleting { &[] } else { &decided.create };
+    let (written, result) = write_plan(&api, create, &decided).await;
     ctx.expectations.set(key, written);
     result.map(|()| Outcome::Done)
 }
