@@ -254,3 +254,49 @@ impl Kubectl {
         out.stderr
     }
 }
+
+/// A `rudder sim` process, killed when dropped (also when the test fails).
+pub struct Sim {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Sim {
+    pub fn start(c: &Cluster, nodes: usize, prefix: &str) -> Sim {
+        // The server writes the token just after the kubeconfig the harness waits for.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let token = loop {
+            match std::fs::read_to_string(c.data_dir().join("node-token")) {
+                Ok(t) if t.ends_with('\n') => break t,
+                _ => assert!(Instant::now() < deadline, "no node token after 10 s"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = c.data_dir().join(format!("sim-{prefix}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .args(["sim", "--server", &c.url(), "--token", token.trim()])
+            .args(["--nodes", &nodes.to_string(), "--prefix", prefix])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting rudder sim");
+        Sim { child: Some(child), log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -9,51 +9,10 @@
 //! after, so that a ReplicaSet controller, once there, adopts them instead of making
 //! its own.
 
-use crate::cluster::Kubectl;
+use crate::cluster::{Kubectl, Sim};
 use crate::{Cluster, KUBECTL_VERSIONS};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A `rudder sim` process, killed when dropped (also when the test fails).
-struct Sim {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Sim {
-    fn start(c: &Cluster, nodes: usize, prefix: &str) -> Sim {
-        let token = eventually(Duration::from_secs(10), "the node token", || {
-            std::fs::read_to_string(c.data_dir().join("node-token")).ok().filter(|t| t.ends_with('\n'))
-        });
-        let log = c.data_dir().join(format!("sim-{prefix}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["sim", "--server", &c.url(), "--token", token.trim()])
-            .args(["--nodes", &nodes.to_string(), "--prefix", prefix])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting rudder sim");
-        Sim { child: Some(child), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

@@ -2,37 +2,9 @@
 //! endpoints and endpoint slices following pods on simulated nodes, the `kubernetes`
 //! Service, LoadBalancer addresses, and the 422s for what cannot be.
 
-use crate::cluster::Kubectl;
+use crate::cluster::{Kubectl, Sim};
 use crate::{Cluster, DEPLOYMENT, KUBECTL_VERSIONS};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A `rudder sim` process, killed when dropped.
-struct Sim(Child);
-
-impl Sim {
-    fn start(c: &Cluster, nodes: usize, prefix: &str) -> Sim {
-        let token = eventually(Duration::from_secs(10), "the node token", || {
-            std::fs::read_to_string(c.data_dir().join("node-token")).ok().filter(|t| t.ends_with('\n'))
-        });
-        let log = std::fs::File::create(c.data_dir().join(format!("sim-{prefix}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["sim", "--server", &c.url(), "--token", token.trim()])
-            .args(["--nodes", &nodes.to_string(), "--prefix", prefix])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting rudder sim");
-        Sim(child)
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

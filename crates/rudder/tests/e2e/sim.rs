@@ -1,51 +1,9 @@
 //! `rudder sim`: simulated nodes that register, heartbeat, run bound pods (without
 //! containers) and stop heartbeating when the process ends.
 
+use crate::cluster::Sim;
 use crate::{Cluster, KUBECTL_VERSIONS, cluster::Kubectl};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A `rudder sim` process, killed when dropped (also when the test fails).
-struct Sim {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Sim {
-    fn start(c: &Cluster, nodes: usize, prefix: &str) -> Sim {
-        // The server writes the token just after the kubeconfig the harness waits for.
-        let token = eventually(Duration::from_secs(10), "the node token", || {
-            std::fs::read_to_string(c.data_dir().join("node-token")).ok().filter(|t| t.ends_with('\n'))
-        });
-        let log = c.data_dir().join(format!("sim-{prefix}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["sim", "--server", &c.url(), "--token", token.trim()])
-            .args(["--nodes", &nodes.to_string(), "--prefix", prefix])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting rudder sim");
-        Sim { child: Some(child), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Polls `f` until it gives a value, for at most `timeout`.
 fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
