@@ -19,6 +19,7 @@ pub mod fieldcheck;
 pub mod fieldmanager;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod loopback;
 pub mod metrics;
 pub mod metricsapi;
 pub mod objects;

@@ -16,7 +16,6 @@ use api::selector::{FieldSelector, LabelSelector};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -606,22 +605,24 @@ pub fn table(items: &[Value], computed: &Computed, include: Option<&str>) -> Val
 }
 
 /// Answers a request under `/apis/metrics.k8s.io/v1beta1/`.
-pub async fn handle(ctx: &Arc<Ctx>, rest: &[&str], req: Request<Incoming>) -> Resp {
-    match answer(ctx, rest, &req).await {
+pub async fn handle(ctx: &Arc<Ctx>, rest: &[&str], req: Request<wire::ReqBody>) -> Resp {
+    // Only the head is read; a body is not `Sync`, so it stays out of the future.
+    let (head, _) = req.into_parts();
+    match answer(ctx, rest, &head).await {
         Ok(v) => wire::ok(&v),
         Err(e) => wire::error(&e),
     }
 }
 
-async fn answer(ctx: &Arc<Ctx>, rest: &[&str], req: &Request<Incoming>) -> Result<Value, ApiError> {
+async fn answer(ctx: &Arc<Ctx>, rest: &[&str], req: &http::request::Parts) -> Result<Value, ApiError> {
     let target = parse_target(rest).ok_or_else(ApiError::no_route)?;
-    if req.method() != Method::GET {
+    if req.method != Method::GET {
         return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
     }
-    let (labels, fields) = selectors(req.uri().query())?;
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (labels, fields) = selectors(req.uri.query())?;
+    let accept = req.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let as_table = crate::table::wanted(accept);
-    let include = crate::query::Query::parse(req.uri().query())?.include_object;
+    let include = crate::query::Query::parse(req.uri.query())?.include_object;
     let now = api::time::now_rfc3339();
     let (items, computed, single) = match target {
         Target::Nodes { name: Some(name) } => {

@@ -5,7 +5,7 @@ use crate::rest::{self, Target};
 use crate::wire::{self, Resp};
 use crate::{Ctx, auth, discovery, metricsapi, openapi};
 use api::{ApiError, registry};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use std::convert::Infallible;
@@ -44,8 +44,9 @@ pub async fn serve(
                 Ok(Ok(s)) => s,
                 _ => return,
             };
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let ctx = ctx.clone();
+                let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
                 async move { Ok::<_, Infallible>(route(ctx, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -77,7 +78,8 @@ pub fn version() -> serde_json::Value {
     })
 }
 
-async fn route(ctx: Arc<Ctx>, req: hyper::Request<Incoming>) -> Resp {
+/// Answers one request, from whichever transport it came.
+pub(crate) async fn route(ctx: Arc<Ctx>, req: wire::Req) -> Resp {
     let started = Instant::now();
     let path = req.uri().path().to_string();
     if !auth::is_public(&path) && ctx.auth.authenticate(req.headers()).is_none() {
@@ -183,14 +185,7 @@ pub fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target>
     Some(Target { res, namespace, name, sub })
 }
 
-async fn resource(
-    ctx: &Arc<Ctx>,
-    group: &str,
-    version: &str,
-    rest: &[&str],
-    req: hyper::Request<Incoming>,
-    started: Instant,
-) -> Resp {
+async fn resource(ctx: &Arc<Ctx>, group: &str, version: &str, rest: &[&str], req: wire::Req, started: Instant) -> Resp {
     let Some(target) = parse_target(group, version, rest) else {
         return wire::error(&ApiError::no_route());
     };
@@ -209,7 +204,7 @@ async fn resource(
         accept: header(http::header::ACCEPT),
         content_type: header(http::header::CONTENT_TYPE),
         user_agent: header(http::header::USER_AGENT).unwrap_or_default(),
-        body: Some(body),
+        body: Some(std::sync::Mutex::new(body)),
     };
     let verb = parts.method.as_str().to_string();
     let resp = rest::handle(ctx, target, request).await;

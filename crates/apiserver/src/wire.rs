@@ -15,6 +15,11 @@ use tokio::sync::mpsc;
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 pub type Resp = Response<Body>;
 
+/// A request body from any transport: a TLS connection's, or an in-process
+/// client's (see [`crate::loopback`]).
+pub type ReqBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+pub type Req = http::Request<ReqBody>;
+
 /// Bodies larger than this are refused with 413, as upstream refuses them.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 

@@ -38,12 +38,8 @@ pub async fn bind(config: &dns::Config) -> Option<dns::Server> {
 }
 
 /// Serves until the process is told to stop.
-pub async fn serve(server: dns::Server, kubeconfig: String) {
+pub async fn serve(server: dns::Server, client: kube::Client) {
     let addrs = server.local_addrs();
-    let client = match crate::kubeconfig::client(&kubeconfig, "rudder-dns").await {
-        Ok(c) => c,
-        Err(e) => return tracing::error!(error = %e, "cluster DNS cannot reach the API server"),
-    };
     tracing::info!(?addrs, "cluster DNS serving");
     if let Err(e) = server.run(client, crate::server::shutdown_signal()).await {
         tracing::error!(error = %e, "cluster DNS stopped");

@@ -17,9 +17,22 @@ pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
 pub async fn client(kubeconfig: &str, program: &str) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
     let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
-    let agent = format!("{program}/v1.33.0+rudder.{} (linux/amd64) rudder", env!("CARGO_PKG_VERSION"));
-    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(&agent)?));
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(&user_agent(program))?));
     Ok(kube::Client::try_from(config)?)
+}
+
+/// A client for a component that runs inside `rudder server` (controllers, scheduler,
+/// DNS, the server's own agent): the same API, authenticated by `token`, reached
+/// in-process instead of over loopback TLS (see `apiserver::loopback`).
+pub fn in_process(ctx: &std::sync::Arc<apiserver::Ctx>, token: &str, program: &str) -> anyhow::Result<kube::Client> {
+    let transport = apiserver::loopback::Loopback::new(ctx.clone(), token, &user_agent(program))?;
+    Ok(kube::Client::new(transport, "default"))
+}
+
+/// Upstream components name themselves `program/version (os/arch) ...`; the program
+/// name becomes the default field manager of their writes.
+fn user_agent(program: &str) -> String {
+    format!("{program}/v1.33.0+rudder.{} (linux/amd64) rudder", env!("CARGO_PKG_VERSION"))
 }
 
 #[derive(clap::Args)]

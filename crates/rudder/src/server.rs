@@ -157,21 +157,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &args.data_dir.join("node-token"),
         format!("{}\n", server.pki.node_token()).as_bytes(),
     )?;
-    let controllers = spawn_control_loops(
-        kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.admin_token),
-        controllers_config(&args),
-    )
-    .context("starting the control loops")?;
-    let dns = dns.map(|d| {
-        tokio::spawn(crate::cluster_dns::serve(
-            d,
-            kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.admin_token),
-        ))
-    });
+    let admin = |program| kubeconfig::in_process(&server.ctx, &server.pki.admin_token, program);
+    let controllers =
+        spawn_control_loops(admin("kube-controller-manager")?, admin("kube-scheduler")?, controllers_config(&args))
+            .context("starting the control loops")?;
+    let dns = match dns {
+        Some(d) => Some(tokio::spawn(crate::cluster_dns::serve(d, admin("rudder-dns")?))),
+        None => None,
+    };
     let node_agent = if args.disable_agent {
         None
     } else {
-        let kubeconfig = kubeconfig::render(&url, &server.pki.ca_pem, &server.pki.node_token());
+        let client = kubeconfig::in_process(&server.ctx, &server.pki.node_token(), "kubelet")?;
         let mut config = agent_config(&args)?;
         // The server's own agent gets its serving certificate straight from the CA.
         let ip = config.node_ip.unwrap_or_else(agent::node::default_ip);
@@ -183,7 +180,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         config.kubelet_tls =
             Some(agent::server::ServerTls { cert_pem, key_pem, client_ca_pem: server.pki.ca_pem.clone() });
         let network = crate::agent::pod_network(args.pod_network, &config.data_dir, &args.cluster_cidr)?;
-        Some(tokio::spawn(run_agent(kubeconfig, config, network)))
+        Some(tokio::spawn(run_agent(client, config, network)))
     };
     tracing::info!(
         address = %server.addr,
@@ -225,11 +222,7 @@ fn agent_config(args: &Args) -> anyhow::Result<agent::Config> {
     Ok(config)
 }
 
-async fn run_agent(kubeconfig: String, config: agent::Config, network: Option<Arc<dyn agent::network::PodNetwork>>) {
-    let client = match kubeconfig::client(&kubeconfig, "kubelet").await {
-        Ok(c) => c,
-        Err(e) => return tracing::error!(error = %e, "the node agent cannot reach the API server"),
-    };
+async fn run_agent(client: kube::Client, config: agent::Config, network: Option<Arc<dyn agent::network::PodNetwork>>) {
     match agent::Agent::new(client, config, network) {
         Ok(a) => {
             if let Err(e) = a.run(shutdown_signal()).await {
@@ -246,7 +239,8 @@ async fn run_agent(kubeconfig: String, config: agent::Config, network: Option<Ar
 /// between the two, as it would between separate processes, and request latency does
 /// not depend on what the control loops happen to be doing.
 fn spawn_control_loops(
-    kubeconfig: String,
+    controllers: kube::Client,
+    scheduler: kube::Client,
     config: controllers::Config,
 ) -> std::io::Result<tokio::sync::oneshot::Sender<()>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -258,7 +252,7 @@ fn spawn_control_loops(
     std::thread::Builder::new().name("control-loops".into()).spawn(move || {
         runtime.block_on(async move {
             tokio::select! {
-                () = run_controllers(kubeconfig, config) => {}
+                () = run_controllers(controllers, scheduler, config) => {}
                 _ = stopped => {}
             }
         });
@@ -268,19 +262,10 @@ fn spawn_control_loops(
     Ok(stop)
 }
 
-/// The controllers and the scheduler run in-process but reach the API like any client, over HTTPS.
-async fn run_controllers(kubeconfig: String, config: controllers::Config) {
-    let clients = async {
-        let controllers = kubeconfig::client(&kubeconfig, "kube-controller-manager").await?;
-        let scheduler = kubeconfig::client(&kubeconfig, "kube-scheduler").await?;
-        anyhow::Ok((controllers, scheduler))
-    };
-    match clients.await {
-        Ok((controllers, scheduler)) => {
-            tokio::join!(controllers::run(controllers, config, std::future::pending()), scheduler::run(scheduler));
-        }
-        Err(e) => tracing::error!(error = %e, "controllers cannot reach the API server"),
-    }
+/// The controllers and the scheduler run in-process but reach the API like any client
+/// (in-process transport, same authentication and admission).
+async fn run_controllers(controllers: kube::Client, scheduler: kube::Client, config: controllers::Config) {
+    tokio::join!(controllers::run(controllers, config, std::future::pending()), scheduler::run(scheduler));
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -17,7 +17,6 @@ use crate::wire::{self, Resp};
 use api::{ApiError, Resource};
 use bytes::Bytes;
 use http::Method;
-use hyper::body::Incoming;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -47,12 +46,15 @@ pub struct Request {
     pub accept: Option<String>,
     pub content_type: Option<String>,
     pub user_agent: String,
-    pub body: Option<Incoming>,
+    /// In a mutex only to make `&Request` shareable across await points (a boxed body
+    /// is `Send` but not `Sync`); it is taken once, never locked twice.
+    pub body: Option<std::sync::Mutex<wire::ReqBody>>,
 }
 
 impl Request {
     pub async fn body(&mut self) -> Result<Bytes, ApiError> {
         let body = self.body.take().ok_or_else(|| ApiError::internal("the request body was already read"))?;
+        let body = body.into_inner().unwrap_or_else(|e| e.into_inner());
         wire::read_body(body).await
     }
 

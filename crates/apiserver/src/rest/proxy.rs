@@ -13,7 +13,6 @@ use api::{ApiError, Subresource};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -118,14 +117,14 @@ fn forbidden(t: &Target, user: &str, verb: &str) -> ApiError {
 }
 
 /// Answers one request on a streaming subresource of a pod.
-pub async fn handle(ctx: &Arc<Ctx>, t: Target, req: Request<Incoming>) -> Resp {
+pub async fn handle(ctx: &Arc<Ctx>, t: Target, req: Request<wire::ReqBody>) -> Resp {
     match forward(ctx, &t, req).await {
         Ok(r) => r,
         Err(e) => wire::error(&e),
     }
 }
 
-async fn forward(ctx: &Arc<Ctx>, t: &Target, mut req: Request<Incoming>) -> Result<Resp, ApiError> {
+async fn forward(ctx: &Arc<Ctx>, t: &Target, mut req: Request<wire::ReqBody>) -> Result<Resp, ApiError> {
     let sub = t.sub.clone().unwrap_or_default();
     let kind = Subresource::parse(&sub).filter(|s| t.res.has_subresource(*s));
     if kind.is_none() || t.namespace.is_none() || t.name.is_none() {
