@@ -12,6 +12,7 @@ pub mod decide;
 pub mod schedule;
 
 use crate::Error;
+use crate::Informers;
 use crate::events::{Event as KubeEvent, EventType, Recorder};
 use crate::job::cache::{LastWritten, OwnerIndex};
 use decide::{JobKey, Note, decide, forget_active, record_started};
@@ -45,13 +46,6 @@ fn api_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
-/// Only what the CronJob controller reads of a Job: metadata and status.
-fn prune(mut job: Job) -> Job {
-    job.metadata.managed_fields = None;
-    job.spec = None;
-    job
-}
-
 impl Ctx {
     async fn publish(&self, cj: &CronJob, note: &Note) {
         let ev = KubeEvent {
@@ -66,13 +60,7 @@ impl Ctx {
         }
     }
 
-    fn on_job_event(&self, event: Event<Job>) -> Vec<ObjectRef<CronJob>> {
-        let event = match event {
-            Event::Apply(j) => Event::Apply(prune(j)),
-            Event::InitApply(j) => Event::InitApply(prune(j)),
-            Event::Delete(j) => Event::Delete(prune(j)),
-            other => other,
-        };
+    fn on_job_event(&self, event: Event<Arc<Job>>) -> Vec<ObjectRef<CronJob>> {
         let mut out = Vec::new();
         for change in self.jobs.apply_event(event) {
             for owner in change.owner.iter().chain(change.released_by.iter()) {
@@ -205,7 +193,7 @@ fn error_policy(cj: Arc<CronJob>, err: &Error, _ctx: Arc<Ctx>) -> Action {
 }
 
 /// Runs the CronJob controller until the process ends.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, informers: Informers) {
     let (reader, writer) = reflector::store::<CronJob>();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
@@ -235,17 +223,10 @@ pub async fn run(client: Client) {
                 }
             });
     let job_ctx = ctx.clone();
-    let job_triggers =
-        watcher(Api::<Job>::all(client.clone()), watcher::Config::default()).default_backoff().flat_map(move |ev| {
-            let refs = match ev {
-                Ok(ev) => job_ctx.on_job_event(ev),
-                Err(e) => {
-                    tracing::warn!(error = %e, "job watch failed");
-                    Vec::new()
-                }
-            };
-            stream::iter(refs.into_iter().map(Ok::<_, watcher::Error>))
-        });
+    let job_triggers = informers
+        .get::<Job>()
+        .subscribe()
+        .flat_map(move |ev| stream::iter(job_ctx.on_job_event(ev).into_iter().map(Ok::<_, watcher::Error>)));
     let queue = stream::select(cronjob_triggers, job_triggers);
     applier(|cj, ctx| Box::pin(reconcile(cj, ctx)), error_policy, ctx, reader, queue, ControllerConfig::default())
         .for_each(|_| async {})

@@ -15,6 +15,7 @@
 pub mod placement;
 pub mod plan;
 
+use crate::Informers;
 use crate::events::Recorder;
 use crate::history::{self, CONTROLLER_REVISION_HASH_LABEL};
 use crate::owned_pods::{self, Claim, Expectations, Seen};
@@ -84,17 +85,6 @@ fn expectations_key(ds: &DaemonSet) -> String {
     format!("{}/{}", key(ds), ds.uid().unwrap_or_default())
 }
 
-/// Trims cached nodes to what placement reads.
-fn slim_node(node: &mut Node) {
-    node.metadata.managed_fields = None;
-    node.metadata.annotations = None;
-    if let Some(status) = node.status.as_mut() {
-        let allocatable = status.allocatable.take();
-        *status = Default::default();
-        status.allocatable = allocatable;
-    }
-}
-
 /// What about a node can change where daemons run.
 fn node_fingerprint(node: &Node) -> u64 {
     let mut h = DefaultHasher::new();
@@ -113,7 +103,7 @@ fn node_fingerprint(node: &Node) -> u64 {
     h.finish()
 }
 
-pub async fn run(client: Client) {
+pub async fn run(client: Client, informers: Informers) {
     let dss: Api<DaemonSet> = Api::all(client.clone());
     let (pods, pod_writer) = reflector::store();
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default().labels(POD_LABELS))
@@ -129,28 +119,24 @@ pub async fn run(client: Client) {
     .default_backoff()
     .reflect(rev_writer)
     .touched_objects();
-    let (nodes, node_writer) = reflector::store();
+    let node_informer = informers.get::<Node>();
+    let nodes = node_informer.store();
     // Node heartbeats must not wake every DaemonSet: only changes to labels, taints,
     // cordons and capacity (and additions and removals) pass.
     let mut seen: HashMap<String, u64> = HashMap::new();
-    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(slim_node)
-        .reflect(node_writer)
-        .filter(move |ev| {
-            let pass = match ev {
-                Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
-                    seen.insert(n.name_any(), node_fingerprint(n)) != Some(node_fingerprint(n))
-                }
-                Ok(watcher::Event::Delete(n)) => {
-                    seen.remove(&n.name_any());
-                    true
-                }
-                _ => true,
-            };
-            std::future::ready(pass)
-        })
-        .touched_objects();
+    let node_events = node_informer.subscribe().filter_map(move |ev| {
+        let pass = match ev {
+            watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                (seen.insert(n.name_any(), node_fingerprint(&n)) != Some(node_fingerprint(&n))).then_some(n)
+            }
+            watcher::Event::Delete(n) => {
+                seen.remove(&n.name_any());
+                Some(n)
+            }
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        std::future::ready(pass)
+    });
 
     let controller = Controller::new(dss, watcher::Config::default());
     let all_ds = controller.store();
@@ -167,7 +153,7 @@ pub async fn run(client: Client) {
     controller
         .owns_stream(pod_events)
         .owns_stream(rev_events)
-        .watches_stream(node_events, move |_node: Node| {
+        .watches_shared_stream(node_events, move |_node: Arc<Node>| {
             all_ds.state().iter().map(|ds| ObjectRef::from_obj(&**ds)).collect::<Vec<_>>()
         })
         .run(reconcile, error_policy, ctx)
@@ -678,8 +664,6 @@ mod tests {
         let tainted = node_fingerprint(&n);
         n.status.as_mut().unwrap().allocatable = Some([("cpu".to_string(), Quantity("4".into()))].into());
         assert_ne!(node_fingerprint(&n), tainted);
-        slim_node(&mut n);
-        assert!(n.status.as_ref().unwrap().conditions.is_none() && n.status.as_ref().unwrap().allocatable.is_some());
     }
 
     #[test]

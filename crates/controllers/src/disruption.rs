@@ -16,6 +16,7 @@
 //!
 //! The arithmetic is pure and tested with plain data; [`run`] does the watching.
 
+use crate::Informers;
 use crate::events::{Event, EventType, Recorder};
 use crate::recorder;
 use futures_util::StreamExt;
@@ -28,8 +29,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{GroupVersionKind, Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -267,22 +268,6 @@ pub fn selects(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
     }
 }
 
-/// A pod without what the budget never reads.
-fn trimmed(mut pod: Pod) -> Pod {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        *spec = k8s_openapi::api::core::v1::PodSpec { node_name: spec.node_name.take(), ..Default::default() };
-    }
-    if let Some(status) = pod.status.as_mut() {
-        let conditions =
-            status.conditions.take().map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect::<Vec<_>>());
-        *status =
-            k8s_openapi::api::core::v1::PodStatus { conditions, phase: status.phase.take(), ..Default::default() };
-    }
-    pod
-}
-
 struct Ctx {
     client: Client,
     pods: Store<Pod>,
@@ -504,19 +489,16 @@ fn error_policy(_pdb: Arc<PodDisruptionBudget>, err: &Error, _ctx: Arc<Ctx>) -> 
     Action::requeue(Duration::from_secs(5))
 }
 
-pub async fn run(client: Client) {
-    let (pods, writer) = reflector::store();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(|p| *p = trimmed(std::mem::take(p)))
-        .reflect(writer)
-        .touched_objects();
+pub async fn run(client: Client, informers: Informers) {
+    let pods = informers.get::<Pod>();
+    let pod_events = pods.touched();
+    let pods = pods.store();
     let pdbs: Api<PodDisruptionBudget> = Api::all(client.clone());
     let controller = Controller::new(pdbs, watcher::Config::default());
     let budgets = controller.store();
     let ctx = Arc::new(Ctx { client: client.clone(), pods, events: recorder(&client, "controllermanager") });
     controller
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
             budgets.state().iter().filter(|b| selects(b, &pod)).map(|b| ObjectRef::from_obj(&**b)).collect::<Vec<_>>()
         })
         .run(reconcile, error_policy, ctx)
@@ -661,23 +643,5 @@ mod tests {
         assert!(selects(&b, &pod));
         b.metadata.namespace = Some("other".into());
         assert!(!selects(&b, &pod));
-    }
-
-    #[test]
-    fn trimmed_pods_keep_what_budgets_read() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}, "annotations": {"a": "b"},
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u", "controller": true}]},
-            "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "i"}]},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}]},
-        }))
-        .unwrap();
-        let view = PodView::of(&trimmed(pod.clone()));
-        assert_eq!(view, PodView::of(&pod));
-        assert!(view.ready);
-        assert_eq!(view.controller.unwrap().name, "rs");
-        let t = trimmed(pod);
-        assert!(t.spec.unwrap().containers.is_empty());
-        assert_eq!(t.status.unwrap().conditions.unwrap().len(), 1);
     }
 }

@@ -12,6 +12,7 @@
 //! reconciled are folded into one more pass; after a write, the next one waits for
 //! the batch period, so a churn of pods costs a few writes, not one per pod.
 
+use crate::Informers;
 use crate::endpointslicemirroring::SKIP_MIRROR;
 use crate::gc::queue::WorkQueue;
 use futures_util::StreamExt;
@@ -319,44 +320,6 @@ fn key_of(ns: &str, name: &str) -> Key {
     format!("{ns}/{name}")
 }
 
-/// A pod without what endpoints never read.
-pub fn trimmed(mut pod: Pod) -> Pod {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    pod.metadata.owner_references = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        let keep_ports = |c: &mut k8s_openapi::api::core::v1::Container| {
-            *c = k8s_openapi::api::core::v1::Container {
-                name: std::mem::take(&mut c.name),
-                ports: c.ports.take(),
-                restart_policy: c.restart_policy.take(),
-                ..Default::default()
-            }
-        };
-        spec.containers.iter_mut().for_each(keep_ports);
-        spec.init_containers.iter_mut().flatten().for_each(keep_ports);
-        *spec = k8s_openapi::api::core::v1::PodSpec {
-            containers: std::mem::take(&mut spec.containers),
-            init_containers: spec.init_containers.take(),
-            node_name: spec.node_name.take(),
-            hostname: spec.hostname.take(),
-            subdomain: spec.subdomain.take(),
-            ..Default::default()
-        };
-    }
-    if let Some(status) = pod.status.as_mut() {
-        let conditions = status.conditions.take().map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect());
-        *status = k8s_openapi::api::core::v1::PodStatus {
-            conditions,
-            phase: status.phase.take(),
-            pod_ip: status.pod_ip.take(),
-            pod_ips: status.pod_ips.take(),
-            ..Default::default()
-        };
-    }
-    pod
-}
-
 /// Pods, Services and nodes as both endpoint controllers see them, and the queues
 /// of the controllers that want to hear which Services changed.
 #[derive(Clone)]
@@ -421,47 +384,32 @@ impl PodIndex {
     }
 }
 
-/// What the dispatcher hears (boxed: a pod event is far larger than a Service's).
+/// What the dispatcher hears.
 enum Change {
-    Pod(Box<watcher::Event<Pod>>),
-    Service(Box<watcher::Event<Service>>),
+    Pod(watcher::Event<Arc<Pod>>),
+    Service(watcher::Event<Arc<Service>>),
 }
 
 impl Feed {
-    /// Starts the watches; they run until the process ends.
-    pub fn start(client: &Client) -> Feed {
-        let (pods, pod_writer) = reflector::store();
-        let (services, svc_writer) = reflector::store();
-        let (nodes, node_writer) = reflector::store();
-        let feed = Feed { pods, services, nodes, queues: Arc::default(), index: Arc::default() };
-        let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(|p| *p = trimmed(std::mem::take(p)))
-            .reflect(pod_writer)
-            .map(|e| e.map(|e| Change::Pod(Box::new(e))));
-        let svc_events = watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(|s| s.metadata.managed_fields = None)
-            .reflect(svc_writer)
-            .map(|e| e.map(|e| Change::Service(Box::new(e))));
-        let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(|n| {
-                n.metadata.managed_fields = None;
-                n.status = None;
-                n.spec = None;
-            })
-            .reflect(node_writer);
-        tokio::spawn(node_events.for_each(|_| async {}));
+    /// Subscribes to the shared pod, Service and node informers; the dispatcher runs
+    /// until the process ends.
+    pub fn start(informers: &Informers) -> Feed {
+        let (pods, services) = (informers.get::<Pod>(), informers.get::<Service>());
+        let feed = Feed {
+            pods: pods.store(),
+            services: services.store(),
+            nodes: informers.get::<Node>().store(),
+            queues: Arc::default(),
+            index: Arc::default(),
+        };
+        let pod_events = pods.subscribe().map(Change::Pod);
+        let svc_events = services.subscribe().map(Change::Service);
         let dispatcher = feed.clone();
         tokio::spawn(async move {
             let mut merged = std::pin::pin!(futures_util::stream::select(pod_events, svc_events));
             let mut labels: HashMap<Key, BTreeMap<String, String>> = HashMap::new();
             while let Some(change) = merged.next().await {
-                match change {
-                    Ok(c) => dispatcher.dispatch(c, &mut labels),
-                    Err(e) => tracing::debug!(error = %e, "endpoints watch error"),
-                }
+                dispatcher.dispatch(change, &mut labels);
             }
         });
         feed
@@ -493,12 +441,12 @@ impl Feed {
 
     fn dispatch(&self, change: Change, labels: &mut HashMap<Key, BTreeMap<String, String>>) {
         match change {
-            Change::Pod(e) => match *e {
+            Change::Pod(e) => match e {
                 watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => self.pod_changed(&pod, labels),
                 watcher::Event::Delete(pod) => self.pod_deleted(&pod, labels),
                 _ => {}
             },
-            Change::Service(e) => match *e {
+            Change::Service(e) => match e {
                 watcher::Event::Apply(svc) | watcher::Event::InitApply(svc) | watcher::Event::Delete(svc) => {
                     self.enqueue(key_of(&svc.namespace().unwrap_or_default(), &svc.name_any()));
                 }

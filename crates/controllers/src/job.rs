@@ -18,6 +18,7 @@ pub mod pods;
 mod policy;
 
 use crate::Error;
+use crate::Informers;
 use crate::events::{Event as KubeEvent, EventType, Recorder};
 use backoff::BackoffRecord;
 use cache::{LastWritten, OwnerIndex, batch_owner};
@@ -29,10 +30,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, applier};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,7 +141,7 @@ impl Ctx {
 
     /// Turns one Pod watch event into the Jobs to reconcile, settling expectations
     /// and spotting orphans on the way.
-    fn on_pod_event(&self, event: Event<Pod>) -> Vec<ObjectRef<Job>> {
+    fn on_pod_event(&self, event: Event<Arc<Pod>>) -> Vec<ObjectRef<Job>> {
         let candidate = match &event {
             Event::Apply(p) | Event::InitApply(p) if pods::has_tracking_finalizer(p) => {
                 let controller = p.owner_references().iter().find(|r| r.controller == Some(true));
@@ -152,12 +152,6 @@ impl Ctx {
                 (ours && suspect).then(|| Orphan { namespace: p.namespace().unwrap_or_default(), name: p.name_any() })
             }
             _ => None,
-        };
-        let event = match event {
-            Event::Apply(p) => Event::Apply(pods::prune(p)),
-            Event::InitApply(p) => Event::InitApply(pods::prune(p)),
-            Event::Delete(p) => Event::Delete(pods::prune(p)),
-            other => other,
         };
         let mut out = Vec::new();
         for change in self.pods.apply_event(event) {
@@ -535,13 +529,14 @@ async fn orphan_worker(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Orphan>) {
 }
 
 /// Runs the Job controller with upstream's timing.
-pub async fn run(client: Client) {
-    run_with(client, Timing::default()).await
+pub async fn run(client: Client, informers: Informers) {
+    run_with(client, informers, Timing::default()).await
 }
 
 /// Runs the Job controller; `timing` sets the pod-replacement backoff (tests shorten it).
-pub async fn run_with(client: Client, timing: Timing) {
-    let (reader, writer) = reflector::store::<Job>();
+pub async fn run_with(client: Client, informers: Informers, timing: Timing) {
+    let jobs = informers.get::<Job>();
+    let reader = jobs.store();
     let (orphan_tx, orphan_rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
@@ -557,42 +552,28 @@ pub async fn run_with(client: Client, timing: Timing) {
     });
 
     let job_ctx = ctx.clone();
-    let job_triggers =
-        reflector::reflector(writer, watcher(Api::<Job>::all(client.clone()), watcher::Config::default()))
-            .default_backoff()
-            .filter_map(move |ev| {
-                let ctx = job_ctx.clone();
-                async move {
-                    match ev {
-                        Ok(Event::Apply(j) | Event::InitApply(j)) => Some(Ok(ObjectRef::from_obj(&j))),
-                        Ok(Event::Delete(j)) => {
-                            ctx.on_job_deleted(&j);
-                            None
-                        }
-                        Ok(Event::InitDone) => {
-                            ctx.jobs_ready.store(true, Ordering::Release);
-                            None
-                        }
-                        Ok(Event::Init) => None,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "job watch failed");
-                            None
-                        }
-                    }
+    let job_triggers = jobs.subscribe().filter_map(move |ev| {
+        let ctx = job_ctx.clone();
+        async move {
+            match ev {
+                Event::Apply(j) | Event::InitApply(j) => Some(Ok::<_, watcher::Error>(ObjectRef::from_obj(&*j))),
+                Event::Delete(j) => {
+                    ctx.on_job_deleted(&j);
+                    None
                 }
-            });
+                Event::InitDone => {
+                    ctx.jobs_ready.store(true, Ordering::Release);
+                    None
+                }
+                Event::Init => None,
+            }
+        }
+    });
     let pod_ctx = ctx.clone();
-    let pod_triggers =
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().flat_map(move |ev| {
-            let refs = match ev {
-                Ok(ev) => pod_ctx.on_pod_event(ev),
-                Err(e) => {
-                    tracing::warn!(error = %e, "pod watch failed");
-                    Vec::new()
-                }
-            };
-            stream::iter(refs.into_iter().map(Ok::<_, watcher::Error>))
-        });
+    let pod_triggers = informers
+        .get::<Pod>()
+        .subscribe()
+        .flat_map(move |ev| stream::iter(pod_ctx.on_pod_event(ev).into_iter().map(Ok::<_, watcher::Error>)));
     let queue = stream::select(job_triggers, pod_triggers);
     let controller = applier(
         |job, ctx| Box::pin(reconcile(job, ctx)),

@@ -27,6 +27,7 @@ pub mod servicelb;
 pub mod statefulset;
 
 pub use events::Recorder;
+pub use informer::Informers;
 use kube::Client;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,29 +61,36 @@ pub fn recorder(client: &Client, controller: &'static str) -> Recorder {
     Recorder::new(client.clone(), controller)
 }
 
-/// Runs every controller until `shutdown` resolves.
-pub async fn run(client: Client, config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+/// Runs every controller until `shutdown` resolves. The controllers watch the kinds
+/// several of them read (pods, nodes, ReplicaSets, Services, Jobs) through the
+/// shared `informers`, which the scheduler may share too.
+pub async fn run(
+    client: Client,
+    informers: Informers,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let all = async {
-        // Both endpoint controllers share one watch of pods, Services and nodes.
-        let feed = endpoints::Feed::start(&client);
+        // The endpoint controllers share one dispatcher of pod and Service changes.
+        let feed = endpoints::Feed::start(&informers);
         // Each controller runs until the process ends; a new one adds its future here.
         tokio::join!(
             namespace::run(client.clone()),
-            replicaset::run(client.clone()),
-            deployment::run(client.clone()),
-            job::run(client.clone()),
-            cronjob::run(client.clone()),
-            daemonset::run(client.clone()),
+            replicaset::run(client.clone(), informers.clone()),
+            deployment::run(client.clone(), informers.clone()),
+            job::run(client.clone(), informers.clone()),
+            cronjob::run(client.clone(), informers.clone()),
+            daemonset::run(client.clone(), informers.clone()),
             statefulset::run(client.clone()),
-            nodelifecycle::run(client.clone(), config.node_lifecycle.clone()),
-            nodeipam::run(client.clone(), config.node_ipam.clone()),
-            disruption::run(client.clone()),
+            nodelifecycle::run(client.clone(), informers.clone(), config.node_lifecycle.clone()),
+            nodeipam::run(client.clone(), informers.clone(), config.node_ipam.clone()),
+            disruption::run(client.clone(), informers.clone()),
             gc::run(client.clone()),
             serviceaccount::run(client.clone()),
             endpoints::run(client.clone(), feed.clone(), config.endpoints.clone()),
             endpointslice::run(client.clone(), feed.clone(), config.endpoints.clone()),
             endpointslicemirroring::run(client.clone(), feed.clone()),
-            servicelb::run(client.clone()),
+            servicelb::run(client.clone(), informers.clone()),
         );
     };
     tokio::select! {

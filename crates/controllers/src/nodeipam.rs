@@ -8,12 +8,13 @@
 //!
 //! [`CidrSet`] is the pure allocator; [`run`] watches nodes and writes.
 
+use crate::Informers;
 use crate::events::{Event, EventType};
 use crate::recorder;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -233,7 +234,7 @@ impl Allocator {
     }
 }
 
-pub async fn run(client: Client, config: Config) {
+pub async fn run(client: Client, informers: Informers, config: Config) {
     let set = match CidrSet::new(&config.cluster_cidr, config.node_cidr_mask_size) {
         Ok(set) => set,
         Err(e) => {
@@ -245,7 +246,7 @@ pub async fn run(client: Client, config: Config) {
     let mut alloc = Allocator { set, nodes: HashMap::new(), pending: HashMap::new(), starved: HashSet::new() };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, String, bool)>();
     let api: Api<Node> = Api::all(client.clone());
-    let mut nodes = watcher(api.clone(), watcher::Config::default()).default_backoff().boxed();
+    let mut nodes = informers.get::<Node>().subscribe().boxed();
     let mut listing: Option<HashMap<String, Vec<String>>> = None;
     let mut synced = false;
     let mut retry = tokio::time::interval(Duration::from_secs(5));
@@ -254,11 +255,11 @@ pub async fn run(client: Client, config: Config) {
         let mut wanted: Vec<(String, Option<String>)> = Vec::new();
         tokio::select! {
             Some(ev) = nodes.next() => match ev {
-                Ok(watcher::Event::Init) => listing = Some(HashMap::new()),
-                Ok(watcher::Event::InitApply(node)) => {
+                watcher::Event::Init => listing = Some(HashMap::new()),
+                watcher::Event::InitApply(node) => {
                     listing.get_or_insert_with(HashMap::new).insert(node.name_any(), node_cidrs(&node));
                 }
-                Ok(watcher::Event::InitDone) => {
+                watcher::Event::InitDone => {
                     alloc.rebuild(listing.take().unwrap_or_default());
                     synced = true;
                     tracing::info!(nodes = alloc.nodes.len(), free = alloc.set.free(), "node IPAM synced");
@@ -267,7 +268,7 @@ pub async fn run(client: Client, config: Config) {
                         wanted.push((name, cidr));
                     }
                 }
-                Ok(watcher::Event::Apply(node)) if synced => {
+                watcher::Event::Apply(node) if synced => {
                     let name = node.name_any();
                     let has = node_cidrs(&node);
                     let needs = has.is_empty() && !alloc.pending.contains_key(&name);
@@ -276,11 +277,10 @@ pub async fn run(client: Client, config: Config) {
                         wanted.push((name, cidr));
                     }
                 }
-                Ok(watcher::Event::Apply(node)) => {
+                watcher::Event::Apply(node) => {
                     listing.get_or_insert_with(HashMap::new).insert(node.name_any(), node_cidrs(&node));
                 }
-                Ok(watcher::Event::Delete(node)) => alloc.on_delete(&node.name_any()),
-                Err(e) => tracing::warn!(error = %e, "node watch failed; retrying"),
+                watcher::Event::Delete(node) => alloc.on_delete(&node.name_any()),
             },
             Some((name, cidr, ok)) = done_rx.recv() => alloc.written(&name, &cidr, ok),
             _ = retry.tick(), if synced => {

@@ -24,6 +24,7 @@
 pub mod health;
 pub mod taints;
 
+use crate::Informers;
 use crate::events::{Event, EventType, Recorder};
 use crate::recorder;
 use futures_util::StreamExt;
@@ -168,12 +169,7 @@ fn map_event<A, B>(event: watcher::Event<A>, f: impl Fn(A) -> B) -> watcher::Eve
     }
 }
 
-/// A node without what the controller never reads (images, managed fields).
-fn trimmed(mut node: Node) -> (String, Node) {
-    node.metadata.managed_fields = None;
-    if let Some(s) = node.status.as_mut() {
-        s.images = None;
-    }
+fn keyed(node: Arc<Node>) -> (String, Arc<Node>) {
     (node.name_any(), node)
 }
 
@@ -265,7 +261,7 @@ impl Writer {
 
 struct State {
     config: Config,
-    nodes: Mirror<String, Node>,
+    nodes: Mirror<String, Arc<Node>>,
     leases: Mirror<(String, String), Option<Timestamp>>,
     pods: Mirror<PodKey, PodInfo>,
     /// Pods by node; may hold keys of pods gone since, checked against `pods`.
@@ -417,7 +413,9 @@ impl State {
         if !pod.deleting || self.pod_ops.contains(&(key.clone(), PodOp::ForceDelete)) {
             return;
         }
-        if !self.nodes.items.get(&pod.node).is_some_and(has_unreachable_no_execute) || !self.judged_down(&pod.node) {
+        if !self.nodes.items.get(&pod.node).is_some_and(|n| has_unreachable_no_execute(n))
+            || !self.judged_down(&pod.node)
+        {
             return;
         }
         self.pod_ops.insert((key.clone(), PodOp::ForceDelete));
@@ -775,8 +773,13 @@ async fn write_canary(client: Client) -> Result<(), kube::Error> {
     }
 }
 
-fn pod_event(event: watcher::Event<Pod>) -> watcher::Event<(PodKey, PodInfo)> {
-    map_event(event, |p| PodInfo::of(&p))
+/// Only bound pods concern a node (a pod is never unbound again).
+fn pod_event(event: watcher::Event<Arc<Pod>>) -> Option<watcher::Event<(PodKey, PodInfo)>> {
+    let unbound = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or_default().is_empty();
+    match &event {
+        watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p) if unbound(p) => None,
+        _ => Some(map_event(event, |p| PodInfo::of(&p))),
+    }
 }
 
 fn lease_event(event: watcher::Event<Lease>) -> watcher::Event<((String, String), Option<Timestamp>)> {
@@ -785,7 +788,7 @@ fn lease_event(event: watcher::Event<Lease>) -> watcher::Event<((String, String)
     })
 }
 
-pub async fn run(client: Client, config: Config) {
+pub async fn run(client: Client, informers: Informers, config: Config) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let writer = Writer {
         client: client.clone(),
@@ -794,11 +797,9 @@ pub async fn run(client: Client, config: Config) {
         node_events: recorder(&client, "node-controller"),
         pod_events: recorder(&client, "taint-eviction-controller"),
     };
-    let mut nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff().boxed();
+    let mut nodes = informers.get::<Node>().subscribe().boxed();
     let mut leases = watcher(Api::<Lease>::all(client.clone()), watcher::Config::default()).default_backoff().boxed();
-    // Only bound pods concern a node.
-    let pods_cfg = watcher::Config::default().fields("spec.nodeName!=");
-    let mut pods = watcher(Api::<Pod>::all(client.clone()), pods_cfg).default_backoff().boxed();
+    let mut pods = informers.get::<Pod>().subscribe().filter_map(|ev| std::future::ready(pod_event(ev))).boxed();
     let mut monitor = tokio::time::interval(config.monitor_period);
     monitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut st = State {
@@ -830,15 +831,12 @@ pub async fn run(client: Client, config: Config) {
             }
         };
         tokio::select! {
-            Some(ev) = nodes.next() => match ev {
-                Ok(ev) => {
-                    let now = Instant::now();
-                    for name in st.nodes.handle(map_event(ev, trimmed)) {
-                        st.on_node(&name, now);
-                    }
+            Some(ev) = nodes.next() => {
+                let now = Instant::now();
+                for name in st.nodes.handle(map_event(ev, keyed)) {
+                    st.on_node(&name, now);
                 }
-                Err(e) => tracing::warn!(error = %e, "node watch failed; retrying"),
-            },
+            }
             Some(ev) = leases.next() => match ev {
                 Ok(ev) => {
                     let now = Instant::now();
@@ -848,15 +846,12 @@ pub async fn run(client: Client, config: Config) {
                 }
                 Err(e) => tracing::warn!(error = %e, "lease watch failed; retrying"),
             },
-            Some(ev) = pods.next() => match ev {
-                Ok(ev) => {
-                    let now = Instant::now();
-                    for key in st.pods.handle(pod_event(ev)) {
-                        st.on_pod(&key, now);
-                    }
+            Some(ev) = pods.next() => {
+                let now = Instant::now();
+                for key in st.pods.handle(ev) {
+                    st.on_pod(&key, now);
                 }
-                Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying"),
-            },
+            }
             Some(done) = done_rx.recv() => st.on_done(done, Instant::now()),
             _ = monitor.tick() => {
                 st.canary();

@@ -9,6 +9,7 @@
 //! the status write.
 
 use crate::Error;
+use crate::Informers;
 use crate::events::{EventSink, event};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
@@ -20,8 +21,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::cmp::Ordering;
@@ -748,27 +748,19 @@ pub fn strip<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
 }
 
-pub async fn run(client: Client) {
-    let rs_api: Api<ReplicaSet> = Api::all(client.clone());
-    let pod_api: Api<Pod> = Api::all(client.clone());
-    let (rs_store, rs_writer) = reflector::store();
-    let (pod_store, pod_writer) = reflector::store();
-    let rs_stream =
-        reflector::reflector(rs_writer, watcher(rs_api, watcher::Config::default()).default_backoff().modify(strip))
-            .touched_objects();
-    let pod_stream =
-        reflector::reflector(pod_writer, watcher(pod_api, watcher::Config::default()).default_backoff().modify(strip))
-            .touched_objects();
+pub async fn run(client: Client, informers: Informers) {
+    let (replica_sets, pods) = (informers.get::<ReplicaSet>(), informers.get::<Pod>());
+    let rs_store = replica_sets.store();
     let ctx = Arc::new(Ctx {
         events: EventSink::new(client.clone(), CONTROLLER_NAME),
         client,
-        pods: pod_store,
+        pods: pods.store(),
         replica_sets: rs_store.clone(),
         expectations: Expectations::default(),
     });
     let mapper_store = rs_store.clone();
-    Controller::for_stream(rs_stream, rs_store)
-        .watches_stream(pod_stream, move |pod| pod_to_replica_sets(&pod, &mapper_store))
+    Controller::for_shared_stream(replica_sets.touched(), rs_store)
+        .watches_shared_stream(pods.touched(), move |pod| pod_to_replica_sets(&pod, &mapper_store))
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move { log_trouble("replicaset", res) })
         .await;
@@ -1038,12 +1030,12 @@ mod tests {
 
     #[test]
     fn orphan_pods_map_to_every_matching_replica_set() {
-        let (store, mut writer) = reflector::store::<ReplicaSet>();
-        writer.apply_watcher_event(&watcher::Event::Apply(rs(1)));
+        let (store, mut writer) = kube::runtime::reflector::store::<ReplicaSet>();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(rs(1)));
         let mut other = rs(1);
         other.metadata.name = Some("db".into());
         other.spec.as_mut().unwrap().selector.match_labels = labels(&[("app", "db")]);
-        writer.apply_watcher_event(&watcher::Event::Apply(other));
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(other));
         let owned = pod("a", "", "Pending", None, 1);
         assert_eq!(pod_to_replica_sets(&owned, &store), vec![ObjectRef::new("web").within("default")]);
         let mut orphan = owned.clone();

@@ -5,12 +5,12 @@
 //! `ipMode: VIP`) of each LoadBalancer Service that names no other
 //! `loadBalancerClass`, and keeps them current as nodes come, go and fail.
 
+use crate::Informers;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServiceStatus};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,20 +88,13 @@ fn error_policy(_svc: Arc<Service>, _err: &Error, _ctx: Arc<Ctx>) -> Action {
 }
 
 /// Runs until the process ends.
-pub async fn run(client: Client) {
-    let (nodes, writer) = reflector::store();
-    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(|n| n.metadata.managed_fields = None)
-        .reflect(writer)
-        .touched_objects();
-    let services: Api<Service> = Api::all(client.clone());
-    let controller = Controller::new(services, watcher::Config::default());
-    let known = controller.store();
-    let ctx = Arc::new(Ctx { client, nodes });
-    controller
+pub async fn run(client: Client, informers: Informers) {
+    let (nodes, services) = (informers.get::<Node>(), informers.get::<Service>());
+    let known = services.store();
+    let ctx = Arc::new(Ctx { client, nodes: nodes.store() });
+    Controller::for_shared_stream(services.touched(), services.store())
         // Any node change may change every LoadBalancer's addresses.
-        .watches_stream(node_events, move |_node: Node| {
+        .watches_shared_stream(nodes.touched(), move |_node: Arc<Node>| {
             known.state().iter().filter(|s| handles(s)).map(|s| ObjectRef::from_obj(&**s)).collect::<Vec<_>>()
         })
         .run(reconcile, error_policy, ctx)

@@ -265,7 +265,13 @@ fn spawn_control_loops(
 /// The controllers and the scheduler run in-process but reach the API like any client
 /// (in-process transport, same authentication and admission).
 async fn run_controllers(controllers: kube::Client, scheduler: kube::Client, config: controllers::Config) {
-    tokio::join!(controllers::run(controllers, config, std::future::pending()), scheduler::run(scheduler));
+    // One watch and one cache per kind for all of them, as upstream's controller
+    // manager shares informers (the scheduler's reads go through them too).
+    let informers = controllers::Informers::new(controllers.clone());
+    tokio::join!(
+        controllers::run(controllers, informers.clone(), config, std::future::pending()),
+        scheduler::run(scheduler, informers)
+    );
 }
 
 pub(crate) async fn shutdown_signal() {

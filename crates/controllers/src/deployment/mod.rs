@@ -10,6 +10,7 @@ pub mod plan;
 pub mod template;
 
 use crate::Error;
+use crate::Informers;
 use crate::events::{EventSink, event};
 use crate::replicaset::{
     adopt_patch, claim, controller_ref, error_message, log_trouble, new_controller_ref, parse_selector, release_patch,
@@ -257,21 +258,21 @@ fn rs_to_deployments(rs: &ReplicaSet, deployments: &Store<Deployment>) -> Vec<Ob
         .collect()
 }
 
-pub async fn run(client: Client) {
+pub async fn run(client: Client, informers: Informers) {
     let d_api: Api<Deployment> = Api::all(client.clone());
-    let rs_api: Api<ReplicaSet> = Api::all(client.clone());
     let (d_store, d_writer) = reflector::store();
-    let (rs_store, rs_writer) = reflector::store();
     let d_stream =
         reflector::reflector(d_writer, watcher(d_api, watcher::Config::default()).default_backoff().modify(strip))
             .touched_objects();
-    let rs_stream =
-        reflector::reflector(rs_writer, watcher(rs_api, watcher::Config::default()).default_backoff().modify(strip))
-            .touched_objects();
-    let ctx = Arc::new(Ctx { events: EventSink::new(client.clone(), CONTROLLER_NAME), client, replica_sets: rs_store });
+    let replica_sets = informers.get::<ReplicaSet>();
+    let ctx = Arc::new(Ctx {
+        events: EventSink::new(client.clone(), CONTROLLER_NAME),
+        client,
+        replica_sets: replica_sets.store(),
+    });
     let mapper_store = d_store.clone();
     Controller::for_stream(d_stream, d_store)
-        .watches_stream(rs_stream, move |rs| rs_to_deployments(&rs, &mapper_store))
+        .watches_shared_stream(replica_sets.touched(), move |rs| rs_to_deployments(&rs, &mapper_store))
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move { log_trouble("deployment", res) })
         .await;

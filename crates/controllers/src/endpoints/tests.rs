@@ -156,21 +156,6 @@ fn trigger_times_name_the_earliest_unsynced_change() {
 }
 
 #[test]
-fn trimmed_pods_keep_what_endpoints_read() {
-    let p = with(&pod("a", "10.42.0.2", true), |p| {
-        p.spec.as_mut().unwrap().hostname = Some("h".into());
-        p.metadata.annotations = Some([("x".to_string(), "y".to_string())].into());
-    });
-    let t = trimmed((*p).clone());
-    assert!(t.metadata.annotations.is_none());
-    assert_eq!(t.spec.as_ref().unwrap().hostname.as_deref(), Some("h"));
-    assert_eq!(t.spec.as_ref().unwrap().containers[0].ports.as_ref().unwrap().len(), 2);
-    assert!(pod_ready(&t));
-    assert_eq!(pod_ip(&t, "IPv4").as_deref(), Some("10.42.0.2"));
-    assert_eq!(pod_ip(&t, "IPv6"), None);
-}
-
-#[test]
 fn batches_hold_writes_for_the_period() {
     let b = Batcher::default();
     assert_eq!(b.wait("k", Duration::from_millis(100)), None);

@@ -38,7 +38,7 @@ struct Inner<K> {
     ready: bool,
     by_owner: HashMap<String, HashMap<String, Arc<K>>>,
     owner_of: HashMap<String, Owner>,
-    relist: Option<Vec<K>>,
+    relist: Option<Vec<Arc<K>>>,
 }
 
 /// What one watch event changed, for the caller to trigger reconciles and settle
@@ -101,10 +101,11 @@ impl<K: Resource + Clone> OwnerIndex<K> {
         inner.by_owner.get(&owner.uid)?.get(&key).cloned()
     }
 
-    /// Applies a watch event (after the caller pruned the object). A relist is
+    /// Applies a watch event of the shared informer (the objects are its cached
+    /// ones, so holding them here costs no copy). A relist is
     /// buffered and swapped in whole at its end; the swap reports every controller
     /// whose children may have changed, with no `before`/`after`.
-    pub fn apply_event(&self, event: Event<K>) -> Vec<Change<K>> {
+    pub fn apply_event(&self, event: Event<Arc<K>>) -> Vec<Change<K>> {
         match event {
             Event::Apply(obj) => vec![self.upsert(obj)],
             Event::Delete(obj) => vec![self.remove(&obj)],
@@ -122,9 +123,9 @@ impl<K: Resource + Clone> OwnerIndex<K> {
         }
     }
 
-    fn upsert(&self, obj: K) -> Change<K> {
-        let key = key_of(&obj);
-        let owner = batch_owner(&obj, self.owner_kind);
+    fn upsert(&self, obj: Arc<K>) -> Change<K> {
+        let key = key_of(&*obj);
+        let owner = batch_owner(&*obj, self.owner_kind);
         let mut inner = self.write();
         let previous_owner = inner.owner_of.get(&key).cloned();
         let before = previous_owner.as_ref().and_then(|o| inner.by_owner.get_mut(&o.uid)?.remove(&key));
@@ -136,7 +137,6 @@ impl<K: Resource + Clone> OwnerIndex<K> {
         let released_by = previous_owner.filter(|p| owner.as_ref() != Some(p));
         let after = match &owner {
             Some(o) => {
-                let obj = Arc::new(obj);
                 inner.by_owner.entry(o.uid.clone()).or_default().insert(key.clone(), obj.clone());
                 inner.owner_of.insert(key, o.clone());
                 Some(obj)
@@ -174,9 +174,9 @@ impl<K: Resource + Clone> OwnerIndex<K> {
         let mut by_owner: HashMap<String, HashMap<String, Arc<K>>> = HashMap::new();
         let mut owner_of = HashMap::new();
         for obj in listed {
-            if let Some(o) = batch_owner(&obj, self.owner_kind) {
-                let key = key_of(&obj);
-                by_owner.entry(o.uid.clone()).or_default().insert(key.clone(), Arc::new(obj));
+            if let Some(o) = batch_owner(&*obj, self.owner_kind) {
+                let key = key_of(&*obj);
+                by_owner.entry(o.uid.clone()).or_default().insert(key.clone(), obj);
                 touched.insert(o.clone());
                 owner_of.insert(key, o);
             }
@@ -246,8 +246,8 @@ mod tests {
     use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-    fn pod(name: &str, owner: Option<(&str, &str)>) -> Pod {
-        Pod {
+    fn pod(name: &str, owner: Option<(&str, &str)>) -> Arc<Pod> {
+        Arc::new(Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("ns".into()),
@@ -265,7 +265,7 @@ mod tests {
                 ..Default::default()
             },
             ..Default::default()
-        }
+        })
     }
 
     #[test]
@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn last_written_wins_only_while_newer() {
         let lw = LastWritten::<Pod>::new();
-        let mut cached = pod("a", None);
+        let mut cached = (*pod("a", None)).clone();
         cached.metadata.resource_version = Some("10".into());
         let mut written = cached.clone();
         written.metadata.resource_version = Some("12".into());

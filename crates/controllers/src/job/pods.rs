@@ -214,30 +214,6 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
     }
 }
 
-/// Keeps what the Job controller reads of a Pod and drops the rest (the container
-/// specs, managed fields, most annotations), so caching every Job Pod stays cheap.
-pub fn prune(mut p: Pod) -> Pod {
-    p.metadata.managed_fields = None;
-    if let Some(a) = p.metadata.annotations.as_mut() {
-        a.retain(|k, _| k.starts_with("batch.kubernetes.io/"));
-    }
-    p.metadata.labels = None;
-    if let Some(spec) = p.spec.take() {
-        p.spec = Some(PodSpec { node_name: spec.node_name, ..Default::default() });
-    }
-    if let Some(s) = p.status.as_mut() {
-        for cs in s.container_statuses.iter_mut().chain(s.init_container_statuses.iter_mut()).flatten() {
-            cs.image = String::new();
-            cs.image_id = String::new();
-            cs.container_id = None;
-            cs.last_state = None;
-        }
-        s.pod_ips = None;
-        s.host_ips = None;
-    }
-    p
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,17 +333,5 @@ mod tests {
         p.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(300).unwrap()));
         p.metadata.deletion_grace_period_seconds = Some(30);
         assert_eq!(finish_time(&p).as_second(), 150, "ready condition wins over deletion");
-    }
-
-    #[test]
-    fn prune_keeps_what_the_controller_reads() {
-        let mut p = pod_for(&job(), Some(1));
-        p.spec.as_mut().unwrap().node_name = Some("n1".into());
-        let p = prune(p);
-        assert_eq!(completion_index(&p), Some(1));
-        assert!(has_tracking_finalizer(&p));
-        let spec = p.spec.unwrap();
-        assert_eq!(spec.node_name.as_deref(), Some("n1"));
-        assert!(spec.containers.is_empty() && p.metadata.labels.is_none());
     }
 }

@@ -9,12 +9,12 @@ pub mod writer;
 use crate::core::model::PodInfo;
 use crate::core::{Scheduler, Snapshot, convert};
 use futures_util::StreamExt;
+use informer::{Informer, Informers, Kind};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event as WatchEvent};
-use kube::{Api, Client};
+use kube::Client;
+use kube::runtime::watcher::Event as WatchEvent;
 use queue::SchedulingQueue;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -426,40 +426,38 @@ async fn schedule_loop<W: Writer>(shared: Arc<Shared>, writer: Arc<W>) {
     }
 }
 
-/// One watch, applied to the state: objects as they change, and after each (re)list
-/// the set that was listed, so objects deleted while disconnected are dropped.
-async fn watch<K>(
-    api: Api<K>,
+/// One shared informer's changes, applied to the state: objects as they change, and
+/// after each (re)list the set that was listed, so objects deleted while disconnected
+/// are dropped.
+async fn watch<K: Kind>(
+    informer: Informer<K>,
     shared: Arc<Shared>,
     key: fn(&K) -> String,
     apply: fn(&mut State, &K, bool, Instant),
     synced: fn(&mut State, &HashSet<String>, Instant),
-) where
-    K: kube::Resource + Clone + for<'de> k8s_openapi::serde::Deserialize<'de> + std::fmt::Debug + Send + 'static,
-{
-    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+) {
+    let mut stream = std::pin::pin!(informer.subscribe());
     let mut listed: HashSet<String> = HashSet::new();
     while let Some(event) = stream.next().await {
         match event {
-            Ok(WatchEvent::Init) => listed.clear(),
-            Ok(WatchEvent::InitApply(obj)) => {
+            WatchEvent::Init => listed.clear(),
+            WatchEvent::InitApply(obj) => {
                 listed.insert(key(&obj));
                 shared.with(|s| apply(s, &obj, false, Instant::now()));
             }
-            Ok(WatchEvent::InitDone) => {
+            WatchEvent::InitDone => {
                 shared.with(|s| synced(s, &listed, Instant::now()));
                 listed.clear();
                 shared.wake.notify_one();
             }
-            Ok(WatchEvent::Apply(obj)) => {
+            WatchEvent::Apply(obj) => {
                 shared.with(|s| apply(s, &obj, false, Instant::now()));
                 shared.wake.notify_one();
             }
-            Ok(WatchEvent::Delete(obj)) => {
+            WatchEvent::Delete(obj) => {
                 shared.with(|s| apply(s, &obj, true, Instant::now()));
                 shared.wake.notify_one();
             }
-            Err(e) => tracing::warn!(error = %e, "scheduler watch failed; retrying"),
         }
     }
 }
@@ -468,18 +466,20 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
-/// Runs the scheduler until the process ends.
-pub async fn run(client: Client) {
-    run_with(client.clone(), Arc::new(KubeWriter::new(client))).await
+/// Runs the scheduler until the process ends: it reads the cluster through
+/// `informers` (shared with the controllers when they run in the same process) and
+/// writes through `client`.
+pub async fn run(client: Client, informers: Informers) {
+    run_with(informers, Arc::new(KubeWriter::new(client))).await
 }
 
 /// Runs with a given writer (the API one in production).
-pub async fn run_with<W: Writer>(client: Client, writer: Arc<W>) {
+pub async fn run_with<W: Writer>(informers: Informers, writer: Arc<W>) {
     let seed = Timestamp::now().as_nanosecond() as u64;
     let instance = format!("{SCHEDULER_NAME}-{}", host_name());
     let shared = Arc::new(Shared { state: Mutex::new(State::new(seed, &instance)), wake: tokio::sync::Notify::new() });
     let nodes = watch::<Node>(
-        Api::all(client.clone()),
+        informers.get::<Node>(),
         shared.clone(),
         |n| n.metadata.name.clone().unwrap_or_default(),
         |s, n, deleted, now| {
@@ -495,7 +495,7 @@ pub async fn run_with<W: Writer>(client: Client, writer: Arc<W>) {
         },
     );
     let pods = watch::<Pod>(
-        Api::all(client.clone()),
+        informers.get::<Pod>(),
         shared.clone(),
         |p| p.metadata.uid.clone().unwrap_or_default(),
         |s, p, deleted, now| {
@@ -511,7 +511,7 @@ pub async fn run_with<W: Writer>(client: Client, writer: Arc<W>) {
         },
     );
     let namespaces = watch::<Namespace>(
-        Api::all(client.clone()),
+        informers.get::<Namespace>(),
         shared.clone(),
         |n| n.metadata.name.clone().unwrap_or_default(),
         |s, n, deleted, _| {
@@ -524,7 +524,7 @@ pub async fn run_with<W: Writer>(client: Client, writer: Arc<W>) {
         |_, _, _| {},
     );
     let pdbs = watch::<PodDisruptionBudget>(
-        Api::all(client.clone()),
+        informers.get::<PodDisruptionBudget>(),
         shared.clone(),
         |p| {
             format!(
