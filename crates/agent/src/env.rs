@@ -36,6 +36,9 @@ pub enum EnvError {
 pub struct Sources {
     pub config_maps: HashMap<String, BTreeMap<String, Vec<u8>>>,
     pub secrets: HashMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Service-account tokens by [`crate::volumes::token_key`]; a missing one could not
+    /// be had.
+    pub tokens: HashMap<String, String>,
 }
 
 /// What the downward API needs that is not in the pod object yet.

@@ -38,6 +38,7 @@ pub mod server;
 pub mod service_proxy;
 pub mod stats;
 pub mod status;
+pub mod token;
 pub mod volumes;
 pub mod worker;
 
@@ -118,6 +119,8 @@ pub struct Ctx {
     pub network: Arc<dyn network::PodNetwork>,
     pub recorder: controllers::events::Recorder,
     pub lookup: Arc<lookup::PodCache>,
+    /// Service-account tokens of projected volumes ([`token`]).
+    pub tokens: Arc<token::TokenManager>,
 }
 
 /// A node agent, ready to run.
@@ -146,7 +149,9 @@ impl Agent {
         let puller = runtime::Puller::new(store, config.registry_config.clone());
         let recorder = controllers::events::Recorder::new(client.clone(), "kubelet");
         let lookup = Arc::new(lookup::PodCache::new(config.data_dir.clone()));
-        let ctx = Ctx { client, config, node, runtime: Arc::new(runc), puller, snapshots, network, recorder, lookup };
+        let tokens = Arc::new(token::TokenManager::new(client.clone()));
+        let ctx =
+            Ctx { client, config, node, runtime: Arc::new(runc), puller, snapshots, network, recorder, lookup, tokens };
         Ok(Agent { ctx: Arc::new(ctx) })
     }
 

@@ -7,11 +7,21 @@
 //! Projected files are written as the kubelet's atomic writer does: the files in a
 //! timestamped directory, `..data` pointing at it, and each top-level name a symlink
 //! through `..data`, so an update swaps one symlink and readers never see half of it.
-//! (A `serviceAccountToken` source is written as an empty token file for now: this
-//! API server has no TokenRequest yet.)
+//! Secret volumes, and projected volumes with a secret or a service-account token,
+//! live on a tmpfs of their own (the kubelet's memory-backed emptyDir wrapper), so
+//! credentials never reach the node's disk; [`tear_down`] unmounts it. Tokens come
+//! from [`crate::token`] through [`Sources::tokens`].
+//!
+//! `securityContext.fsGroup` is applied as the kubelet's `SetVolumeOwnership` does:
+//! configMap, secret, downwardAPI and projected files (read-only volumes) get the
+//! group and `mode | 0440`, their directories the group, setgid and `0550`; an emptyDir
+//! gets the group and `02777`. A projected token is `0600` before that (so `0640`),
+//! as upstream writes it when fsGroup is set. `fsGroupChangePolicy` is ignored: these
+//! volumes are written fresh by the agent, so there is no existing tree whose walk
+//! `OnRootMismatch` would save.
 
 use crate::env::{PodFacts, Sources, field_value, resource_value};
-use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, ServiceAccountTokenProjection, Volume};
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -37,6 +47,8 @@ pub enum VolumeError {
     Unsupported(String),
     #[error("volume {0:?} not found in the pod")]
     NoSuchVolume(String),
+    #[error("failed to fetch token for {0:?}: the API server did not issue one")]
+    Token(String),
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: io::Error },
 }
@@ -54,6 +66,43 @@ pub struct ProjectedFile {
 }
 
 const DEFAULT_MODE: u32 = 0o644;
+/// What fsGroup adds to files of read-only volumes (upstream's `roMask`).
+const FS_GROUP_FILE_MASK: u32 = 0o440;
+/// And to their directories: setgid, group read and search.
+const FS_GROUP_DIR_MASK: u32 = 0o2550;
+/// The mode of an emptyDir with fsGroup: world-writable, setgid.
+const FS_GROUP_EMPTY_DIR_MODE: u32 = 0o2777;
+
+/// The pod's `securityContext.fsGroup`.
+pub fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.spec.as_ref()?.security_context.as_ref()?.fs_group.and_then(|g| u32::try_from(g).ok())
+}
+
+/// The projected service-account token sources of a pod's volumes.
+pub fn token_sources(pod: &Pod) -> Vec<&ServiceAccountTokenProjection> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+        .filter_map(|s| s.service_account_token.as_ref())
+        .collect()
+}
+
+/// How a token source finds its token in [`Sources::tokens`]: sources that ask for
+/// the same audience and lifetime share one.
+pub fn token_key(source: &ServiceAccountTokenProjection) -> String {
+    let exp = source.expiration_seconds.unwrap_or(crate::token::DEFAULT_EXPIRATION_SECONDS);
+    format!("{}|{exp}", source.audience.as_deref().unwrap_or_default())
+}
+
+/// Whether a volume holds credentials and so lives on tmpfs.
+fn memory_backed(volume: &Volume) -> bool {
+    volume.secret.is_some()
+        || volume.projected.as_ref().is_some_and(|p| {
+            p.sources.iter().flatten().any(|s| s.secret.is_some() || s.service_account_token.is_some())
+        })
+}
 
 /// A relative path without `..` (what the API server validates, checked again).
 fn check_path(p: &str) -> Result<(), VolumeError> {
@@ -160,14 +209,21 @@ pub fn projection(
                 downward(pod, d.items.as_deref().unwrap_or(&[]), mode, facts, &mut out)?;
             }
             if let Some(t) = &source.service_account_token {
-                out.push(ProjectedFile { path: t.path.clone(), data: Vec::new(), mode });
+                let token = sources.tokens.get(&token_key(t)).ok_or_else(|| VolumeError::Token(t.path.clone()))?;
+                // Upstream writes the token owner-only when fsGroup is set (0640 after it).
+                let mode = if fs_group(pod).is_some() { 0o600 } else { mode };
+                out.push(ProjectedFile { path: t.path.clone(), data: token.clone().into_bytes(), mode });
             }
         }
     } else {
         return Ok(None);
     }
-    for f in &out {
+    let group_readable = fs_group(pod).is_some();
+    for f in &mut out {
         check_path(&f.path)?;
+        if group_readable {
+            f.mode |= FS_GROUP_FILE_MASK;
+        }
     }
     Ok(Some(out))
 }
@@ -224,9 +280,15 @@ fn current_files(dir: &Path) -> Option<Vec<ProjectedFile>> {
     Some(out)
 }
 
-/// Writes the files atomically into `dir` (see the module docs); returns whether
+/// Gives `path` the group `gid` (the owner stays), without following a symlink.
+fn chgrp(path: &Path, gid: u32) -> Result<(), VolumeError> {
+    std::os::unix::fs::lchown(path, None, Some(gid)).map_err(io_err("changing the group of", path))
+}
+
+/// Writes the files atomically into `dir` (see the module docs), owned by group
+/// `gid` when given (fsGroup; the modes already carry its mask); returns whether
 /// anything changed.
-pub fn write_atomic(dir: &Path, files: &[ProjectedFile]) -> Result<bool, VolumeError> {
+pub fn write_atomic(dir: &Path, files: &[ProjectedFile], gid: Option<u32>) -> Result<bool, VolumeError> {
     std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
     let mut wanted: Vec<ProjectedFile> = files.to_vec();
     wanted.sort_by(|a, b| a.path.cmp(&b.path));
@@ -249,11 +311,32 @@ pub fn write_atomic(dir: &Path, files: &[ProjectedFile]) -> Result<bool, VolumeE
         }
         std::fs::write(&path, &f.data).map_err(io_err("writing", &path))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).map_err(io_err("chmod", &path))?;
+        if let Some(gid) = gid {
+            chgrp(&path, gid)?;
+        }
+    }
+    if let Some(gid) = gid {
+        // The new data directory and those below it, before readers can see them.
+        let mut dirs = vec![new_dir.clone()];
+        while let Some(d) = dirs.pop() {
+            chgrp(&d, gid)?;
+            let mode = std::fs::metadata(&d).map_err(io_err("reading", &d))?.permissions().mode() & 0o7777;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode | FS_GROUP_DIR_MASK))
+                .map_err(io_err("chmod", &d))?;
+            for e in std::fs::read_dir(&d).map_err(io_err("reading", &d))?.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                }
+            }
+        }
     }
     let old = std::fs::read_link(dir.join("..data")).ok();
     let tmp = dir.join("..data_tmp");
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&stamp, &tmp).map_err(io_err("linking", &tmp))?;
+    if let Some(gid) = gid {
+        chgrp(&tmp, gid)?;
+    }
     std::fs::rename(&tmp, dir.join("..data")).map_err(io_err("renaming", &tmp))?;
     // The user-visible names: one symlink per top-level entry.
     let mut tops: Vec<String> = wanted
@@ -267,7 +350,16 @@ pub fn write_atomic(dir: &Path, files: &[ProjectedFile]) -> Result<bool, VolumeE
         let link = dir.join(top);
         if std::fs::symlink_metadata(&link).is_err() {
             std::os::unix::fs::symlink(Path::new("..data").join(top), &link).map_err(io_err("linking", &link))?;
+            if let Some(gid) = gid {
+                chgrp(&link, gid)?;
+            }
         }
+    }
+    if let Some(gid) = gid {
+        chgrp(dir, gid)?;
+        let mode = std::fs::metadata(dir).map_err(io_err("reading", dir))?.permissions().mode() & 0o7777;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | FS_GROUP_DIR_MASK))
+            .map_err(io_err("chmod", dir))?;
     }
     for e in std::fs::read_dir(dir).map_err(io_err("reading", dir))?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -337,6 +429,21 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), VolumeError> {
     }
 }
 
+/// Mounts a tmpfs at `dir` unless one is there already.
+fn mount_tmpfs(dir: &Path, options: &str) -> Result<(), VolumeError> {
+    if runtime::snapshot::is_mount_point(dir) {
+        return Ok(());
+    }
+    let data = std::ffi::CString::new(options).map_err(|_| VolumeError::BadPath(dir.display().to_string()))?;
+    rustix::mount::mount("tmpfs", dir, "tmpfs", rustix::mount::MountFlags::empty(), data.as_c_str()).map_err(|e| {
+        VolumeError::Io {
+            op: "mounting tmpfs at",
+            path: dir.to_path_buf(),
+            source: io::Error::from_raw_os_error(e.raw_os_error()),
+        }
+    })
+}
+
 /// Sets a volume up under `volumes_dir` (one directory per volume) and returns where
 /// its data is. Idempotent: run on every sync, it refreshes projected contents.
 pub fn set_up(
@@ -354,28 +461,32 @@ pub fn set_up(
     }
     if let Some(e) = &volume.empty_dir {
         std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-        if e.medium.as_deref() == Some("Memory") && !runtime::snapshot::is_mount_point(&dir) {
+        if e.medium.as_deref() == Some("Memory") {
             let mut options = String::from("mode=0777");
             if let Some(bytes) = e.size_limit.as_ref().and_then(|q| crate::node::bytes_of(&q.0)).filter(|b| *b > 0) {
                 options.push_str(&format!(",size={bytes}"));
             }
-            let data = std::ffi::CString::new(options).map_err(|_| VolumeError::BadPath(dir.display().to_string()))?;
-            rustix::mount::mount("tmpfs", &dir, "tmpfs", rustix::mount::MountFlags::empty(), data.as_c_str()).map_err(
-                |e| VolumeError::Io {
-                    op: "mounting tmpfs at",
-                    path: dir.clone(),
-                    source: io::Error::from_raw_os_error(e.raw_os_error()),
-                },
-            )?;
+            mount_tmpfs(&dir, &options)?;
         } else {
             // World-writable, as the kubelet makes emptyDir volumes.
             let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+        }
+        if let Some(gid) = fs_group(pod) {
+            chgrp(&dir, gid)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(FS_GROUP_EMPTY_DIR_MODE))
+                .map_err(io_err("chmod", &dir))?;
         }
         return Ok(VolumeSource { host_path: dir, read_only: false });
     }
     match projection(pod, volume, sources, facts)? {
         Some(files) => {
-            write_atomic(&dir, &files)?;
+            std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+            if memory_backed(volume) {
+                // As the kubelet's wrapped memory emptyDir: sticky and world-writable
+                // at the root (the container sees it read-only).
+                mount_tmpfs(&dir, "mode=1777")?;
+            }
+            write_atomic(&dir, &files, fs_group(pod))?;
             Ok(VolumeSource { host_path: dir, read_only: true })
         }
         None => Err(VolumeError::Unsupported(volume.name.clone())),
@@ -466,6 +577,7 @@ mod tests {
         let mut s = Sources::default();
         s.config_maps.insert("cfg".into(), [("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())].into());
         s.secrets.insert("sec".into(), [("pw".to_string(), b"hunter2".to_vec())].into());
+        s.tokens.insert("|3607".into(), "jwt".into());
         s
     }
 
@@ -526,7 +638,95 @@ mod tests {
         let files = projection(&pod(), &p, &sources(), &facts).unwrap().unwrap();
         let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(names, ["a", "pw", "ns", "token"]);
-        assert!(files.iter().take(3).all(|f| f.mode == 0o440));
+        assert!(files.iter().all(|f| f.mode == 0o440));
+        assert_eq!(files[3].data, b"jwt");
+        // A token that could not be had fails the mount, as upstream's does.
+        let vault = volume(json!({"name": "v", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "audience": "vault"}}]}}));
+        assert_eq!(
+            projection(&pod(), &vault, &sources(), &facts).unwrap_err().to_string(),
+            "failed to fetch token for \"token\": the API server did not issue one"
+        );
+    }
+
+    #[test]
+    fn token_sources_and_keys() {
+        let mut p = pod();
+        p.spec.as_mut().unwrap().volumes = Some(vec![
+            volume(json!({"name": "a", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "cfg"}}]}})),
+            volume(json!({"name": "b", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "t", "audience": "vault", "expirationSeconds": 600}}]}})),
+            volume(json!({"name": "c", "secret": {"secretName": "sec"}})),
+        ]);
+        let keys: Vec<String> = token_sources(&p).into_iter().map(token_key).collect();
+        assert_eq!(keys, ["|3607", "vault|600"]);
+        let vs = p.spec.as_ref().unwrap().volumes.as_ref().unwrap();
+        assert!(memory_backed(&vs[0]) && memory_backed(&vs[1]) && memory_backed(&vs[2]));
+        assert!(!memory_backed(&volume(json!({"name": "d", "configMap": {"name": "cfg"}}))));
+    }
+
+    fn with_fs_group(gid: u32) -> Pod {
+        let mut p = pod();
+        p.spec.as_mut().unwrap().security_context = Some(serde_json::from_value(json!({"fsGroup": gid})).unwrap());
+        p
+    }
+
+    #[test]
+    fn fs_group_makes_files_group_readable() {
+        let f = PodFacts::default();
+        let p = with_fs_group(1234);
+        let secret = volume(json!({"name": "v", "secret": {"secretName": "sec", "defaultMode": 0o400}}));
+        assert_eq!(paths(&projection(&p, &secret, &sources(), &f).unwrap().unwrap()), [("pw", &b"hunter2"[..], 0o440)]);
+        let token = volume(json!({"name": "v", "projected": {"defaultMode": 0o644, "sources": [
+            {"serviceAccountToken": {"path": "token"}}, {"configMap": {"name": "cfg", "items": [{"key": "a", "path": "a"}]}}]}}));
+        let files = projection(&p, &token, &sources(), &f).unwrap().unwrap();
+        assert_eq!(paths(&files), [("token", &b"jwt"[..], 0o640), ("a", &b"1"[..], 0o644)]);
+    }
+
+    #[test]
+    fn fs_group_owns_what_is_written() {
+        use std::os::unix::fs::MetadataExt;
+        // Our own group: changing to it needs no privilege.
+        let gid = rustix::process::getegid().as_raw();
+        let dir = tempfile::tempdir().unwrap();
+        let v = dir.path().join("sec");
+        let files = vec![
+            ProjectedFile { path: "pw".into(), data: b"x".to_vec(), mode: 0o440 },
+            ProjectedFile { path: "sub/k".into(), data: b"y".to_vec(), mode: 0o640 },
+        ];
+        write_atomic(&v, &files, Some(gid)).unwrap();
+        for f in ["pw", "sub/k", "..data", ""] {
+            let m = std::fs::metadata(v.join(f)).unwrap();
+            assert_eq!(m.gid(), gid, "{f}");
+        }
+        assert_eq!(std::fs::metadata(v.join("pw")).unwrap().mode() & 0o7777, 0o440);
+        let sub = std::fs::metadata(v.join("sub")).unwrap().mode() & 0o7777;
+        assert_eq!(sub & FS_GROUP_DIR_MASK, FS_GROUP_DIR_MASK, "{sub:o}");
+    }
+
+    #[test]
+    fn credentials_live_on_tmpfs_until_torn_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let volumes_dir = dir.path().join("volumes");
+        let secret = volume(json!({"name": "sec", "secret": {"secretName": "sec"}}));
+        let cfg = volume(json!({"name": "cfg", "configMap": {"name": "cfg"}}));
+        let f = PodFacts::default();
+        let on_disk = set_up(&pod(), &cfg, &volumes_dir, &sources(), &f).unwrap();
+        assert!(!runtime::snapshot::is_mount_point(&on_disk.host_path));
+        if !rustix::process::geteuid().is_root() {
+            // Mounting needs root (the agent always has it); the rest is covered above.
+            assert!(set_up(&pod(), &secret, &volumes_dir, &sources(), &f).is_err());
+            return;
+        }
+        let src = set_up(&pod(), &secret, &volumes_dir, &sources(), &f).unwrap();
+        assert!(runtime::snapshot::is_mount_point(&src.host_path), "secrets are on tmpfs");
+        assert_eq!(std::fs::read(src.host_path.join("pw")).unwrap(), b"hunter2");
+        // Again: the same mount, nothing stacked on it.
+        set_up(&pod(), &secret, &volumes_dir, &sources(), &f).unwrap();
+        tear_down(&volumes_dir).unwrap();
+        assert!(!src.host_path.exists(), "unmounted and removed");
     }
 
     #[test]
@@ -537,14 +737,14 @@ mod tests {
             ProjectedFile { path: "a".into(), data: b"1".to_vec(), mode: 0o644 },
             ProjectedFile { path: "sub/b".into(), data: b"2".to_vec(), mode: 0o600 },
         ];
-        assert!(write_atomic(&v, &files).unwrap());
+        assert!(write_atomic(&v, &files, None).unwrap());
         assert_eq!(std::fs::read(v.join("a")).unwrap(), b"1");
         assert_eq!(std::fs::read(v.join("sub/b")).unwrap(), b"2");
         assert!(std::fs::symlink_metadata(v.join("a")).unwrap().file_type().is_symlink());
-        assert!(!write_atomic(&v, &files).unwrap(), "the same content is not rewritten");
+        assert!(!write_atomic(&v, &files, None).unwrap(), "the same content is not rewritten");
         let first = std::fs::read_link(v.join("..data")).unwrap();
         let updated = vec![ProjectedFile { path: "a".into(), data: b"3".to_vec(), mode: 0o644 }];
-        assert!(write_atomic(&v, &updated).unwrap());
+        assert!(write_atomic(&v, &updated, None).unwrap());
         assert_eq!(std::fs::read(v.join("a")).unwrap(), b"3");
         assert!(std::fs::symlink_metadata(v.join("sub")).is_err(), "names that went away are removed");
         assert!(!v.join(first).exists(), "the old data directory is removed");

@@ -356,6 +356,14 @@ impl Worker {
                 Err(e) => tracing::warn!(secret = %name, error = %e, "reading a secret failed"),
             }
         }
+        for source in volumes::token_sources(pod) {
+            match self.ctx.tokens.token(pod, source).await {
+                Ok(token) => {
+                    sources.tokens.insert(volumes::token_key(source), token);
+                }
+                Err(e) => tracing::warn!(pod = %pod_desc(pod), error = %e, "requesting a service account token failed"),
+            }
+        }
         self.sources = sources;
     }
 
@@ -1155,6 +1163,7 @@ impl Worker {
         if let Err(e) = volumes::tear_down(&self.state_dir().join("volumes")) {
             tracing::warn!(pod_uid = %self.uid, error = %e, "tearing down volumes failed");
         }
+        self.ctx.tokens.forget_pod(&self.uid);
         if let Err(e) = self.ctx.network.remove(&self.uid).await {
             tracing::warn!(pod_uid = %self.uid, error = %e, "removing the pod sandbox failed");
         }

@@ -6,6 +6,8 @@
 //! - DefaultTolerationSeconds: a new pod tolerates the `not-ready` and `unreachable`
 //!   `NoExecute` taints for `--default-toleration-seconds`, unless it already says how
 //!   long it tolerates them.
+//! - ServiceAccount: a new pod runs as a service account that exists and gets its
+//!   token volume (see [`crate::serviceaccount::admission`]).
 
 use crate::Ctx;
 use crate::rest::read::{Selectors, collect};
@@ -35,6 +37,7 @@ fn global_default(classes: &[Value]) -> Option<&Value> {
 pub async fn admit_create(ctx: &Ctx, res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
     match (res.group, res.kind) {
         ("", "Pod") => {
+            crate::serviceaccount::admission::admit_pod(ctx, obj).await?;
             admit_pod_priority(ctx, res, obj).await?;
             default_tolerations(obj, ctx.default_toleration_seconds);
             Ok(())

@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod alloc;
 pub mod auth;
+pub mod authz;
 pub mod body;
 pub mod decode;
 pub mod discovery;
@@ -29,6 +30,7 @@ pub mod pki;
 pub mod query;
 pub mod rest;
 pub mod server;
+pub mod serviceaccount;
 pub mod strategy;
 pub mod table;
 pub mod watch;
@@ -65,6 +67,8 @@ pub struct Ctx {
     pub resource_metrics: metricsapi::Cache,
     /// ClusterIPs and NodePorts of Services (see [`alloc`]).
     pub services: alloc::ServiceAllocator,
+    /// Signs and checks service-account tokens ([`serviceaccount`]).
+    pub sa_tokens: serviceaccount::Issuer,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +191,7 @@ impl ApiServer {
             default_toleration_seconds: config.default_toleration_seconds,
             resource_metrics: metricsapi::Cache::default(),
             services,
+            sa_tokens: serviceaccount::Issuer::new(pki.service_account_key()?),
         });
         // Serve at once (health and discovery answer while the namespaces are made).
         let (shutdown, rx) = signal::channel(false);

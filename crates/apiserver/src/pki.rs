@@ -23,6 +23,8 @@ pub enum PkiError {
     Parse { path: PathBuf, what: &'static str },
     #[error("tls configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("service-account signing key: {0}")]
+    ServiceAccountKey(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
@@ -74,7 +76,12 @@ pub struct Pki {
     pub kubelet_client_cert_pem: String,
     pub kubelet_client_key_pem: String,
     ca_key_pem: String,
+    /// `service-account.key`: signs service-account tokens (ECDSA P-256, PKCS#8 PEM).
+    service_account_key_path: PathBuf,
 }
+
+/// The file name of the service-account signing key in the PKI directory.
+pub const SERVICE_ACCOUNT_KEY: &str = "service-account.key";
 
 /// The common name of the API server's client certificate towards node agents.
 pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
@@ -134,6 +141,9 @@ impl Pki {
         }
         let kubelet_client_cert_pem = fs::read_to_string(&kc_cert).map_err(io(&kc_cert))?;
         let kubelet_client_key_pem = fs::read_to_string(&kc_key).map_err(io(&kc_key))?;
+        let service_account_key_path = dir.join(SERVICE_ACCOUNT_KEY);
+        crate::serviceaccount::jwt::SigningKey::load_or_create(&service_account_key_path)
+            .map_err(|e| PkiError::ServiceAccountKey(e.to_string()))?;
         Ok(Pki {
             ca_pem,
             server_cert_pem,
@@ -143,7 +153,14 @@ impl Pki {
             kubelet_client_cert_pem,
             kubelet_client_key_pem,
             ca_key_pem,
+            service_account_key_path,
         })
+    }
+
+    /// The key that signs service-account tokens (made on first start, then kept).
+    pub fn service_account_key(&self) -> Result<crate::serviceaccount::jwt::SigningKey, PkiError> {
+        crate::serviceaccount::jwt::SigningKey::load_or_create(&self.service_account_key_path)
+            .map_err(|e| PkiError::ServiceAccountKey(e.to_string()))
     }
 
     /// A serving certificate and key for a node agent's kubelet port, signed by the
@@ -258,6 +275,7 @@ mod tests {
         a.kubelet_client_config().unwrap();
         let (cert, key) = a.issue_kubelet_serving("node-1", &["127.0.0.1".to_string()]).unwrap();
         assert!(cert.contains("BEGIN CERTIFICATE") && key.contains("PRIVATE KEY"));
+        assert_eq!(a.service_account_key().unwrap().kid(), c.service_account_key().unwrap().kid());
         let mode = fs::metadata(dir.path().join("ca.key")).unwrap().permissions();
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
     }

@@ -81,10 +81,11 @@ pub fn version() -> serde_json::Value {
 /// Answers one request, from whichever transport it came.
 pub(crate) async fn route(ctx: Arc<Ctx>, req: wire::Req) -> Resp {
     let started = Instant::now();
+    let req = match auth::gate(&ctx, req).await {
+        auth::Gate::Pass(req) => req,
+        auth::Gate::Answer(resp) => return resp,
+    };
     let path = req.uri().path().to_string();
-    if !auth::is_public(&path) && ctx.auth.authenticate(req.headers()).is_none() {
-        return wire::error(&ApiError::unauthorized());
-    }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let is_get = req.method() == http::Method::GET;
     let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);

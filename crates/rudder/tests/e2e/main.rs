@@ -13,6 +13,7 @@ mod netlab;
 mod network;
 mod nodes;
 mod pods;
+mod satoken;
 mod scheduling;
 mod services;
 mod services_net;

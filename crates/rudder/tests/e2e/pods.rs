@@ -33,7 +33,7 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// A registry with the busybox test image as `test/busybox:v1`.
-struct Images {
+pub(crate) struct Images {
     registry: runtime::testing::Registry,
 }
 
@@ -44,16 +44,16 @@ impl Images {
         Images { registry }
     }
 
-    fn busybox(&self) -> String {
+    pub(crate) fn busybox(&self) -> String {
         format!("{}/test/busybox:v1", self.registry.host)
     }
 }
 
 /// A `rudder agent` process with a data dir of its own.
-struct Agent {
+pub(crate) struct Agent {
     child: Option<Child>,
     dir: tempfile::TempDir,
-    name: String,
+    pub(crate) name: String,
     server: String,
     token: String,
     kubelet_port: u16,
@@ -111,7 +111,7 @@ impl Agent {
     }
 
     /// The records of a container's log file, as `stream content` lines.
-    fn log_lines(&self, pod_uid: &str, container: &str, attempt: u32) -> Vec<String> {
+    pub(crate) fn log_lines(&self, pod_uid: &str, container: &str, attempt: u32) -> Vec<String> {
         let path = self.data().join("pods").join(pod_uid).join(container).join(format!("{attempt}.log"));
         std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -194,13 +194,13 @@ pub(crate) fn apply(k: &Kubectl, manifest: &str) {
     k.ok_stdin(&["apply", "-f", "-"], manifest);
 }
 
-fn pod(name: &str, node: &str, spec: &str) -> String {
+pub(crate) fn pod(name: &str, node: &str, spec: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 2\n{spec}"
     )
 }
 
-fn setup() -> (Cluster, Images, Agent) {
+pub(crate) fn setup() -> (Cluster, Images, Agent) {
     let c = Cluster::start();
     let images = Images::start();
     let agent = Agent::start(&c);
