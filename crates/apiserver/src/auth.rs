@@ -8,7 +8,6 @@ use crate::wire::{self, Resp};
 use crate::{Ctx, authz, serviceaccount};
 use api::ApiError;
 use http::HeaderMap;
-use hyper::body::Incoming;
 use std::collections::BTreeMap;
 
 /// Who made a request.
@@ -102,13 +101,13 @@ pub async fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Option<User> {
 /// What [`gate`] decided about a request.
 pub enum Gate {
     /// Route it as usual.
-    Pass(hyper::Request<Incoming>),
+    Pass(crate::wire::Req),
     /// This is the answer (401, 403, or an endpoint about the caller).
     Answer(Resp),
 }
 
 /// The authentication and authorisation hook every request passes before routing.
-pub async fn gate(ctx: &Ctx, req: hyper::Request<Incoming>) -> Gate {
+pub async fn gate(ctx: &Ctx, req: crate::wire::Req) -> Gate {
     let path = req.uri().path();
     if is_public(path) {
         return Gate::Pass(req);
@@ -153,7 +152,7 @@ async fn serve_caller_endpoint(
     user: &User,
     a: &authz::Attributes,
     endpoint: CallerEndpoint,
-    req: hyper::Request<Incoming>,
+    req: crate::wire::Req,
 ) -> Resp {
     if a.verb != "create" {
         let what = match endpoint {
