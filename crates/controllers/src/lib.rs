@@ -22,6 +22,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owned_pods;
 pub mod replicaset;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod servicelb;
 pub mod statefulset;
@@ -52,6 +53,9 @@ pub struct Config {
     pub node_ipam: nodeipam::Config,
     /// The Endpoints and EndpointSlice controllers' batch period.
     pub endpoints: endpoints::Config,
+    /// The cluster CA the root CA publisher puts in every namespace (PEM); none, no
+    /// publisher.
+    pub root_ca_pem: Option<String>,
 }
 
 /// An Event recorder for a controller, named as upstream names its controllers
@@ -91,6 +95,11 @@ pub async fn run(
             endpointslice::run(client.clone(), feed.clone(), config.endpoints.clone()),
             endpointslicemirroring::run(client.clone(), feed.clone()),
             servicelb::run(client.clone(), informers.clone()),
+            async {
+                if let Some(ca) = config.root_ca_pem.clone() {
+                    rootcacertpublisher::run(client.clone(), ca).await
+                }
+            },
         );
     };
     tokio::select! {

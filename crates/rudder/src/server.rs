@@ -106,6 +106,7 @@ fn controllers_config(args: &Args) -> controllers::Config {
             node_cidr_mask_size: args.node_cidr_mask_size,
         },
         endpoints: controllers::endpoints::Config::default(),
+        root_ca_pem: None,
     }
 }
 
@@ -158,9 +159,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         format!("{}\n", server.pki.node_token()).as_bytes(),
     )?;
     let admin = |program| kubeconfig::in_process(&server.ctx, &server.pki.admin_token, program);
-    let controllers =
-        spawn_control_loops(admin("kube-controller-manager")?, admin("kube-scheduler")?, controllers_config(&args))
-            .context("starting the control loops")?;
+    let controllers = spawn_control_loops(
+        admin("kube-controller-manager")?,
+        admin("kube-scheduler")?,
+        controllers::Config { root_ca_pem: Some(server.pki.ca_pem.clone()), ..controllers_config(&args) },
+    )
+    .context("starting the control loops")?;
     let dns = match dns {
         Some(d) => Some(tokio::spawn(crate::cluster_dns::serve(d, admin("rudder-dns")?))),
         None => None,

@@ -228,7 +228,7 @@ fn an_owner_in_another_namespace_is_not_an_owner() {
 }
 
 #[test]
-fn every_namespace_has_a_default_service_account() {
+fn every_namespace_has_a_default_service_account_and_the_root_ca() {
     let c = Cluster::start();
     for v in KUBECTL_VERSIONS {
         let k = c.kubectl(v);
@@ -250,6 +250,16 @@ fn every_namespace_has_a_default_service_account() {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         wait_for("service accounts in the built-in namespaces", || get(&k, ns, "sa", "default").is_some());
     }
+
+    // The root CA publisher: the cluster CA in every namespace, put back when edited.
+    let ca = std::fs::read_to_string(c.dir.path().join("tls/ca.crt")).unwrap();
+    k.ok(&["create", "namespace", "ca-check"]);
+    let published = || get(&k, "ca-check", "configmap", "kube-root-ca.crt");
+    wait_for("kube-root-ca.crt", || published().is_some_and(|cm| cm["data"]["ca.crt"] == ca.as_str()));
+    k.ok(&["patch", "configmap", "kube-root-ca.crt", "-n", "ca-check", "-p", r#"{"data":{"ca.crt":"x","extra":"y"}}"#]);
+    wait_for("kube-root-ca.crt to be restored", || {
+        published().is_some_and(|cm| cm["data"]["ca.crt"] == ca.as_str() && cm["data"].get("extra").is_none())
+    });
 }
 
 /// A `rudder sim` process with a few nodes, killed when dropped.
