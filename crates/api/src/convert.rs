@@ -55,6 +55,11 @@ pub fn from_storage(res: &Resource, stored: Value) -> Value {
     rename(stored, EVENT_FIELDS.iter().copied(), "events.k8s.io/v1")
 }
 
+/// Whether `res` is stored exactly as served (every resource but events.k8s.io/v1).
+pub fn is_identity(res: &Resource) -> bool {
+    !is_events_v1(res)
+}
+
 /// The stored shape of a served object.
 pub fn to_storage(res: &Resource, served: Value) -> Value {
     if !is_events_v1(res) {

@@ -46,12 +46,72 @@ pub fn decode_as(res: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(api::convert::from_storage(res, decode(kv)?))
 }
 
+/// The stored bytes of an object: its storage shape without `resourceVersion`.
+/// Written straight from the object (no copy of it), as every write does this.
 pub(crate) fn encode(res: &Resource, obj: &Value) -> Bytes {
-    let mut copy = api::convert::to_storage(res, obj.clone());
-    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+    if api::convert::is_identity(res) {
+        return Bytes::from(serde_json::to_vec(&WithoutVersion(obj)).unwrap_or_default());
     }
-    Bytes::from(serde_json::to_vec(&copy).unwrap_or_default())
+    let copy = api::convert::to_storage(res, obj.clone());
+    Bytes::from(serde_json::to_vec(&WithoutVersion(&copy)).unwrap_or_default())
+}
+
+/// Serialises an object as it is, except `metadata.resourceVersion`.
+struct WithoutVersion<'a>(&'a Value);
+
+impl serde::Serialize for WithoutVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(top) = self.0 else { return self.0.serialize(s) };
+        let mut map = s.serialize_map(Some(top.len()))?;
+        for (k, v) in top {
+            match (k.as_str(), v) {
+                ("metadata", Value::Object(meta)) => {
+                    map.serialize_entry(k, &Skipping(meta, "resourceVersion"))?;
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+struct Skipping<'a>(&'a serde_json::Map<String, Value>, &'static str);
+
+impl serde::Serialize for Skipping<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0.iter().filter(|(k, _)| k.as_str() != self.1) {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// Whether two objects are the same apart from `metadata.resourceVersion`, compared
+/// in place (an update that changes nothing is not written).
+pub fn same_but_version(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter().all(|(k, va)| match (k.as_str(), va, b.get(k)) {
+                    ("metadata", Value::Object(ma), Some(Value::Object(mb))) => {
+                        let count = |m: &serde_json::Map<String, Value>| {
+                            m.keys().filter(|k| k.as_str() != "resourceVersion").count()
+                        };
+                        count(ma) == count(mb)
+                            && ma
+                                .iter()
+                                .filter(|(k, _)| k.as_str() != "resourceVersion")
+                                .all(|(k, v)| mb.get(k) == Some(v))
+                    }
+                    (_, va, Some(vb)) => va == vb,
+                    (_, _, None) => false,
+                })
+        }
+        _ => a == b,
+    }
 }
 
 fn name_of(obj: &Value) -> &str {
@@ -125,5 +185,33 @@ impl Objects {
 
     pub async fn current_revision(&self) -> Result<i64, ApiError> {
         self.store.current_revision().await.map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_bytes_leave_out_the_version_only() {
+        let res = api::registry::find("", "v1", "configmaps").unwrap();
+        let obj = json!({"kind": "ConfigMap", "metadata": {"name": "c", "resourceVersion": "7", "uid": "u"}, "data": {"a": "b"}});
+        let stored: Value = serde_json::from_slice(&encode(res, &obj)).unwrap();
+        assert_eq!(stored, json!({"kind": "ConfigMap", "metadata": {"name": "c", "uid": "u"}, "data": {"a": "b"}}));
+    }
+
+    #[test]
+    fn objects_differing_only_in_version_are_the_same() {
+        let a = json!({"metadata": {"name": "c", "resourceVersion": "7"}, "data": {"a": "b"}});
+        let b = json!({"metadata": {"name": "c", "resourceVersion": "9"}, "data": {"a": "b"}});
+        let unversioned = json!({"metadata": {"name": "c"}, "data": {"a": "b"}});
+        assert!(same_but_version(&a, &b) && same_but_version(&a, &unversioned) && same_but_version(&unversioned, &b));
+        let changed = json!({"metadata": {"name": "c", "resourceVersion": "7"}, "data": {"a": "c"}});
+        assert!(!same_but_version(&a, &changed));
+        let labelled = json!({"metadata": {"name": "c", "labels": {}}, "data": {"a": "b"}});
+        assert!(!same_but_version(&a, &labelled));
+        let extra = json!({"metadata": {"name": "c"}, "data": {"a": "b"}, "binaryData": {}});
+        assert!(!same_but_version(&a, &extra));
     }
 }

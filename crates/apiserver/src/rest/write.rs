@@ -190,14 +190,6 @@ fn deletion_complete(res: &Resource, obj: &Value) -> bool {
     marked && no_finalizers && !graceful && !ns_finalizers
 }
 
-fn without_rv(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
-    o
-}
-
 /// The update path shared by PUT, PATCH and the status and scale subresources:
 /// precondition, carried-over system fields, defaults, validation, field ownership,
 /// and a write only if something changed.
@@ -282,7 +274,7 @@ pub async fn commit(
         let sub = (mode == Mode::Status).then_some("status");
         fieldmanager::update(Some(old), &mut new, manager, sub, &res.api_version(), &now, schema);
     }
-    if without_rv(&new) == without_rv(old) {
+    if crate::objects::same_but_version(&new, old) {
         return Ok(old.clone());
     }
     let key = t.key();
