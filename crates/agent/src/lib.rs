@@ -23,9 +23,11 @@
 //! the `/etc` files).
 
 pub mod backoff;
+pub mod cgroups;
 pub mod container;
 pub mod env;
 pub mod etc;
+pub mod heap;
 pub mod heartbeat;
 pub mod lookup;
 pub mod network;
@@ -118,7 +120,19 @@ pub struct Ctx {
     pub network: Arc<dyn network::PodNetwork>,
     pub recorder: controllers::events::Recorder,
     pub lookup: Arc<lookup::PodCache>,
+    /// The QoS cgroup tree containers go in (`None`: runc's default place).
+    pub cgroups: Option<cgroups::QosCgroups>,
+    /// Bounds the pod status writes in flight (see [`STATUS_WRITES`]).
+    pub status_writes: tokio::sync::Semaphore,
 }
+
+/// How many pod status writes may be in flight at once. The client speaks HTTP/1.1,
+/// one request per connection: fifty pods starting together would otherwise open
+/// fifty TLS connections to the API server at once (a handshake each, on both ends,
+/// competing with the containers being started) and keep them in the pool. The
+/// kubelet's status manager writes from one goroutine over one HTTP/2 connection; a
+/// few at a time keeps most of that and reuses the pooled connections.
+pub const STATUS_WRITES: usize = 4;
 
 /// A node agent, ready to run.
 pub struct Agent {
@@ -146,7 +160,33 @@ impl Agent {
         let puller = runtime::Puller::new(store, config.registry_config.clone());
         let recorder = controllers::events::Recorder::new(client.clone(), "kubelet");
         let lookup = Arc::new(lookup::PodCache::new(config.data_dir.clone()));
-        let ctx = Ctx { client, config, node, runtime: Arc::new(runc), puller, snapshots, network, recorder, lookup };
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|source| cgroups::CgroupError::Io { op: "reading", path: "/proc/self/cgroup".into(), source })
+            .and_then(|text| {
+                let millis = u64::from(node.machine().cpus) * 1000;
+                cgroups::QosCgroups::prepare(&text, std::path::Path::new("/sys/fs/cgroup"), millis)
+            });
+        let cgroups = match cgroups {
+            Ok(q) => Some(q),
+            Err(e) => {
+                tracing::info!(error = %e, "containers go in runc's default cgroups, not a QoS tree");
+                None
+            }
+        };
+        let runtime = Arc::new(runc);
+        let ctx = Ctx {
+            client,
+            config,
+            node,
+            runtime,
+            puller,
+            snapshots,
+            network,
+            recorder,
+            lookup,
+            cgroups,
+            status_writes: tokio::sync::Semaphore::new(STATUS_WRITES),
+        };
         Ok(Agent { ctx: Arc::new(ctx) })
     }
 

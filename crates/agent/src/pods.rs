@@ -77,9 +77,14 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
 
 fn spawn_worker(ctx: &Arc<Ctx>, pod: Pod, adopted: Vec<Adopted>) -> Handle {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
+    tracing::debug!(pod = %crate::container::pod_desc(&pod), "a new pod for this node");
     let (tx, rx) = watch::channel(Some(pod));
     let worker = Worker::new(ctx.clone(), uid, adopted);
-    let task = tokio::spawn(worker.run(rx));
+    let task = tokio::spawn(async move {
+        worker.run(rx).await;
+        // What the pod's worker held is free now; give it back (see `heap`).
+        crate::heap::trim_soon();
+    });
     Handle { tx, task }
 }
 

@@ -820,6 +820,7 @@ impl Worker {
             etc_files: self.etc_files.clone(),
             sandbox: self.sandbox.as_ref().unwrap_or(&default_sandbox),
             qos,
+            cgroups_path: self.ctx.cgroups.as_ref().map(|q| q.path(qos, &id)),
             node_memory: self.ctx.node.machine().memory_bytes,
             oom_floor: std::fs::read_to_string("/proc/self/oom_score_adj")
                 .ok()
@@ -1260,7 +1261,17 @@ impl Worker {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
         let patch = json!({"metadata": {"uid": self.uid}, "status": status});
-        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        let began = Instant::now();
+        let permit = self.ctx.status_writes.acquire().await;
+        let result = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+        drop(permit);
+        tracing::debug!(
+            pod = %pod_desc(pod),
+            phase = status.phase.as_deref().unwrap_or(""),
+            patch_ms = began.elapsed().as_secs_f64() * 1e3,
+            "status written"
+        );
+        match result {
             Ok(_) => self.last_status = Some(status),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => tracing::warn!(pod = %pod_desc(pod), error = %e, "writing pod status failed"),
