@@ -12,6 +12,8 @@
 //!   friends), [`network`] (the pod sandbox, behind a trait; [`sandbox`] is the real
 //!   one, CNI over the node's podCIDR), [`probe`], and writes
 //!   [`status`] (phase, conditions, QoS) back; [`backoff`] paces restarts and pulls.
+//!   Containers go in the kubelet's QoS cgroup tree ([`cgroups`]); [`heap`] gives
+//!   freed memory back after pods go.
 //! - [`lookup`] answers "which container is `ns/pod -c name`" for [`server`], the
 //!   streaming endpoint on the kubelet port (logs, exec, attach, port-forward),
 //!   reached by the API server only (its serving certificate comes from the cluster
