@@ -19,6 +19,12 @@ use std::time::{Duration, Instant};
 
 const ROUNDS: &[usize] = &[1, 10, 50];
 
+/// The allocator `rudder` runs the agent with, so that memory figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// How many times the single-pod round runs.
+const SINGLE_REPEATS: usize = 10;
+
 fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
@@ -88,6 +94,16 @@ fn main() {
 }
 
 async fn run_agent(kubeconfig_path: &str, data: &str, node: &str) {
+    // `POD_START_LOG=FILE`: the agent's debug log (each start's steps), for finding
+    // where the time goes.
+    if let Some(path) = std::env::var_os("POD_START_LOG") {
+        let file = std::fs::File::create(path).expect("log file");
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("agent=debug,runtime=debug"))
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .init();
+    }
     let text = std::fs::read_to_string(kubeconfig_path).expect("kubeconfig");
     let client = client(&text).await;
     let mut config = agent::Config::new(node, data.into()).expect("config");
@@ -158,6 +174,15 @@ async fn orchestrate() {
     run_round(&pods, node, &image_ref, 1, "warmup").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = rss_kib(agent_pid);
+    // `POD_START_DUMP=DIR`: the idle agent's memory map and status, for finding where
+    // its RSS goes.
+    if let Some(dir) = std::env::var_os("POD_START_DUMP") {
+        let dir = std::path::PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        for f in ["smaps", "smaps_rollup", "status"] {
+            let _ = std::fs::copy(format!("/proc/{agent_pid}/{f}"), dir.join(f));
+        }
+    }
 
     let mut bare = Vec::new();
     let bare_root = data.join("runc-bare");
@@ -176,13 +201,21 @@ async fn orchestrate() {
     );
     let mut per_pod_rss = 0.0;
     for &n in ROUNDS {
-        let ours = run_round(&pods, node, &image_ref, n, &format!("r{n}")).await;
-        if n == 50 {
-            let running = rss_kib(agent_pid);
-            per_pod_rss = (running.saturating_sub(idle)) as f64 / n as f64;
+        // One start is one sample: repeat the single pod (both sides, in turn) so
+        // that its p50 is a median, not whatever one run happened to take.
+        let repeats = if n == 1 { SINGLE_REPEATS } else { 1 };
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for rep in 0..repeats {
+            ours.extend(run_round(&pods, node, &image_ref, n, &format!("r{n}-{rep}")).await);
+            if n == 50 {
+                let running = rss_kib(agent_pid);
+                per_pod_rss = (running.saturating_sub(idle)) as f64 / n as f64;
+            }
+            delete_all(&pods).await;
+            theirs.extend(bare_round(&bare_root, &data, &layers, &image_config, n, rep).await);
         }
-        delete_all(&pods).await;
-        let theirs = bare_round(&bare_root, &data, &layers, &image_config, n).await;
+        ours.sort();
+        theirs.sort();
         let (o50, o99, b50, b99) =
             (percentile(&ours, 0.5), percentile(&ours, 0.99), percentile(&theirs, 0.5), percentile(&theirs, 0.99));
         println!(
@@ -302,10 +335,11 @@ async fn bare_round(
     layers: &[std::path::PathBuf],
     image: &runtime::oci::ImageConfig,
     n: usize,
+    rep: usize,
 ) -> Vec<Duration> {
     let mut bundles = Vec::new();
     for i in 0..n {
-        let dir = data.join("bare").join(format!("b{n}-{i}"));
+        let dir = data.join("bare").join(format!("b{n}-{rep}-{i}"));
         std::fs::create_dir_all(&dir).expect("bundle dir");
         let rootfs = runtime::snapshot::mount_rootfs(layers, &dir).expect("rootfs");
         let config = ContainerConfig {
@@ -316,7 +350,7 @@ async fn bare_round(
             ..ContainerConfig::default()
         };
         runtime::spec::generate(&config).expect("spec").write(&dir).expect("write");
-        bundles.push((format!("bare{n}-{i}"), dir));
+        bundles.push((format!("bare{n}-{rep}-{i}"), dir));
     }
     let runs = bundles.iter().map(|(id, dir)| {
         let root = root.to_path_buf();

@@ -188,6 +188,8 @@ pub struct ContainerInput<'a> {
     pub etc_files: Option<(PathBuf, PathBuf, PathBuf)>,
     pub sandbox: &'a SandboxInfo,
     pub qos: &'a str,
+    /// Where in the cgroup tree the container goes (`None`: runc's default).
+    pub cgroups_path: Option<String>,
     pub node_memory: u64,
     /// The agent's own OOM score adjustment: an unprivileged agent (in a container
     /// itself) may not go below it, so containers do not either.
@@ -276,7 +278,7 @@ pub fn config(input: &ContainerInput) -> Result<ContainerConfig, ContainerError>
         no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false) && !privileged,
         mounts,
         namespaces,
-        cgroups_path: None,
+        cgroups_path: input.cgroups_path.clone(),
         resources: resources(c),
         oom_score_adj: Some(oom_score_adj(input.qos, c, input.node_memory).max(input.oom_floor)),
         rlimits: Vec::new(),
@@ -382,6 +384,7 @@ mod tests {
             etc_files: Some(("/p/hosts".into(), "/p/hostname".into(), "/p/resolv.conf".into())),
             sandbox: &sandbox,
             qos: "Burstable",
+            cgroups_path: Some("kubepods/burstable/u1_web_2".into()),
             node_memory: 1 << 30,
             // The pod asks for no memory, so its own score is 999; an agent at 1000
             // lifts it to 1000.
@@ -401,6 +404,7 @@ mod tests {
         assert_eq!(cfg.annotations[ANNOTATION_RESTART_COUNT], "2");
         assert_eq!(cfg.annotations[ANNOTATION_POD_UID], "u1");
         assert_eq!(cfg.oom_score_adj, Some(1000), "never below the agent's own");
+        assert_eq!(cfg.cgroups_path.as_deref(), Some("kubepods/burstable/u1_web_2"));
         let spec = runtime::spec::generate(&cfg).unwrap();
         assert!(spec.process.capabilities.bounding.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(!spec.process.capabilities.bounding.contains(&"CAP_KILL".to_string()));

@@ -12,6 +12,8 @@
 //!   friends), [`network`] (the pod sandbox, behind a trait; [`sandbox`] is the real
 //!   one, CNI over the node's podCIDR), [`probe`], and writes
 //!   [`status`] (phase, conditions, QoS) back; [`backoff`] paces restarts and pulls.
+//!   Containers go in the kubelet's QoS cgroup tree ([`cgroups`]); [`heap`] gives
+//!   freed memory back after pods go.
 //! - [`lookup`] answers "which container is `ns/pod -c name`" for [`server`], the
 //!   streaming endpoint on the kubelet port (logs, exec, attach, port-forward),
 //!   reached by the API server only (its serving certificate comes from the cluster
@@ -23,6 +25,7 @@
 //! the `/etc` files).
 
 pub mod backoff;
+pub mod cgroups;
 pub mod container;
 pub mod env;
 pub mod etc;
@@ -121,7 +124,19 @@ pub struct Ctx {
     pub lookup: Arc<lookup::PodCache>,
     /// Service-account tokens of projected volumes ([`token`]).
     pub tokens: Arc<token::TokenManager>,
+    /// The QoS cgroup tree containers go in (`None`: runc's default place).
+    pub cgroups: Option<cgroups::QosCgroups>,
+    /// Bounds the pod status writes in flight (see [`STATUS_WRITES`]).
+    pub status_writes: tokio::sync::Semaphore,
 }
+
+/// How many pod status writes may be in flight at once. The client speaks HTTP/1.1,
+/// one request per connection: fifty pods starting together would otherwise open
+/// fifty TLS connections to the API server at once (a handshake each, on both ends,
+/// competing with the containers being started) and keep them in the pool. The
+/// kubelet's status manager writes from one goroutine over one HTTP/2 connection; a
+/// few at a time keeps most of that and reuses the pooled connections.
+pub const STATUS_WRITES: usize = 4;
 
 /// A node agent, ready to run.
 pub struct Agent {
@@ -150,8 +165,34 @@ impl Agent {
         let recorder = controllers::events::Recorder::new(client.clone(), "kubelet");
         let lookup = Arc::new(lookup::PodCache::new(config.data_dir.clone()));
         let tokens = Arc::new(token::TokenManager::new(client.clone()));
-        let ctx =
-            Ctx { client, config, node, runtime: Arc::new(runc), puller, snapshots, network, recorder, lookup, tokens };
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|source| cgroups::CgroupError::Io { op: "reading", path: "/proc/self/cgroup".into(), source })
+            .and_then(|text| {
+                let millis = u64::from(node.machine().cpus) * 1000;
+                cgroups::QosCgroups::prepare(&text, std::path::Path::new("/sys/fs/cgroup"), millis)
+            });
+        let cgroups = match cgroups {
+            Ok(q) => Some(q),
+            Err(e) => {
+                tracing::info!(error = %e, "containers go in runc's default cgroups, not a QoS tree");
+                None
+            }
+        };
+        let runtime = Arc::new(runc);
+        let ctx = Ctx {
+            client,
+            config,
+            node,
+            runtime,
+            puller,
+            snapshots,
+            network,
+            recorder,
+            lookup,
+            tokens,
+            cgroups,
+            status_writes: tokio::sync::Semaphore::new(STATUS_WRITES),
+        };
         Ok(Agent { ctx: Arc::new(ctx) })
     }
 

@@ -4,8 +4,8 @@
 //! The node's figures come from `/proc` (`/proc/stat` busy time and `/proc/meminfo`),
 //! which reads the same on cgroup v1, v2 and inside a container. Each running
 //! container's come from its own cgroup, found through `/proc/<pid>/cgroup` of its
-//! init process: the agent leaves `cgroupsPath` unset (see `container.rs`), so runc
-//! puts the container under its own cgroup and only the process knows where. CPU is
+//! init process: `cgroupsPath` is relative (see `cgroups.rs`) or unset, so runc puts
+//! the container under its own cgroup and only the process knows where. CPU is
 //! the cumulative usage (cgroup v2 `cpu.stat` `usage_usec`, v1 `cpuacct.usage`), and
 //! memory the working set as cAdvisor computes it: usage minus inactive file pages.
 //!

@@ -187,6 +187,9 @@ pub struct Worker {
     last_status: Option<PodStatus>,
     start_time: Timestamp,
     notify: Arc<Notify>,
+    /// Events raised while containers start, held until the status is written (see
+    /// [`Worker::hold_events`]); `None`: events go out at once.
+    held_events: Mutex<Option<Vec<(controllers::events::Event, ObjectReference)>>>,
     /// The pod reached a terminal phase and its containers were released.
     released: bool,
 }
@@ -234,6 +237,7 @@ impl Worker {
             last_status: None,
             start_time: Timestamp::now(),
             notify: Arc::new(Notify::new()),
+            held_events: Mutex::new(None),
             released: false,
         }
     }
@@ -249,6 +253,7 @@ impl Worker {
                 }
                 Some(p) => self.sync(p).await,
             };
+            self.release_events();
             let notify = self.notify.clone();
             match wake {
                 Wake::Done => return,
@@ -288,9 +293,34 @@ impl Worker {
         let kind = if warning { EventType::Warning } else { EventType::Normal };
         let ev = event(kind, reason, reason, message);
         let reference = self.reference(pod, container);
+        if let Some(held) = self.held_events.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            held.push((ev, reference));
+            return;
+        }
         let recorder = self.ctx.recorder.clone();
         tokio::spawn(async move {
             let _ = recorder.publish(&ev, &reference).await;
+        });
+    }
+
+    /// Holds the events of container starts until [`Worker::release_events`]. Each
+    /// event is an API write (a store commit with an fsync); written while `runc run`
+    /// runs, they made it take half again as long on a quiet node, and written before
+    /// the status they delayed the Running the pod's owner waits for. Their order
+    /// stays; they go out right after the status write of the same pass.
+    fn hold_events(&self) {
+        self.held_events.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Vec::new);
+    }
+
+    /// Publishes the held events, in order, and stops holding.
+    fn release_events(&self) {
+        let held = self.held_events.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(held) = held.filter(|h| !h.is_empty()) else { return };
+        let recorder = self.ctx.recorder.clone();
+        tokio::spawn(async move {
+            for (ev, reference) in held {
+                let _ = recorder.publish(&ev, &reference).await;
+            }
         });
     }
 
@@ -501,6 +531,7 @@ impl Worker {
             }
         }
         self.write_status(pod, false).await;
+        self.release_events();
         // Done for good: every container stopped and none will restart.
         let phase = self.last_status.as_ref().and_then(|s| s.phase.clone());
         if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
@@ -600,6 +631,7 @@ impl Worker {
             }
             r.backoff.next(now);
         }
+        self.hold_events();
         match self.start(pod, c, init).await {
             Ok(()) => None,
             Err(f) => {
@@ -828,6 +860,7 @@ impl Worker {
             etc_files: self.etc_files.clone(),
             sandbox: self.sandbox.as_ref().unwrap_or(&default_sandbox),
             qos,
+            cgroups_path: self.ctx.cgroups.as_ref().map(|q| q.path(qos, &id)),
             node_memory: self.ctx.node.machine().memory_bytes,
             oom_floor: std::fs::read_to_string("/proc/self/oom_score_adj")
                 .ok()
@@ -912,6 +945,10 @@ impl Worker {
         r.shown = Shown::Running;
         self.ctx.lookup.update(pod, self.lookup_entries());
         self.start_probes(pod, c);
+        if c.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some()) {
+            // The hook may take a while; what happened so far is news now.
+            self.release_events();
+        }
         if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
             && let Err(message) = self.run_hook(pod, c, &id, handler, Duration::from_secs(DEFAULT_GRACE as u64)).await
         {
@@ -1269,7 +1306,17 @@ impl Worker {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
         let patch = json!({"metadata": {"uid": self.uid}, "status": status});
-        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        let began = Instant::now();
+        let permit = self.ctx.status_writes.acquire().await;
+        let result = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+        drop(permit);
+        tracing::debug!(
+            pod = %pod_desc(pod),
+            phase = status.phase.as_deref().unwrap_or(""),
+            patch_ms = began.elapsed().as_secs_f64() * 1e3,
+            "status written"
+        );
+        match result {
             Ok(_) => self.last_status = Some(status),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => tracing::warn!(pod = %pod_desc(pod), error = %e, "writing pod status failed"),

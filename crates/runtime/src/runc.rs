@@ -201,6 +201,7 @@ impl Runc {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(lead).args(args.to_args());
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        let began = std::time::Instant::now();
         let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
             id: id.into(),
             message: format!("starting {}: {e}", program.to_string_lossy()),
@@ -208,8 +209,16 @@ impl Runc {
         let Some(stdout) = child.stdout.take() else {
             return Err(RuntimeError::Shim { id: id.into(), message: "no pipe to the shim".into() });
         };
+        let spawned = began.elapsed();
         let mut line = String::new();
         let read = tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(stdout).read_line(&mut line)).await;
+        tracing::debug!(
+            container = id,
+            spawn_ms = spawned.as_secs_f64() * 1e3,
+            report_ms = began.elapsed().as_secs_f64() * 1e3,
+            report = line.trim(),
+            "shim reported"
+        );
         // The shim lives on; reap it whenever it ends (a restarted agent leaves that
         // to init).
         tokio::spawn(async move {

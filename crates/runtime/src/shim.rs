@@ -179,6 +179,7 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
     } else {
         None
     };
+    let runc_began = std::time::Instant::now();
     let status = {
         // The command (and with it our copies of the write ends) is dropped right
         // after runc exits, so that the pipes close when the container's process does.
@@ -238,7 +239,8 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
 
     {
         let mut out = io::stdout().lock();
-        let _ = writeln!(out, "ok {pid}");
+        // How long runc took, for the driver's debug log (where a start's time goes).
+        let _ = writeln!(out, "ok {pid} runc_ms={:.1}", runc_began.elapsed().as_secs_f64() * 1e3);
         let _ = out.flush();
     }
     *reported = true;

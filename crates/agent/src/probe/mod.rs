@@ -2,7 +2,8 @@
 //! and grpc (`grpc.health.v1` over h2c), with `initialDelaySeconds`,
 //! `periodSeconds`, `timeoutSeconds` and the success and failure thresholds
 //! ([`ProbeState`], pure). A probe that cannot run at all is an [`Outcome::Error`],
-//! which the worker reports as an event.
+//! which the worker reports as an event. httpGet with `scheme: HTTPS` does TLS
+//! without verifying the certificate, as the kubelet does (`InsecureSkipVerify`).
 
 pub mod exec;
 
@@ -155,19 +156,21 @@ pub async fn run(probe: &Probe, container: &Container, target: &Target) -> Outco
             Err(m) => return Outcome::Error(m),
         };
         let host = h.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| target.pod_ip.clone());
-        let scheme = h.scheme.as_deref().unwrap_or("HTTP");
-        if scheme.eq_ignore_ascii_case("HTTPS") {
-            return Outcome::Error("https probes are not supported by this agent yet".into());
-        }
+        let tls = match h.scheme.as_deref().unwrap_or("HTTP") {
+            s if s.eq_ignore_ascii_case("HTTPS") => true,
+            s if s.eq_ignore_ascii_case("HTTP") => false,
+            other => return Outcome::Error(format!("unsupported scheme {other:?}")),
+        };
         let mut path = h.path.clone().unwrap_or_default();
         if !path.starts_with('/') {
             path.insert(0, '/');
         }
         let headers: Vec<(String, String)> =
             h.http_headers.iter().flatten().map(|hh| (hh.name.clone(), hh.value.clone())).collect();
-        return match tokio::time::timeout(timeout, http_get(&host, port, &path, &headers)).await {
+        return match tokio::time::timeout(timeout, http_get(&host, port, &path, &headers, tls)).await {
             Err(_) => Outcome::Failure(format!(
-                "Get \"http://{}{path}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+                "Get \"{}://{}{path}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+                if tls { "https" } else { "http" },
                 host_port(&host, port)
             )),
             Ok(r) => r,
@@ -197,13 +200,40 @@ pub async fn run(probe: &Probe, container: &Container, target: &Target) -> Outco
     Outcome::Error("probe has no handler (exec, httpGet, tcpSocket or grpc)".into())
 }
 
-async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)]) -> Outcome {
+async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)], tls: bool) -> Outcome {
     let addr = host_port(host, port);
-    let url = format!("http://{addr}{path}");
+    let url = format!("{}://{addr}{path}", if tls { "https" } else { "http" });
     let stream = match tokio::net::TcpStream::connect(&addr).await {
         Ok(s) => s,
         Err(e) => return Outcome::Failure(format!("Get \"{url}\": dial tcp {addr}: connect: {e}")),
     };
+    if !tls {
+        return http_request(stream, &addr, &url, path, headers).await;
+    }
+    // An IP address is no server name: rustls then sends no SNI, as Go does not.
+    let name = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => rustls_pki_types::ServerName::IpAddress(ip.into()),
+        Err(_) => match rustls_pki_types::ServerName::try_from(host.to_string()) {
+            Ok(n) => n,
+            Err(e) => return Outcome::Error(format!("Get \"{url}\": invalid host {host:?}: {e}")),
+        },
+    };
+    let config = match insecure::client_config() {
+        Ok(c) => c,
+        Err(e) => return Outcome::Error(format!("Get \"{url}\": no TLS: {e}")),
+    };
+    let connector = tokio_rustls::TlsConnector::from(config);
+    match connector.connect(name, stream).await {
+        Ok(s) => http_request(s, &addr, &url, path, headers).await,
+        Err(e) => Outcome::Failure(format!("Get \"{url}\": {e}")),
+    }
+}
+
+/// One GET over an open connection (plain or TLS), with the kubelet's headers.
+async fn http_request<S>(stream: S, addr: &str, url: &str, path: &str, headers: &[(String, String)]) -> Outcome
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await {
         Ok(x) => x,
         Err(e) => return Outcome::Failure(format!("Get \"{url}\": {e}")),
@@ -212,7 +242,7 @@ async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)
         let _ = conn.await;
     });
     let mut req = http::Request::get(path)
-        .header("host", &addr)
+        .header("host", addr)
         .header("user-agent", "kube-probe/1.33")
         .header("accept", "*/*")
         .header("connection", "close");
@@ -239,6 +269,75 @@ async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)
             }
         }
         Err(e) => Outcome::Failure(format!("Get \"{url}\": {e}")),
+    }
+}
+
+/// TLS for probes that accepts any certificate.
+mod insecure {
+    use rustls::DigitallySignedStruct;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+    use std::sync::{Arc, OnceLock};
+
+    /// Accepts whatever certificate the container presents. Only probes use it: the
+    /// kubelet probes HTTPS endpoints with `InsecureSkipVerify`, because a container's
+    /// certificate is usually for its public name, signed by a CA the node does not
+    /// know, and a probe asks "does it answer", not "is it who it claims". The
+    /// handshake's own signature is still checked against the presented key (Go does
+    /// that too), so the connection is a working TLS session.
+    #[derive(Debug)]
+    struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.supported_schemes()
+        }
+    }
+
+    /// One configuration for every probe (building it is not free); an error only if
+    /// the crypto provider cannot do the default TLS versions.
+    pub fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+        static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+        CONFIG
+            .get_or_init(|| {
+                let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
+                let verifier = Arc::new(AnyCertificate(provider.signature_verification_algorithms));
+                rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map(|b| Arc::new(b.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()))
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
     }
 }
 
@@ -455,5 +554,81 @@ mod tests {
         assert!(matches!(run(&probe(json!({"httpGet": {"port": closed}})), &c, &target).await, Outcome::Failure(_)));
         assert!(matches!(run(&probe(json!({"httpGet": {"port": "web"}})), &c, &target).await, Outcome::Error(_)));
         assert!(matches!(run(&probe(json!({})), &c, &target).await, Outcome::Error(_)));
+    }
+
+    #[tokio::test]
+    async fn https_probes_accept_a_self_signed_certificate() {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["pod.example".to_string()]).unwrap().self_signed(&key).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let acceptor = acceptor.clone();
+                let seen = seen_tx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(tcp).await else { return };
+                    let mut buf = vec![0u8; 4096];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let resp = if req.starts_with("GET /healthz ") {
+                        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    } else {
+                        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy"
+                    };
+                    let _ = seen.send(req);
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        let c: Container = serde_json::from_value(json!({"name": "c"})).unwrap();
+        let target = Target {
+            pod_ip: "127.0.0.1".into(),
+            exec: exec::ExecTarget { runc: "runc".into(), root: "/nonexistent".into(), container_id: "x".into() },
+        };
+        let ok = probe(json!({"httpGet": {"scheme": "HTTPS", "path": "healthz", "port": port,
+            "httpHeaders": [{"name": "X-Check", "value": "yes"}]}}));
+        assert_eq!(run(&ok, &c, &target).await, Outcome::Success);
+        let req = seen_rx.recv().await.unwrap().to_ascii_lowercase();
+        for header in ["user-agent: kube-probe/1.33", "accept: */*", "x-check: yes", &format!("host: 127.0.0.1:{port}")]
+        {
+            assert!(req.contains(header), "{header:?} missing from {req:?}");
+        }
+        let bad = probe(json!({"httpGet": {"scheme": "HTTPS", "path": "/other", "port": port}}));
+        assert_eq!(
+            run(&bad, &c, &target).await,
+            Outcome::Failure("HTTP probe failed with statuscode: 503: busy".into())
+        );
+        // A plain HTTP server behind an HTTPS probe: the handshake fails, the probe fails.
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain_port = plain.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = plain.accept().await {
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        let wrong = probe(json!({"httpGet": {"scheme": "HTTPS", "port": plain_port}}));
+        match run(&wrong, &c, &target).await {
+            Outcome::Failure(m) => assert!(m.starts_with(&format!("Get \"https://127.0.0.1:{plain_port}/\": ")), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let odd = probe(json!({"httpGet": {"scheme": "FTP", "port": port}}));
+        assert!(matches!(run(&odd, &c, &target).await, Outcome::Error(_)));
     }
 }
