@@ -5,9 +5,11 @@
 //! parses and matches label and field selectors; [`status`] turns failures into
 //! `Status` objects; [`defaults`] fills in what upstream's scheme defaults, and
 //! [`validation`] holds upstream's name and field rules; [`table`] computes the
-//! columns and rows `kubectl get` prints.
+//! columns and rows `kubectl get` prints. [`cron`] reads CronJob schedules for both
+//! validation and the CronJob controller.
 
 pub mod convert;
+pub mod cron;
 pub mod defaults;
 pub mod fields;
 pub mod registry;

@@ -5,11 +5,10 @@
 //! `lastSuccessfulTime`, and deletes finished Jobs beyond the history limits. Instead
 //! of polling, each CronJob is requeued for its next slot.
 //!
-//! [`schedule`] reads cron expressions; [`decide`] is the pure "what is due at time
+//! [`api::cron`] reads cron expressions; [`decide`] is the pure "what is due at time
 //! t"; this file does the I/O. Start at [`run`].
 
 pub mod decide;
-pub mod schedule;
 
 use crate::Error;
 use crate::Informers;

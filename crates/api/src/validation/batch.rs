@@ -1,10 +1,11 @@
-//! `batch/v1` Jobs and CronJobs (`pkg/apis/batch/validation`), including the standard
-//! cron grammar upstream takes from `robfig/cron` (`ParseStandard`), with its messages.
+//! `batch/v1` Jobs and CronJobs (`pkg/apis/batch/validation`); schedules are read by
+//! [`crate::cron`], whose errors are upstream's messages.
 
 use super::field::{self, Bad, Path, get, int_of, obj, opt_str, str_of, sub};
 use super::meta::{self, FIELD_IMMUTABLE, Selector};
 use super::names::{self, NameRule};
 use super::pod;
+use crate::cron::Schedule;
 use crate::status::Cause;
 use serde_json::Value;
 
@@ -368,8 +369,8 @@ fn cronjob_spec(spec: &Value, old: Option<&Value>, path: &Path) -> Vec<Cause> {
     } else {
         let allow_tz = old.is_some_and(|o| str_of(o, "schedule").contains("TZ"));
         let sp = path.child("schedule");
-        if let Err(e) = parse_cron(schedule) {
-            errs.push(field::invalid(&sp, Bad::Str(schedule), &e));
+        if let Err(e) = Schedule::parse(schedule) {
+            errs.push(field::invalid(&sp, Bad::Str(schedule), &e.to_string()));
         }
         if allow_tz && schedule.contains("TZ") && tz.is_some() {
             errs.push(field::invalid(
@@ -441,183 +442,6 @@ fn time_zone(tz: &str, path: &Path) -> Vec<Cause> {
         )];
     }
     Vec::new()
-}
-
-// ---- cron (robfig/cron v3, ParseStandard)
-
-struct Bounds {
-    min: u32,
-    max: u32,
-    names: &'static [(&'static str, u32)],
-}
-
-const MINUTES: Bounds = Bounds { min: 0, max: 59, names: &[] };
-const HOURS: Bounds = Bounds { min: 0, max: 23, names: &[] };
-const DOM: Bounds = Bounds { min: 1, max: 31, names: &[] };
-const MONTHS: Bounds = Bounds {
-    min: 1,
-    max: 12,
-    names: &[
-        ("jan", 1),
-        ("feb", 2),
-        ("mar", 3),
-        ("apr", 4),
-        ("may", 5),
-        ("jun", 6),
-        ("jul", 7),
-        ("aug", 8),
-        ("sep", 9),
-        ("oct", 10),
-        ("nov", 11),
-        ("dec", 12),
-    ],
-};
-const DOW: Bounds = Bounds {
-    min: 0,
-    max: 6,
-    names: &[("sun", 0), ("mon", 1), ("tue", 2), ("wed", 3), ("thu", 4), ("fri", 5), ("sat", 6)],
-};
-
-/// Go's `strconv.Atoi` followed by robfig's sign check.
-fn must_parse_int(expr: &str) -> Result<u32, String> {
-    let invalid =
-        || format!("failed to parse int from {expr}: strconv.Atoi: parsing {}: invalid syntax", field::go_quote(expr));
-    let digits = expr.strip_prefix(['+', '-']).unwrap_or(expr);
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    let n: i64 = match expr.parse() {
-        Ok(n) => n,
-        Err(_) => {
-            return Err(format!(
-                "failed to parse int from {expr}: strconv.Atoi: parsing {}: value out of range",
-                field::go_quote(expr)
-            ));
-        }
-    };
-    if n < 0 {
-        return Err(format!("negative number ({n}) not allowed: {expr}"));
-    }
-    u32::try_from(n).map_err(|_| format!("end of range ({n}) above maximum: {expr}"))
-}
-
-fn int_or_name(expr: &str, b: &Bounds) -> Result<u32, String> {
-    let lower = expr.to_lowercase();
-    match b.names.iter().find(|(n, _)| *n == lower) {
-        Some((_, v)) => Ok(*v),
-        None => must_parse_int(expr),
-    }
-}
-
-fn cron_range(expr: &str, b: &Bounds) -> Result<(), String> {
-    let range_and_step: Vec<&str> = expr.split('/').collect();
-    let low_and_high: Vec<&str> = range_and_step[0].split('-').collect();
-    let single = low_and_high.len() == 1;
-    let (start, mut end) = if low_and_high[0] == "*" || low_and_high[0] == "?" {
-        (b.min, b.max)
-    } else {
-        let start = int_or_name(low_and_high[0], b)?;
-        match low_and_high.len() {
-            1 => (start, start),
-            2 => (start, int_or_name(low_and_high[1], b)?),
-            _ => return Err(format!("too many hyphens: {expr}")),
-        }
-    };
-    let step = match range_and_step.len() {
-        1 => 1,
-        2 => {
-            let step = must_parse_int(range_and_step[1])?;
-            if single {
-                end = b.max;
-            }
-            step
-        }
-        _ => return Err(format!("too many slashes: {expr}")),
-    };
-    if start < b.min {
-        return Err(format!("beginning of range ({start}) below minimum ({}): {expr}", b.min));
-    }
-    if end > b.max {
-        return Err(format!("end of range ({end}) above maximum ({}): {expr}", b.max));
-    }
-    if start > end {
-        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
-    }
-    if step == 0 {
-        return Err(format!("step of range should be a positive number: {expr}"));
-    }
-    Ok(())
-}
-
-/// Go's `time.ParseDuration`, enough to check `@every`.
-fn parse_go_duration(s: &str) -> Result<(), String> {
-    let quoted = field::go_quote(s);
-    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if body == "0" {
-        return Ok(());
-    }
-    if body.is_empty() {
-        return Err(format!("time: invalid duration {quoted}"));
-    }
-    let b = body.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
-            i += 1;
-        }
-        let num = &body[start..i];
-        if num.is_empty() || num == "." {
-            return Err(format!("time: invalid duration {quoted}"));
-        }
-        let us = i;
-        while i < b.len() && !(b[i].is_ascii_digit() || b[i] == b'.') {
-            i += 1;
-        }
-        let unit = &body[us..i];
-        if unit.is_empty() {
-            return Err(format!("time: missing unit in duration {quoted}"));
-        }
-        if !["ns", "us", "µs", "μs", "ms", "s", "m", "h"].contains(&unit) {
-            return Err(format!("time: unknown unit {} in duration {quoted}", field::go_quote(unit)));
-        }
-    }
-    Ok(())
-}
-
-/// Parses a standard 5-field cron spec or an `@hourly`-style descriptor; the error is
-/// the message upstream reports.
-pub fn parse_cron(spec: &str) -> Result<(), String> {
-    if spec.is_empty() {
-        return Err("empty spec string".to_string());
-    }
-    let mut spec = spec;
-    if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
-        // The location itself is checked by the controller's time zone database.
-        spec = match spec.find(' ') {
-            Some(i) => spec[i..].trim(),
-            None => return Err(format!("provided bad location {spec}: unknown time zone")),
-        };
-    }
-    if let Some(desc) = spec.strip_prefix('@') {
-        return match desc {
-            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => Ok(()),
-            _ => match spec.strip_prefix("@every ") {
-                Some(d) => parse_go_duration(d).map_err(|e| format!("failed to parse duration {spec}: {e}")),
-                None => Err(format!("unrecognized descriptor: {spec}")),
-            },
-        };
-    }
-    let fields: Vec<&str> = spec.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
-    }
-    for (f, b) in fields.iter().zip([&MINUTES, &HOURS, &DOM, &MONTHS, &DOW]) {
-        for expr in f.split(',').filter(|e| !e.is_empty()) {
-            cron_range(expr, b)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -764,31 +588,5 @@ mod tests {
         let errs = validate_cronjob(&c);
         assert!(find(&errs, "spec.schedule").unwrap().message.contains("use timeZone field instead"));
         assert!(find(&errs, "spec.timeZone").unwrap().message.contains("explicit time zone"));
-    }
-
-    #[test]
-    fn cron_grammar() {
-        for ok in [
-            "* * * * *",
-            "0 0 1 1 *",
-            "*/15 9-17 * jan-dec mon-fri",
-            "@hourly",
-            "@every 1h30m",
-            "0 0 ? * SUN",
-            "5,10 * * * *",
-        ] {
-            assert!(parse_cron(ok).is_ok(), "{ok}");
-        }
-        assert_eq!(parse_cron("* * *").unwrap_err(), "expected exactly 5 fields, found 3: [* * *]");
-        assert_eq!(parse_cron("@sometimes").unwrap_err(), "unrecognized descriptor: @sometimes");
-        assert_eq!(
-            parse_cron("x * * * *").unwrap_err(),
-            "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"
-        );
-        assert_eq!(parse_cron("* * * * 7").unwrap_err(), "end of range (7) above maximum (6): 7");
-        assert_eq!(parse_cron("5-1 * * * *").unwrap_err(), "beginning of range (5) beyond end of range (1): 5-1");
-        assert_eq!(parse_cron("*/0 * * * *").unwrap_err(), "step of range should be a positive number: */0");
-        assert_eq!(parse_cron("* * 0 * *").unwrap_err(), "beginning of range (0) below minimum (1): 0");
-        assert!(parse_cron("@every 5").unwrap_err().contains("missing unit"));
     }
 }

@@ -18,7 +18,6 @@ mod quantity;
 mod scheduling;
 mod service;
 
-pub use batch::parse_cron;
 pub use names::*;
 pub use pod::validate_binding;
 pub use quantity::{Format, QUANTITY_FORMAT_MESSAGE, Quantity, QuantityError, parse_quantity};

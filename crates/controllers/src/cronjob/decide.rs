@@ -2,8 +2,8 @@
 //! `cleanupFinishedJobs` and `mostRecentScheduleTime`): which of its Jobs to forget
 //! or delete, whether a Job is due now, and when to look again.
 
-use super::schedule::{Schedule, load_location};
 use crate::job::pods::add_secs;
+use api::cron::{Schedule, load_location};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
