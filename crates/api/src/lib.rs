@@ -13,6 +13,7 @@ pub mod cron;
 pub mod defaults;
 pub mod fields;
 pub mod registry;
+pub mod rootca;
 pub mod schema;
 pub mod selector;
 pub mod status;

@@ -16,11 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The ConfigMap's name, as upstream names it.
-pub const NAME: &str = "kube-root-ca.crt";
-const KEY: &str = "ca.crt";
-const DESCRIPTION_ANNOTATION: &str = "kubernetes.io/description";
-const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
+pub use api::rootca::NAME;
+use api::rootca::{DESCRIPTION, DESCRIPTION_ANNOTATION, KEY};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -31,14 +28,9 @@ pub enum Decision {
     Update,
 }
 
-fn active(ns: &Namespace) -> bool {
-    ns.metadata.deletion_timestamp.is_none()
-        && ns.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Active")
-}
-
 /// Decides from the namespace and its current ConfigMap, if any.
 pub fn decide(ns: &Namespace, current: Option<&ConfigMap>, ca_pem: &str) -> Decision {
-    if !active(ns) {
+    if !crate::serviceaccount::is_active(ns) {
         return Decision::Nothing;
     }
     let Some(cm) = current else { return Decision::Create };

@@ -28,11 +28,15 @@ pub enum Decision {
     Create,
 }
 
+/// Whether a namespace is active: not being deleted, so content may be made in it.
+pub fn is_active(ns: &Namespace) -> bool {
+    ns.metadata.deletion_timestamp.is_none()
+        && ns.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Active")
+}
+
 /// Decides from the namespace and whether its `default` account exists.
 pub fn decide(ns: &Namespace, has_default: bool) -> Decision {
-    let active = ns.metadata.deletion_timestamp.is_none()
-        && ns.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Active");
-    if active && !has_default { Decision::Create } else { Decision::Nothing }
+    if is_active(ns) && !has_default { Decision::Create } else { Decision::Nothing }
 }
 
 /// The account to create in `namespace`.

@@ -46,10 +46,6 @@ impl Informers {
         Informers { client, kinds: Arc::default() }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// The informer of every `K` in the cluster, started (on the current tokio
     /// runtime) the first time any consumer asks.
     pub fn get<K: Kind>(&self) -> Informer<K> {

@@ -18,8 +18,7 @@ use serde_json::{Value, json};
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 pub const VOLUME_PREFIX: &str = "kube-api-access-";
-pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
-const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
+pub use api::rootca::NAME as ROOT_CA_CONFIG_MAP;
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 /// The projected volume upstream's `TokenVolumeSource` describes, defaults spelled out.
@@ -30,7 +29,7 @@ pub fn token_volume(name: &str) -> Value {
             "defaultMode": 420,
             "sources": [
                 {"serviceAccountToken": {"expirationSeconds": super::WARN_ONLY_EXPIRATION_SECONDS, "path": "token"}},
-                {"configMap": {"name": ROOT_CA_CONFIG_MAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"configMap": {"name": ROOT_CA_CONFIG_MAP, "items": [{"key": api::rootca::KEY, "path": "ca.crt"}]}},
                 {"downwardAPI": {"items": [
                     {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}
                 ]}},
@@ -160,10 +159,11 @@ pub async fn admit_pod(ctx: &Ctx, pod: &mut Value) -> Result<(), ApiError> {
         pod["spec"]["imagePullSecrets"] = Value::Array(secrets.clone());
     }
     if automount(pod, &sa) && mount_token(pod, &random_suffix()).is_some() {
+        use api::rootca::{DESCRIPTION, DESCRIPTION_ANNOTATION, KEY};
         let cm = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": ROOT_CA_CONFIG_MAP, "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
-            "data": {"ca.crt": ctx.ca_pem},
+            "metadata": {"name": ROOT_CA_CONFIG_MAP, "annotations": {DESCRIPTION_ANNOTATION: DESCRIPTION}},
+            "data": {KEY: ctx.ca_pem},
         });
         ensure(ctx, resource("configmaps")?, &namespace, cm).await?;
     }
