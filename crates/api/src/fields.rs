@@ -13,6 +13,68 @@ fn text(obj: &Value, pointer: &str) -> String {
     }
 }
 
+/// A field label and where it lives in the stored object; `flag` fields are booleans
+/// that read "false" when absent, as upstream's typed structs do.
+struct Label {
+    field: &'static str,
+    pointer: &'static str,
+    flag: bool,
+}
+
+const fn label(field: &'static str, pointer: &'static str) -> Label {
+    Label { field, pointer, flag: false }
+}
+
+const fn flag(field: &'static str, pointer: &'static str) -> Label {
+    Label { field, pointer, flag: true }
+}
+
+const POD: &[Label] = &[
+    label("spec.nodeName", "/spec/nodeName"),
+    label("spec.restartPolicy", "/spec/restartPolicy"),
+    label("spec.schedulerName", "/spec/schedulerName"),
+    label("spec.serviceAccountName", "/spec/serviceAccountName"),
+    flag("spec.hostNetwork", "/spec/hostNetwork"),
+    label("status.phase", "/status/phase"),
+    label("status.podIP", "/status/podIP"),
+    label("status.nominatedNodeName", "/status/nominatedNodeName"),
+];
+const NODE: &[Label] = &[flag("spec.unschedulable", "/spec/unschedulable")];
+const NAMESPACE: &[Label] = &[label("status.phase", "/status/phase")];
+const SECRET: &[Label] = &[label("type", "/type")];
+const SERVICE: &[Label] = &[label("spec.clusterIP", "/spec/clusterIP"), label("spec.type", "/spec/type")];
+const REPLICASET: &[Label] = &[label("status.replicas", "/status/replicas")];
+const JOB: &[Label] = &[label("status.successful", "/status/succeeded")];
+/// Events are stored in the core shape; both versions select on its fields.
+const EVENT: &[Label] = &[
+    label("involvedObject.kind", "/involvedObject/kind"),
+    label("involvedObject.namespace", "/involvedObject/namespace"),
+    label("involvedObject.name", "/involvedObject/name"),
+    label("involvedObject.uid", "/involvedObject/uid"),
+    label("involvedObject.apiVersion", "/involvedObject/apiVersion"),
+    label("involvedObject.resourceVersion", "/involvedObject/resourceVersion"),
+    label("involvedObject.fieldPath", "/involvedObject/fieldPath"),
+    label("reason", "/reason"),
+    label("reportingComponent", "/reportingComponent"),
+    label("source", "/source/component"),
+    label("type", "/type"),
+];
+
+/// The field labels of a kind beyond `metadata.name` and `metadata.namespace`.
+fn labels(res: &Resource) -> &'static [Label] {
+    match (res.group, res.kind) {
+        ("", "Pod") => POD,
+        ("", "Node") => NODE,
+        ("", "Namespace") => NAMESPACE,
+        ("", "Secret") => SECRET,
+        ("", "Service") => SERVICE,
+        ("apps", "ReplicaSet") => REPLICASET,
+        ("batch", "Job") => JOB,
+        ("", "Event") | ("events.k8s.io", "Event") => EVENT,
+        _ => &[],
+    }
+}
+
 /// The value of a field label for an object, or `None` when the kind does not
 /// support selecting on it (upstream answers 400 "field label not supported").
 pub fn field_value(res: &Resource, obj: &Value, field: &str) -> Option<String> {
@@ -21,50 +83,40 @@ pub fn field_value(res: &Resource, obj: &Value, field: &str) -> Option<String> {
         "metadata.namespace" if res.namespaced => return Some(text(obj, "/metadata/namespace")),
         _ => {}
     }
-    let pointer = match (res.group, res.kind, field) {
-        ("", "Pod", "spec.nodeName") => "/spec/nodeName",
-        ("", "Pod", "spec.restartPolicy") => "/spec/restartPolicy",
-        ("", "Pod", "spec.schedulerName") => "/spec/schedulerName",
-        ("", "Pod", "spec.serviceAccountName") => "/spec/serviceAccountName",
-        ("", "Pod", "spec.hostNetwork") => {
-            return Some(obj.pointer("/spec/hostNetwork").and_then(Value::as_bool).unwrap_or(false).to_string());
-        }
-        ("", "Pod", "status.phase") => "/status/phase",
-        ("", "Pod", "status.podIP") => "/status/podIP",
-        ("", "Pod", "status.nominatedNodeName") => "/status/nominatedNodeName",
-        ("", "Node", "spec.unschedulable") => {
-            return Some(obj.pointer("/spec/unschedulable").and_then(Value::as_bool).unwrap_or(false).to_string());
-        }
-        ("", "Namespace", "status.phase") => "/status/phase",
-        ("", "Secret", "type") => "/type",
-        ("", "Service", "spec.clusterIP") => "/spec/clusterIP",
-        ("", "Service", "spec.type") => "/spec/type",
-        ("apps", "ReplicaSet", "status.replicas") => "/status/replicas",
-        ("batch", "Job", "status.successful") => "/status/succeeded",
-        ("", "Event", f) => return core_event_field(obj, f),
-        ("events.k8s.io", "Event", f) => return core_event_field(obj, f),
-        _ => return None,
-    };
-    Some(text(obj, pointer))
+    let l = labels(res).iter().find(|l| l.field == field)?;
+    if l.flag {
+        return Some(obj.pointer(l.pointer).and_then(Value::as_bool).unwrap_or(false).to_string());
+    }
+    Some(text(obj, l.pointer))
 }
 
-/// Events are stored in the core shape; both versions select on its fields.
-fn core_event_field(obj: &Value, field: &str) -> Option<String> {
-    let pointer = match field {
-        "involvedObject.kind" => "/involvedObject/kind",
-        "involvedObject.namespace" => "/involvedObject/namespace",
-        "involvedObject.name" => "/involvedObject/name",
-        "involvedObject.uid" => "/involvedObject/uid",
-        "involvedObject.apiVersion" => "/involvedObject/apiVersion",
-        "involvedObject.resourceVersion" => "/involvedObject/resourceVersion",
-        "involvedObject.fieldPath" => "/involvedObject/fieldPath",
-        "reason" => "/reason",
-        "reportingComponent" => "/reportingComponent",
-        "source" => "/source/component",
-        "type" => "/type",
-        _ => return None,
-    };
-    Some(text(obj, pointer))
+/// Only what label and field selectors read of an object (its name, namespace,
+/// labels and the kind's field labels), in the same places: a small stand-in for
+/// the object wherever many versions of it are kept only to be matched later (the
+/// watch cache's ring).
+pub fn selectable(res: &Resource, obj: &Value) -> Value {
+    let mut out = Value::Object(Default::default());
+    let pointers = ["/metadata/name", "/metadata/namespace", "/metadata/labels"];
+    for pointer in pointers.into_iter().chain(labels(res).iter().map(|l| l.pointer)) {
+        if let Some(v) = obj.pointer(pointer) {
+            put(&mut out, pointer, v.clone());
+        }
+    }
+    out
+}
+
+/// Sets the value at a plain JSON pointer (no escapes), making the objects on the way.
+fn put(root: &mut Value, pointer: &str, v: Value) {
+    let mut at = root;
+    let mut parts = pointer.split('/').skip(1).peekable();
+    while let Some(part) = parts.next() {
+        let Some(map) = at.as_object_mut() else { return };
+        if parts.peek().is_none() {
+            map.insert(part.to_string(), v);
+            return;
+        }
+        at = map.entry(part).or_insert_with(|| Value::Object(Default::default()));
+    }
 }
 
 #[cfg(test)]
@@ -88,5 +140,39 @@ mod tests {
         assert_eq!(field_value(events, &ev, "involvedObject.kind").as_deref(), Some("Node"));
         let ns = find("", "v1", "namespaces").unwrap();
         assert_eq!(field_value(ns, &json!({}), "metadata.namespace"), None);
+    }
+
+    #[test]
+    fn selectable_keeps_what_selectors_read_and_nothing_else() {
+        let pods = find("", "v1", "pods").unwrap();
+        let pod = json!({
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}, "uid": "u", "managedFields": []},
+            "spec": {"nodeName": "n1", "hostNetwork": true, "containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "conditions": []},
+        });
+        let view = selectable(pods, &pod);
+        assert_eq!(
+            view,
+            json!({
+                "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}},
+                "spec": {"nodeName": "n1", "hostNetwork": true},
+                "status": {"phase": "Running"},
+            })
+        );
+        for l in POD {
+            assert_eq!(field_value(pods, &view, l.field), field_value(pods, &pod, l.field), "{}", l.field);
+        }
+        let events = find("events.k8s.io", "v1", "events").unwrap();
+        let ev = json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Node"}, "source": {"component": "k"}, "message": "m"});
+        assert_eq!(
+            selectable(events, &ev),
+            json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Node"}, "source": {"component": "k"}})
+        );
+        // A kind without field labels keeps only its metadata.
+        let cms = find("", "v1", "configmaps").unwrap();
+        assert_eq!(
+            selectable(cms, &json!({"metadata": {"name": "c"}, "data": {"a": "b"}})),
+            json!({"metadata": {"name": "c"}})
+        );
     }
 }

@@ -7,11 +7,11 @@
 //! keeps a longer history and answers 410 only once that is compacted too).
 
 use crate::objects::{Objects, decode, set_resource_version, store_error};
-use api::ApiError;
+use api::{ApiError, Resource};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use store::{EventType, Store, WatchStream};
 use tokio::sync::broadcast;
 
@@ -35,27 +35,28 @@ impl Kind {
     }
 }
 
-/// One change of one object, shared by all clients that receive it.
+/// One change of one object, shared by all clients that receive it. A feed keeps
+/// thousands of these, so a change holds its object only as the JSON every client
+/// sends, and of the states before and after only what selectors read.
 #[derive(Debug)]
 pub struct Change {
     pub kind: Kind,
     pub rv: i64,
     pub key: String,
-    /// The object after the change; for a deletion, its last state.
-    pub obj: Arc<Value>,
-    /// The object before the change, for selector transitions.
-    pub prev: Option<Arc<Value>>,
-    json: OnceLock<Bytes>,
+    /// The object after the change (for a deletion, its last state), serialised once
+    /// however many clients send it.
+    pub json: Bytes,
+    /// What selectors read of that object ([`api::fields::selectable`]).
+    pub view: Value,
+    /// The same of the object before the change, for selector transitions.
+    pub prev: Option<Value>,
 }
 
 impl Change {
-    pub fn new(kind: Kind, rv: i64, key: String, obj: Value, prev: Option<Value>) -> Change {
-        Change { kind, rv, key, obj: Arc::new(obj), prev: prev.map(Arc::new), json: OnceLock::new() }
-    }
-
-    /// The object serialised once, however many clients send it.
-    pub fn json(&self) -> &Bytes {
-        self.json.get_or_init(|| Bytes::from(serde_json::to_vec(&*self.obj).unwrap_or_default()))
+    /// The whole object, for the clients that send something other than it as it is
+    /// stored (tables, metadata only, another version).
+    pub fn object(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
 }
 
@@ -98,21 +99,26 @@ impl Feed {
     }
 }
 
-/// Converts one store event into a change.
-pub fn change_from_event(e: &store::Event) -> Result<Change, ApiError> {
+/// Converts one store event of a resource into a change.
+pub fn change_from_event(res: &Resource, e: &store::Event) -> Result<Change, ApiError> {
     let prev = e.prev.as_ref().map(decode).transpose()?;
-    match e.kind {
-        EventType::Put => {
-            let obj = decode(&e.kv)?;
-            let kind = if prev.is_some() { Kind::Modified } else { Kind::Added };
-            Ok(Change::new(kind, e.kv.mod_revision, e.kv.key.clone(), obj, prev))
-        }
+    let (kind, obj) = match e.kind {
+        EventType::Put => (if prev.is_some() { Kind::Modified } else { Kind::Added }, decode(&e.kv)?),
         EventType::Delete => {
             let mut last = prev.clone().unwrap_or(Value::Null);
             set_resource_version(&mut last, e.kv.mod_revision);
-            Ok(Change::new(Kind::Deleted, e.kv.mod_revision, e.kv.key.clone(), last, prev))
+            (Kind::Deleted, last)
         }
-    }
+    };
+    let json = Bytes::from(serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?);
+    Ok(Change {
+        kind,
+        rv: e.kv.mod_revision,
+        key: e.kv.key.clone(),
+        json,
+        view: api::fields::selectable(res, &obj),
+        prev: prev.map(|p| api::fields::selectable(res, &p)),
+    })
 }
 
 pub struct WatchHub {
@@ -130,8 +136,11 @@ impl WatchHub {
         self.feeds.lock().map(|f| f.len()).unwrap_or(0)
     }
 
-    /// The feed of a storage prefix, started on first use.
-    pub async fn feed(&self, prefix: &str) -> Result<Arc<Feed>, ApiError> {
+    /// The feed of a resource's storage, started on first use. (Resources that share
+    /// storage, the two Event versions, share a feed: their field labels are the same.)
+    pub async fn feed(&self, res: &'static Resource) -> Result<Arc<Feed>, ApiError> {
+        let prefix = res.storage_prefix();
+        let prefix = prefix.as_str();
         if let Some(f) = self.feeds.lock().unwrap_or_else(|e| e.into_inner()).get(prefix) {
             return Ok(f.clone());
         }
@@ -145,13 +154,13 @@ impl WatchHub {
         let (tx, _) = broadcast::channel(RING);
         let feed = Arc::new(Feed { state: Mutex::new(FeedState { ring: VecDeque::new(), since, tx }) });
         feeds.insert(prefix.to_string(), feed.clone());
-        tokio::spawn(follow(self.store.clone(), prefix.to_string(), feed.clone(), stream));
+        tokio::spawn(follow(self.store.clone(), res, feed.clone(), stream));
         Ok(feed)
     }
 
-    /// Starts a client's watch of `prefix` after revision `rv`.
-    pub async fn start(&self, prefix: &str, rv: i64) -> Result<Start, ApiError> {
-        let feed = self.feed(prefix).await?;
+    /// Starts a client's watch of a resource after revision `rv`.
+    pub async fn start(&self, res: &'static Resource, rv: i64) -> Result<Start, ApiError> {
+        let feed = self.feed(res).await?;
         {
             let st = feed.lock();
             if rv >= st.since {
@@ -159,7 +168,7 @@ impl WatchHub {
                 return Ok(Start::Shared { backlog, rx: st.tx.subscribe() });
             }
         }
-        let stream = self.store.watch(prefix, rv + 1).await.map_err(|e| match e {
+        let stream = self.store.watch(&res.storage_prefix(), rv + 1).await.map_err(|e| match e {
             store::StoreError::Compacted { .. } => ApiError::expired(format!("too old resource version: {rv}")),
             other => store_error(other),
         })?;
@@ -169,14 +178,15 @@ impl WatchHub {
 
 /// Follows the store for one feed until the process ends, restarting the store watch
 /// when it fails.
-async fn follow(store: Arc<dyn Store>, prefix: String, feed: Arc<Feed>, mut stream: WatchStream) {
+async fn follow(store: Arc<dyn Store>, res: &'static Resource, feed: Arc<Feed>, mut stream: WatchStream) {
+    let prefix = res.storage_prefix();
     let mut last = feed.lock().since;
     loop {
         match stream.next().await {
             Some(Ok(events)) => {
                 let mut st = feed.lock();
                 for e in &events {
-                    let change = match change_from_event(e) {
+                    let change = match change_from_event(res, e) {
                         Ok(c) => Arc::new(c),
                         Err(err) => {
                             tracing::error!(key = %e.kv.key, error = %err, "skipping an undecodable stored object");

@@ -30,12 +30,8 @@ struct Format {
 }
 
 impl Format {
-    fn line(&mut self, kind: &str, change: Option<&Change>, obj: &Value) -> Bytes {
-        if api::convert::converts(self.res) && change.is_some() {
-            // Changes carry the stored shape; this client watches another version.
-            let served = api::convert::from_storage(self.res, obj.clone());
-            return self.line(kind, None, &served);
-        }
+    /// An event's line for an object read from the store.
+    fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
         if self.table {
             let t = crate::table::of_object(self.res, obj, self.include.as_deref(), !self.columns_sent);
             self.columns_sent = true;
@@ -44,35 +40,48 @@ impl Format {
         if self.metadata && kind != "BOOKMARK" && kind != "ERROR" {
             return Bytes::from(format!("{}\n", json!({"type": kind, "object": crate::table::partial(obj)})));
         }
-        let body = match change {
-            Some(c) if std::ptr::eq(Arc::as_ptr(&c.obj), obj) => c.json().clone(),
-            _ => Bytes::from(serde_json::to_vec(obj).unwrap_or_default()),
-        };
-        let mut out = Vec::with_capacity(body.len() + 32);
-        out.extend_from_slice(b"{\"type\":\"");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\",\"object\":");
-        out.extend_from_slice(&body);
-        out.extend_from_slice(b"}\n");
-        Bytes::from(out)
+        event_line(kind, &serde_json::to_vec(obj).unwrap_or_default())
     }
+
+    /// An event's line for a change from the feed, which carries the stored shape
+    /// already serialised: sent as it is unless this client wants another shape.
+    fn change_line(&mut self, kind: &str, c: &Change) -> Bytes {
+        if api::convert::converts(self.res) {
+            let served = api::convert::from_storage(self.res, c.object());
+            return self.line(kind, &served);
+        }
+        if self.table || self.metadata {
+            return self.line(kind, &c.object());
+        }
+        event_line(kind, &c.json)
+    }
+}
+
+fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + 32);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
 }
 
 /// Which event, if any, a change is for this client: selector transitions turn
 /// MODIFIED into ADDED or DELETED, as upstream's watch cache does.
-fn classify<'a>(c: &'a Change, res: &Resource, ns_prefix: &str, sel: &Selectors) -> Option<(Kind, &'a Value)> {
+fn classify(c: &Change, res: &Resource, ns_prefix: &str, sel: &Selectors) -> Option<Kind> {
     if !c.key.starts_with(ns_prefix) {
         return None;
     }
-    let now = c.kind != Kind::Deleted && sel.matches(res, &c.obj);
-    let before = c.prev.as_deref().is_some_and(|p| sel.matches(res, p));
+    let now = c.kind != Kind::Deleted && sel.matches(res, &c.view);
+    let before = c.prev.as_ref().is_some_and(|p| sel.matches(res, p));
     match c.kind {
-        Kind::Deleted => before.then_some((Kind::Deleted, &*c.obj)),
-        Kind::Added => now.then_some((Kind::Added, &*c.obj)),
+        Kind::Deleted => before.then_some(Kind::Deleted),
+        Kind::Added => now.then_some(Kind::Added),
         Kind::Modified => match (before, now) {
-            (true, true) => Some((Kind::Modified, &*c.obj)),
-            (false, true) => Some((Kind::Added, &*c.obj)),
-            (true, false) => Some((Kind::Deleted, &*c.obj)),
+            (true, true) => Some(Kind::Modified),
+            (false, true) => Some(Kind::Added),
+            (true, false) => Some(Kind::Deleted),
             (false, false) => None,
         },
     }
@@ -107,7 +116,6 @@ pub async fn serve(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Ap
         });
     }
     let ns_prefix = t.res.storage_list_prefix(t.namespace.as_deref());
-    let feed_prefix = t.res.storage_prefix();
     let rv_param = req.query.resource_version.as_deref();
     let requested: i64 = match rv_param {
         None | Some("") | Some("0") => 0,
@@ -137,15 +145,15 @@ pub async fn serve(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Ap
     let mut initial = Vec::new();
     let (start, mut last) = if send_initial {
         // Subscribe first, then read the state: nothing can fall between the two.
-        let feed = ctx.hub.feed(&feed_prefix).await?;
+        let feed = ctx.hub.feed(t.res).await?;
         let rx = feed.subscribe();
         let page = collect(ctx, t.res, &ns_prefix, &sel, 0, None, 0).await?;
         for obj in &page.items {
-            initial.push(format.line("ADDED", None, obj));
+            initial.push(format.line("ADDED", obj));
         }
         (Start::Shared { backlog: Vec::new(), rx }, page.revision.max(requested))
     } else {
-        match ctx.hub.start(&feed_prefix, requested).await {
+        match ctx.hub.start(t.res, requested).await {
             Ok(start) => (start, requested),
             // Upstream reports a too-old resourceVersion as an ERROR event on an
             // otherwise successful watch.
@@ -204,8 +212,8 @@ async fn run(
             return None;
         }
         *last = c.rv;
-        let (kind, obj) = classify(c, res, ns_prefix, sel)?;
-        Some(format.line(kind.as_str(), Some(c), obj))
+        let kind = classify(c, res, ns_prefix, sel)?;
+        Some(format.change_line(kind.as_str(), c))
     };
     // Like upstream, a bookmark also goes out just before the watch times out, so the
     // client resumes from the newest revision.
@@ -250,7 +258,7 @@ async fn run(
                 batch = stream.next() => match batch {
                     Some(Ok(events)) => {
                         for e in &events {
-                            let Ok(c) = crate::watch::change_from_event(e) else { continue };
+                            let Ok(c) = crate::watch::change_from_event(res, e) else { continue };
                             if let Some(line) = emit(&c, format, last) {
                                 send(line).await.map_err(|_| ())?;
                             }
