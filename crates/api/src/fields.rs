@@ -90,33 +90,15 @@ pub fn field_value(res: &Resource, obj: &Value, field: &str) -> Option<String> {
     Some(text(obj, l.pointer))
 }
 
-/// Only what label and field selectors read of an object (its name, namespace,
-/// labels and the kind's field labels), in the same places: a small stand-in for
-/// the object wherever many versions of it are kept only to be matched later (the
-/// watch cache's ring).
-pub fn selectable(res: &Resource, obj: &Value) -> Value {
-    let mut out = Value::Object(Default::default());
-    let pointers = ["/metadata/name", "/metadata/namespace", "/metadata/labels"];
-    for pointer in pointers.into_iter().chain(labels(res).iter().map(|l| l.pointer)) {
-        if let Some(v) = obj.pointer(pointer) {
-            put(&mut out, pointer, v.clone());
-        }
-    }
-    out
-}
-
-/// Sets the value at a plain JSON pointer (no escapes), making the objects on the way.
-fn put(root: &mut Value, pointer: &str, v: Value) {
-    let mut at = root;
-    let mut parts = pointer.split('/').skip(1).peekable();
-    while let Some(part) = parts.next() {
-        let Some(map) = at.as_object_mut() else { return };
-        if parts.peek().is_none() {
-            map.insert(part.to_string(), v);
-            return;
-        }
-        at = map.entry(part).or_insert_with(|| Value::Object(Default::default()));
-    }
+/// Only what label and field selectors read of a stored object (its name,
+/// namespace, labels and the kind's field labels), in the same places: a small
+/// stand-in for the object wherever many versions of it are kept only to be matched
+/// later (the watch cache's ring). Read straight from the JSON, without building the
+/// rest of the object.
+pub fn selectable(res: &Resource, json: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut pointers = vec!["/metadata/name", "/metadata/namespace", "/metadata/labels"];
+    pointers.extend(labels(res).iter().map(|l| l.pointer));
+    crate::project::project(json, &pointers)
 }
 
 #[cfg(test)]
@@ -150,7 +132,7 @@ mod tests {
             "spec": {"nodeName": "n1", "hostNetwork": true, "containers": [{"name": "c"}]},
             "status": {"phase": "Running", "conditions": []},
         });
-        let view = selectable(pods, &pod);
+        let view = selectable(pods, pod.to_string().as_bytes()).unwrap();
         assert_eq!(
             view,
             json!({
@@ -165,13 +147,13 @@ mod tests {
         let events = find("events.k8s.io", "v1", "events").unwrap();
         let ev = json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Node"}, "source": {"component": "k"}, "message": "m"});
         assert_eq!(
-            selectable(events, &ev),
+            selectable(events, ev.to_string().as_bytes()).unwrap(),
             json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Node"}, "source": {"component": "k"}})
         );
         // A kind without field labels keeps only its metadata.
         let cms = find("", "v1", "configmaps").unwrap();
         assert_eq!(
-            selectable(cms, &json!({"metadata": {"name": "c"}, "data": {"a": "b"}})),
+            selectable(cms, br#"{"metadata": {"name": "c"}, "data": {"a": "b"}}"#).unwrap(),
             json!({"metadata": {"name": "c"}})
         );
     }

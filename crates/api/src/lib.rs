@@ -12,6 +12,7 @@ pub mod convert;
 pub mod cron;
 pub mod defaults;
 pub mod fields;
+pub mod project;
 pub mod registry;
 pub mod rootca;
 pub mod schema;

@@ -274,11 +274,33 @@ fn field_selector(sel: &FieldSelector, objects: &[(&'static Resource, Value)]) {
     }
 }
 
+/// The input as a stored object, through what watch feeds read of stored bytes
+/// without parsing them: the revision spliced in must give the object with it set,
+/// and the selector view must be what selectors read of the parsed object.
+fn stored_bytes(data: &[u8], objects: &[(&'static api::Resource, Value)]) {
+    let parsed = serde_json::from_slice::<Value>(data).ok();
+    // (Bytes that do not parse are never stored; the splice need not notice them.)
+    if let (Some(out), Some(mut want)) = (crate::rawjson::with_resource_version(data, 7), parsed.clone()) {
+        crate::objects::set_resource_version(&mut want, 7);
+        assert_eq!(serde_json::from_slice::<Value>(&out).ok(), Some(want));
+    }
+    for (res, _) in objects {
+        let view = api::fields::selectable(res, data);
+        if let (Some(obj), Ok(view)) = (&parsed, &view) {
+            for f in ["metadata.name", "metadata.namespace", "spec.nodeName", "status.phase", "type"] {
+                assert_eq!(api::fields::field_value(res, view, f), api::fields::field_value(res, obj, f));
+            }
+            assert_eq!(view.pointer("/metadata/labels"), obj.pointer("/metadata/labels"));
+        }
+    }
+}
+
 /// A query string through `Query::parse`, and the text as label and field selectors
 /// (string form, and the structured JSON form), matched against labelled objects.
 pub fn selectors(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let objects = selector_objects();
+    stored_bytes(data, &objects);
     if let Ok(sel) = LabelSelector::parse(&text) {
         label_selector(&sel, &objects);
     }

@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod query;
+pub mod rawjson;
 pub mod rest;
 pub mod server;
 pub mod serviceaccount;

@@ -11,7 +11,7 @@ use api::{ApiError, Resource};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use store::{EventType, Store, WatchStream};
 use tokio::sync::broadcast;
 
@@ -50,6 +50,9 @@ pub struct Change {
     pub view: Value,
     /// The same of the object before the change, for selector transitions.
     pub prev: Option<Value>,
+    /// The object as `PartialObjectMetadata`, made once for the clients that watch
+    /// metadata only (the garbage collector watches every resource so).
+    partial: OnceLock<Bytes>,
 }
 
 impl Change {
@@ -57,6 +60,21 @@ impl Change {
     /// stored (tables, metadata only, another version).
     pub fn object(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The object reduced to its metadata, as `PartialObjectMetadata` JSON.
+    pub fn partial(&self) -> &Bytes {
+        self.partial.get_or_init(|| match crate::rawjson::metadata_span(&self.json) {
+            Some((start, end)) => {
+                let head = br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#;
+                let mut out = Vec::with_capacity(head.len() + end - start + 1);
+                out.extend_from_slice(head);
+                out.extend_from_slice(&self.json[start..end]);
+                out.push(b'}');
+                Bytes::from(out)
+            }
+            None => Bytes::from(serde_json::to_vec(&crate::table::partial(&self.object())).unwrap_or_default()),
+        })
     }
 }
 
@@ -99,25 +117,36 @@ impl Feed {
     }
 }
 
-/// Converts one store event of a resource into a change.
+/// Converts one store event of a resource into a change, from the stored bytes
+/// without decoding the objects whole (see [`crate::rawjson`]).
 pub fn change_from_event(res: &Resource, e: &store::Event) -> Result<Change, ApiError> {
-    let prev = e.prev.as_ref().map(decode).transpose()?;
-    let (kind, obj) = match e.kind {
-        EventType::Put => (if prev.is_some() { Kind::Modified } else { Kind::Added }, decode(&e.kv)?),
-        EventType::Delete => {
-            let mut last = prev.clone().unwrap_or(Value::Null);
-            set_resource_version(&mut last, e.kv.mod_revision);
-            (Kind::Deleted, last)
+    let (kind, last) = match (e.kind, &e.prev) {
+        (EventType::Put, None) => (Kind::Added, &e.kv),
+        (EventType::Put, Some(_)) => (Kind::Modified, &e.kv),
+        (EventType::Delete, Some(prev)) => (Kind::Deleted, prev),
+        // A deletion the store could not give the last state of.
+        (EventType::Delete, None) => (Kind::Deleted, &e.kv),
+    };
+    let unreadable = |key: &str, err: &dyn std::fmt::Display| {
+        ApiError::internal(format!("stored object {key} does not decode: {err}"))
+    };
+    let view = |kv: &store::KeyValue| api::fields::selectable(res, &kv.value).map_err(|err| unreadable(&kv.key, &err));
+    let json = match crate::rawjson::with_resource_version(&last.value, e.kv.mod_revision) {
+        Some(json) => json,
+        None => {
+            let mut obj = if last.value.is_empty() { Value::Null } else { decode(last)? };
+            set_resource_version(&mut obj, e.kv.mod_revision);
+            serde_json::to_vec(&obj).map_err(|err| unreadable(&last.key, &err))?
         }
     };
-    let json = Bytes::from(serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?);
     Ok(Change {
         kind,
         rv: e.kv.mod_revision,
         key: e.kv.key.clone(),
-        json,
-        view: api::fields::selectable(res, &obj),
-        prev: prev.map(|p| api::fields::selectable(res, &p)),
+        json: Bytes::from(json),
+        view: if last.value.is_empty() { Value::Null } else { view(last)? },
+        prev: e.prev.as_ref().map(view).transpose()?,
+        partial: OnceLock::new(),
     })
 }
 

@@ -50,8 +50,11 @@ impl Format {
             let served = api::convert::from_storage(self.res, c.object());
             return self.line(kind, &served);
         }
-        if self.table || self.metadata {
+        if self.table {
             return self.line(kind, &c.object());
+        }
+        if self.metadata {
+            return event_line(kind, c.partial());
         }
         event_line(kind, &c.json)
     }

@@ -1,0 +1,221 @@
+//! Edits of stored objects done on their JSON bytes.
+//!
+//! A stored object is its JSON without `metadata.resourceVersion` (the revision is
+//! the store's). Sending a change to watchers needs that JSON with the revision put
+//! back, and metadata-only watchers need just the `metadata` object: both are a scan
+//! of the bytes for where `metadata` starts and ends, far cheaper than parsing the
+//! object into a tree and serialising it again, which every change of every watched
+//! resource would otherwise cost.
+
+/// The byte range of the top-level `metadata` object's value (from its `{` to just
+/// past its `}`), if the document is an object with exactly one `metadata`, an
+/// object.
+pub fn metadata_span(json: &[u8]) -> Option<(usize, usize)> {
+    let mut s = Scan { b: json, i: 0 };
+    let mut found = None;
+    s.ws();
+    s.eat(b'{')?;
+    s.ws();
+    if s.peek()? == b'}' {
+        return None;
+    }
+    loop {
+        s.ws();
+        let key = s.string()?;
+        s.ws();
+        s.eat(b':')?;
+        s.ws();
+        let start = s.i;
+        s.value()?;
+        if key == b"metadata" {
+            // A second one would be the one parsers keep.
+            if found.is_some() || json[start] != b'{' {
+                return None;
+            }
+            found = Some((start, s.i));
+        }
+        s.ws();
+        match s.next()? {
+            b',' => continue,
+            b'}' => return found,
+            _ => return None,
+        }
+    }
+}
+
+/// The stored JSON of an object with `"resourceVersion":"<rv>"` put into its
+/// metadata; `None` when the bytes are not the shape this expects (the caller then
+/// takes the slow way), including when the metadata already has a resourceVersion.
+pub fn with_resource_version(stored: &[u8], rv: i64) -> Option<Vec<u8>> {
+    let (start, end) = metadata_span(stored)?;
+    if has_key(&stored[start..end], b"resourceVersion")? {
+        return None;
+    }
+    let field = format!("\"resourceVersion\":\"{rv}\"");
+    let empty = stored[start + 1..end - 1].iter().all(u8::is_ascii_whitespace);
+    let mut out = Vec::with_capacity(stored.len() + field.len() + 1);
+    out.extend_from_slice(&stored[..=start]);
+    out.extend_from_slice(field.as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&stored[start + 1..]);
+    Some(out)
+}
+
+/// Whether a JSON object (the bytes of exactly one) has `key` at its top level;
+/// `None` if it is not well formed.
+fn has_key(object: &[u8], key: &[u8]) -> Option<bool> {
+    let mut s = Scan { b: object, i: 0 };
+    s.eat(b'{')?;
+    loop {
+        s.ws();
+        if s.peek()? == b'}' {
+            return Some(false);
+        }
+        if s.string()? == key {
+            return Some(true);
+        }
+        s.ws();
+        s.eat(b':')?;
+        s.ws();
+        s.value()?;
+        s.ws();
+        match s.next()? {
+            b',' => continue,
+            b'}' => return Some(false),
+            _ => return None,
+        }
+    }
+}
+
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+
+    /// A string; returns its raw bytes between the quotes (escapes left as they are,
+    /// which is enough to compare keys that have none).
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let start = self.i;
+        loop {
+            match self.next()? {
+                b'"' => return Some(&self.b[start..self.i - 1]),
+                b'\\' => {
+                    self.next()?;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Skips one value of any kind.
+    fn value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'{' | b'[' => {
+                // Nesting is tracked by depth alone; strings are skipped whole so
+                // brackets inside them do not count.
+                let mut depth = 0usize;
+                loop {
+                    match self.peek()? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Some(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => {
+                // A number, true, false or null: up to the next delimiter.
+                let start = self.i;
+                while self.peek().is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace()) {
+                    self.i += 1;
+                }
+                (self.i > start).then_some(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn parse(b: &[u8]) -> Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn puts_the_revision_into_the_metadata() {
+        let obj = json!({
+            "apiVersion": "v1",
+            "data": {"a": "}\"{[", "b": [1, {"c": "metadata"}]},
+            "kind": "ConfigMap",
+            "metadata": {"name": "x", "labels": {"k": "v"}, "managedFields": [{"fieldsV1": {"f:data": {}}}]},
+            "z": true,
+        });
+        let stored = serde_json::to_vec(&obj).unwrap();
+        let out = with_resource_version(&stored, 42).unwrap();
+        let mut want = obj.clone();
+        want["metadata"]["resourceVersion"] = json!("42");
+        assert_eq!(parse(&out), want);
+
+        let (start, end) = metadata_span(&out).unwrap();
+        assert_eq!(parse(&out[start..end]), want["metadata"]);
+    }
+
+    #[test]
+    fn empty_metadata_and_whitespace() {
+        let out = with_resource_version(br#" { "metadata" : { } , "n": -1.5e3 } "#, 7).unwrap();
+        assert_eq!(parse(&out), json!({"metadata": {"resourceVersion": "7"}, "n": -1500.0}));
+    }
+
+    #[test]
+    fn declines_what_it_cannot_do_safely() {
+        // No metadata, metadata not an object, already versioned, truncated.
+        assert_eq!(with_resource_version(br#"{"kind":"X"}"#, 1), None);
+        assert_eq!(with_resource_version(br#"{"metadata":null}"#, 1), None);
+        assert_eq!(with_resource_version(br#"{"metadata":{"resourceVersion":"3"}}"#, 1), None);
+        assert_eq!(with_resource_version(br#"{"metadata":{"name":"x""#, 1), None);
+        assert_eq!(with_resource_version(b"[]", 1), None);
+        assert_eq!(with_resource_version(b"", 1), None);
+        // A nested "metadata" is not the object's; a repeated one is refused.
+        assert_eq!(metadata_span(br#"{"spec":{"metadata":{}}}"#), None);
+        assert_eq!(metadata_span(br#"{"metadata":{},"metadata":{"a":1}}"#), None);
+        assert_eq!(metadata_span(br#"{"metadata":{"a":1}"#), None);
+    }
+}
