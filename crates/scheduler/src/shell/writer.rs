@@ -109,10 +109,12 @@ impl Writer for KubeWriter {
 #[derive(Debug)]
 pub struct Recorder {
     instance: String,
-    seen: HashMap<(String, String, String), Event>,
+    /// Per pod (by uid), the events written for it by reason and message; keyed by
+    /// pod first so forgetting a bound pod is one removal, not a scan.
+    seen: HashMap<String, HashMap<(String, String), Event>>,
 }
 
-/// Past this many remembered events the memory is cleared (repeats then start anew).
+/// Past this many remembered pods the memory is cleared (repeats then start anew).
 const MAX_REMEMBERED: usize = 10_000;
 
 impl Recorder {
@@ -122,13 +124,13 @@ impl Recorder {
 
     /// The event to write and whether it is new (create) or a repeat (update).
     pub fn record(&mut self, pod: &PodRef, type_: &str, reason: &str, message: &str, now: Timestamp) -> (Event, bool) {
-        let key = (pod.uid.clone(), reason.to_string(), message.to_string());
-        if let Some(ev) = self.seen.get_mut(&key) {
+        let key = (reason.to_string(), message.to_string());
+        if let Some(ev) = self.seen.get_mut(&pod.uid).and_then(|events| events.get_mut(&key)) {
             ev.count = Some(ev.count.unwrap_or(1) + 1);
             ev.last_timestamp = Some(Time(now));
             return (ev.clone(), false);
         }
-        if self.seen.len() >= MAX_REMEMBERED {
+        if self.seen.len() >= MAX_REMEMBERED && !self.seen.contains_key(&pod.uid) {
             self.seen.clear();
         }
         let ev = Event {
@@ -156,13 +158,13 @@ impl Recorder {
             reporting_instance: Some(self.instance.clone()),
             ..Default::default()
         };
-        self.seen.insert(key, ev.clone());
+        self.seen.entry(pod.uid.clone()).or_default().insert(key, ev.clone());
         (ev, true)
     }
 
     /// Drops what is remembered about a pod (bound or gone).
     pub fn forget(&mut self, uid: &str) {
-        self.seen.retain(|(u, _, _), _| u != uid);
+        self.seen.remove(uid);
     }
 }
 
