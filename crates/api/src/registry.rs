@@ -15,6 +15,9 @@ pub enum Subresource {
     Proxy,
     /// A namespace's `spec.finalizers`, written by the namespace controller.
     Finalize,
+    /// A service account's TokenRequest (served by the authentication layer, which
+    /// answers it before routing; listed here so discovery shows it).
+    Token,
 }
 
 impl Subresource {
@@ -30,6 +33,7 @@ impl Subresource {
             Subresource::PortForward => "portforward",
             Subresource::Proxy => "proxy",
             Subresource::Finalize => "finalize",
+            Subresource::Token => "token",
         }
     }
 
@@ -41,7 +45,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => &["create", "get"],
             Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
@@ -62,6 +66,7 @@ impl Subresource {
             Subresource::Attach => Some(("", "v1", "PodAttachOptions")),
             Subresource::PortForward => Some(("", "v1", "PodPortForwardOptions")),
             Subresource::Proxy => Some(("", "v1", "PodProxyOptions")),
+            Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
         }
     }
 }
@@ -77,6 +82,7 @@ const ALL_SUBRESOURCES: &[Subresource] = &[
     Subresource::PortForward,
     Subresource::Proxy,
     Subresource::Finalize,
+    Subresource::Token,
 ];
 
 /// One served resource.
@@ -176,7 +182,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "Node", "nodes", "node", false, short: ["no"], categories: [], sub: [Status]),
     resource!("", "v1", "Pod", "pods", "pod", true, short: ["po"], categories: ["all"], sub: [Attach, Binding, Eviction, Exec, Log, PortForward, Status]),
     resource!("", "v1", "Secret", "secrets", "secret", true, short: [], categories: [], sub: []),
-    resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, short: ["sa"], categories: [], sub: []),
+    resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, short: ["sa"], categories: [], sub: [Token]),
     resource!("", "v1", "Service", "services", "service", true, short: ["svc"], categories: ["all"], sub: [Status]),
     resource!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, short: [], categories: [], sub: []),
     resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, short: ["ds"], categories: ["all"], sub: [Status]),

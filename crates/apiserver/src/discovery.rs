@@ -226,6 +226,12 @@ mod tests {
         for sub in ["pods/attach", "pods/log", "pods/portforward"] {
             assert!(names.contains(&sub), "{sub}");
         }
+        let token = v1["resources"].as_array().unwrap().iter().find(|r| r["name"] == "serviceaccounts/token").unwrap();
+        assert_eq!(
+            token,
+            &json!({"name": "serviceaccounts/token", "singularName": "", "namespaced": true, "group": "authentication.k8s.io",
+                "version": "v1", "kind": "TokenRequest", "verbs": ["create"]})
+        );
         assert!(api_resource_list("apps", "v9").is_none());
         assert_eq!(api_group("apps").unwrap()["preferredVersion"]["groupVersion"], "apps/v1");
     }
