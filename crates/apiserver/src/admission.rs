@@ -33,11 +33,11 @@ fn global_default(classes: &[Value]) -> Option<&Value> {
         .min_by_key(|c| c.get("value").and_then(Value::as_i64).unwrap_or(0))
 }
 
-/// Mutates and checks a new object.
-pub async fn admit_create(ctx: &Ctx, res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
+/// Mutates and checks a new object; a dry run writes nothing, here either.
+pub async fn admit_create(ctx: &Ctx, res: &Resource, obj: &mut Value, dry_run: bool) -> Result<(), ApiError> {
     match (res.group, res.kind) {
         ("", "Pod") => {
-            crate::serviceaccount::admission::admit_pod(ctx, obj).await?;
+            crate::serviceaccount::admission::admit_pod(ctx, obj, dry_run).await?;
             admit_pod_priority(ctx, res, obj).await?;
             default_tolerations(obj, ctx.default_toleration_seconds);
             Ok(())

@@ -150,7 +150,7 @@ pub async fn create_object(
     if res.group == "batch" && res.kind == "Job" {
         api::defaults::job_selector(&mut obj);
     }
-    crate::admission::admit_create(ctx, res, &mut obj).await?;
+    crate::admission::admit_create(ctx, res, &mut obj, req.query.dry_run).await?;
     // A Service's addresses and ports are chosen (and reserved) before validation
     // sees it, as upstream's BeginCreate does; a dry run gives them back.
     let plan = match is_service(res) {

@@ -93,12 +93,21 @@ fn resource(plural: &str) -> Result<&'static Resource, ApiError> {
     api::registry::find("", "v1", plural).ok_or_else(|| ApiError::internal(format!("{plural} are not served")))
 }
 
-/// Creates a namespaced object unless it exists.
-async fn ensure(ctx: &Ctx, res: &'static Resource, namespace: &str, mut obj: Value) -> Result<Value, ApiError> {
+/// Creates a namespaced object unless it exists (a dry run only pretends to).
+async fn ensure(
+    ctx: &Ctx,
+    res: &'static Resource,
+    namespace: &str,
+    mut obj: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
     let key = res.storage_key(Some(namespace), &name);
     if let Some((existing, _)) = ctx.objects.get(res, &key).await? {
         return Ok(existing);
+    }
+    if dry_run {
+        return Ok(obj);
     }
     obj["metadata"]["namespace"] = json!(namespace);
     obj["metadata"]["uid"] = json!(crate::rest::new_uid());
@@ -125,7 +134,7 @@ fn random_suffix() -> String {
 }
 
 /// The plugin's work on a new pod.
-pub async fn admit_pod(ctx: &Ctx, pod: &mut Value) -> Result<(), ApiError> {
+pub async fn admit_pod(ctx: &Ctx, pod: &mut Value, dry_run: bool) -> Result<(), ApiError> {
     let mirror = pod.pointer("/metadata/annotations").and_then(|a| a.get(MIRROR_ANNOTATION)).is_some();
     if mirror || !pod.get("spec").is_some_and(Value::is_object) {
         return Ok(());
@@ -142,7 +151,7 @@ pub async fn admit_pod(ctx: &Ctx, pod: &mut Value) -> Result<(), ApiError> {
     let sas = resource("serviceaccounts")?;
     let sa = if sa_name == DEFAULT_SERVICE_ACCOUNT {
         let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEFAULT_SERVICE_ACCOUNT}});
-        ensure(ctx, sas, &namespace, sa).await?
+        ensure(ctx, sas, &namespace, sa, dry_run).await?
     } else {
         match ctx.objects.get(sas, &sas.storage_key(Some(&namespace), &sa_name)).await? {
             Some((sa, _)) => sa,
@@ -165,7 +174,7 @@ pub async fn admit_pod(ctx: &Ctx, pod: &mut Value) -> Result<(), ApiError> {
             "metadata": {"name": ROOT_CA_CONFIG_MAP, "annotations": {DESCRIPTION_ANNOTATION: DESCRIPTION}},
             "data": {KEY: ctx.ca_pem},
         });
-        ensure(ctx, resource("configmaps")?, &namespace, cm).await?;
+        ensure(ctx, resource("configmaps")?, &namespace, cm, dry_run).await?;
     }
     Ok(())
 }
