@@ -44,8 +44,12 @@ pub struct Change {
     pub rv: i64,
     pub key: String,
     /// The object after the change (for a deletion, its last state), serialised once
-    /// however many clients send it.
+    /// however many clients send it: a slice of `line`.
     pub json: Bytes,
+    /// The whole watch event line for this change's own kind
+    /// (`{"type":"MODIFIED","object":...}` and a newline), which most clients send as
+    /// it is: the same bytes for all, no copy per client.
+    pub line: Bytes,
     /// What selectors read of that object ([`api::fields::selectable`]).
     pub view: Value,
     /// The same of the object before the change, for selector transitions.
@@ -117,6 +121,18 @@ impl Feed {
     }
 }
 
+/// A watch event line: `{"type":KIND,"object":OBJECT}` and a newline, the object
+/// already JSON. (The object's bytes end the line but for its last two bytes.)
+pub fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + 32);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
+}
+
 /// Converts one store event of a resource into a change, from the stored bytes
 /// without decoding the objects whole (see [`crate::rawjson`]).
 pub fn change_from_event(res: &Resource, e: &store::Event) -> Result<Change, ApiError> {
@@ -139,11 +155,14 @@ pub fn change_from_event(res: &Resource, e: &store::Event) -> Result<Change, Api
             serde_json::to_vec(&obj).map_err(|err| unreadable(&last.key, &err))?
         }
     };
+    let line = event_line(kind.as_str(), &json);
+    let json = line.slice(line.len() - json.len() - 2..line.len() - 2);
     Ok(Change {
         kind,
         rv: e.kv.mod_revision,
         key: e.kv.key.clone(),
-        json: Bytes::from(json),
+        json,
+        line,
         view: if last.value.is_empty() { Value::Null } else { view(last)? },
         prev: e.prev.as_ref().map(view).transpose()?,
         partial: OnceLock::new(),
@@ -255,5 +274,69 @@ async fn follow(store: Arc<dyn Store>, res: &'static Resource, feed: Arc<Feed>, 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use store::KeyValue;
+
+    fn kv(value: &Value, rev: i64) -> KeyValue {
+        KeyValue {
+            key: "/registry/pods/ns/p".into(),
+            value: Bytes::from(serde_json::to_vec(value).unwrap()),
+            create_revision: 1,
+            mod_revision: rev,
+        }
+    }
+
+    fn parse(b: &[u8]) -> Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn changes_carry_the_event_line_the_object_and_selector_views() {
+        let pods = api::registry::find("", "v1", "pods").unwrap();
+        let before = json!({"kind": "Pod", "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Pending"}});
+        let mut after = before.clone();
+        after["status"]["phase"] = json!("Running");
+        after["metadata"]["labels"]["app"] = json!("b");
+
+        let e = store::Event { kind: EventType::Put, kv: kv(&after, 9), prev: Some(kv(&before, 5)) };
+        let c = change_from_event(pods, &e).unwrap();
+        assert_eq!((c.kind, c.rv), (Kind::Modified, 9));
+        let mut want = after.clone();
+        want["metadata"]["resourceVersion"] = json!("9");
+        assert_eq!(parse(&c.line), json!({"type": "MODIFIED", "object": want}));
+        assert!(c.line.ends_with(b"}\n"));
+        assert_eq!(parse(&c.json), want);
+        assert_eq!(c.object(), want);
+        assert_eq!(c.view["status"], json!({"phase": "Running"}));
+        assert!(c.view.get("spec").is_none(), "only what selectors read: {}", c.view);
+        assert_eq!(c.prev.as_ref().unwrap()["metadata"]["labels"], json!({"app": "a"}));
+        assert_eq!(
+            parse(c.partial()),
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": want["metadata"]})
+        );
+
+        // A deletion sends the last state, at the deletion's revision.
+        let gone = KeyValue { value: Bytes::new(), ..kv(&after, 12) };
+        let e = store::Event { kind: EventType::Delete, kv: gone, prev: Some(kv(&after, 9)) };
+        let c = change_from_event(pods, &e).unwrap();
+        want["metadata"]["resourceVersion"] = json!("12");
+        assert_eq!(parse(&c.line), json!({"type": "DELETED", "object": want}));
+        assert_eq!(c.view["metadata"]["labels"], json!({"app": "b"}));
+
+        // Bytes that are not an object with metadata take the slow way, same result.
+        let odd = KeyValue { value: Bytes::from_static(br#"{"kind":"Pod"}"#), ..kv(&after, 3) };
+        let c = change_from_event(pods, &store::Event { kind: EventType::Put, kv: odd, prev: None }).unwrap();
+        assert_eq!(parse(&c.json), json!({"kind": "Pod"}));
+        assert_eq!(c.kind, Kind::Added);
+        // And bytes that do not parse are an error, not a panic.
+        let bad = KeyValue { value: Bytes::from_static(b"{\"metadata\":"), ..kv(&after, 4) };
+        assert!(change_from_event(pods, &store::Event { kind: EventType::Put, kv: bad, prev: None }).is_err());
     }
 }

@@ -5,7 +5,7 @@
 use super::read::{ContinueToken, Selectors, collect};
 use super::{Request, Target};
 use crate::Ctx;
-use crate::watch::{Change, Kind, Message, Start};
+use crate::watch::{Change, Kind, Message, Start, event_line};
 use crate::wire::{self, ChannelBody, Resp};
 use api::{ApiError, Resource};
 use bytes::Bytes;
@@ -56,18 +56,11 @@ impl Format {
         if self.metadata {
             return event_line(kind, c.partial());
         }
+        if kind == c.kind.as_str() {
+            return c.line.clone();
+        }
         event_line(kind, &c.json)
     }
-}
-
-fn event_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(object.len() + 32);
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"object\":");
-    out.extend_from_slice(object);
-    out.extend_from_slice(b"}\n");
-    Bytes::from(out)
 }
 
 /// Which event, if any, a change is for this client: selector transitions turn
