@@ -283,6 +283,33 @@ impl Sim {
         Sim { child: Some(child), log }
     }
 
+    /// Starts the simulated nodes and waits until all of them are Ready.
+    pub fn start_ready(c: &Cluster, nodes: usize, prefix: &str) -> Sim {
+        let sim = Sim::start(c, nodes, prefix);
+        let k = c.kubectl("1.33");
+        let ours = format!("{prefix}-");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = k.run(&["get", "nodes", "--no-headers"]);
+            let ready = out
+                .stdout
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .filter(|f| f.len() > 1 && f[0].starts_with(&ours) && f[1] == "Ready")
+                .count();
+            if ready == nodes {
+                return sim;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{nodes} simulated nodes not Ready after 30 s:\n{}\n{}",
+                out.stdout,
+                sim.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

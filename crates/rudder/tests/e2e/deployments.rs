@@ -4,41 +4,15 @@
 //!
 //! Pods run on `rudder sim` nodes, placed there by the server's scheduler.
 
-use crate::{Cluster, KUBECTL_VERSIONS, cluster::Kubectl};
+use crate::{
+    Cluster, KUBECTL_VERSIONS,
+    cluster::{Kubectl, Sim},
+};
 use serde_json::Value;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
 const PREFIX: &str = "dep";
-
-/// A `rudder sim` process with a few nodes, killed when dropped.
-struct Sim {
-    child: Child,
-}
-
-impl Sim {
-    fn start(c: &Cluster) -> Sim {
-        let token = eventually(Duration::from_secs(10), "the node token", || {
-            std::fs::read_to_string(c.data_dir().join("node-token")).ok().filter(|t| t.ends_with('\n'))
-        });
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["sim", "--server", &c.url(), "--token", token.trim()])
-            .args(["--nodes", &NODES.to_string(), "--prefix", PREFIX])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(c.data_dir().join("sim.log")).unwrap())
-            .spawn()
-            .expect("starting rudder sim");
-        Sim { child }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -54,7 +28,7 @@ fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>
 /// A cluster with simulated nodes Ready.
 fn cluster() -> (Cluster, Sim) {
     let c = Cluster::start();
-    let sim = Sim::start(&c);
+    let sim = Sim::start(&c, NODES, PREFIX);
     let k = c.kubectl("1.33");
     eventually(Duration::from_secs(30), "simulated nodes Ready", || {
         let out = k.run(&["get", "nodes", "--no-headers"]);

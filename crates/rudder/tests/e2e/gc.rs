@@ -5,10 +5,9 @@
 //! controller touches them; the last case deletes a real Deployment whose ReplicaSet
 //! and pods run on `rudder sim` nodes. Each would pass against a real cluster too.
 
-use crate::cluster::Kubectl;
+use crate::cluster::{Kubectl, Sim};
 use crate::{Cluster, DEPLOYMENT, KUBECTL_VERSIONS};
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -262,40 +261,6 @@ fn every_namespace_has_a_default_service_account_and_the_root_ca() {
     });
 }
 
-/// A `rudder sim` process with a few nodes, killed when dropped.
-struct Sim(Child);
-
-impl Sim {
-    fn start(c: &Cluster, nodes: usize) -> Sim {
-        let k = c.kubectl("1.33");
-        let mut token = String::new();
-        wait_for("the node token", || {
-            token = std::fs::read_to_string(c.data_dir().join("node-token")).unwrap_or_default();
-            token.ends_with('\n')
-        });
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["sim", "--server", &c.url(), "--token", token.trim(), "--prefix", "gc"])
-            .args(["--nodes", &nodes.to_string()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(c.data_dir().join("sim.log")).unwrap())
-            .spawn()
-            .expect("starting rudder sim");
-        let sim = Sim(child);
-        wait_for("simulated nodes Ready", || {
-            let out = k.run(&["get", "nodes", "--no-headers"]);
-            out.stdout.lines().filter(|l| l.split_whitespace().nth(1) == Some("Ready")).count() == nodes
-        });
-        sim
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn items(k: &Kubectl, ns: &str, kind: &str) -> Vec<Value> {
     let out: Value = serde_json::from_str(&k.ok(&["get", kind, "-n", ns, "-o", "json"])).unwrap();
     out["items"].as_array().cloned().unwrap_or_default()
@@ -304,7 +269,7 @@ fn items(k: &Kubectl, ns: &str, kind: &str) -> Vec<Value> {
 #[test]
 fn deleting_a_deployment_cascades_as_kubectl_asks() {
     let c = Cluster::start();
-    let _sim = Sim::start(&c, 2);
+    let _sim = Sim::start_ready(&c, 2, "gc");
     for v in KUBECTL_VERSIONS {
         let k = c.kubectl(v);
         for cascade in ["background", "foreground", "orphan"] {

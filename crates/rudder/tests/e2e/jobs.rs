@@ -3,40 +3,9 @@
 //! those annotated `sim.rudder.dev/exit-code`. Pod templates name their node, as no
 //! scheduler runs here; the scenarios would pass on a real cluster with such a node.
 
-use crate::cluster::Kubectl;
+use crate::cluster::{Kubectl, Sim};
 use crate::{Cluster, KUBECTL_VERSIONS};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// One simulated node, `<prefix>-0`, killed when dropped.
-struct Sim(Child);
-
-impl Sim {
-    fn start(c: &Cluster, prefix: &str) -> Sim {
-        let token = eventually(Duration::from_secs(10), "the node token", || {
-            std::fs::read_to_string(c.data_dir().join("node-token")).ok().filter(|t| t.ends_with('\n'))
-        });
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["sim", "--server", &c.url(), "--token", token.trim(), "--nodes", "1", "--prefix", prefix])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(c.data_dir().join("sim.log")).unwrap())
-            .spawn()
-            .expect("starting rudder sim");
-        let k = c.kubectl("1.33");
-        eventually(Duration::from_secs(20), "the simulated node", || {
-            let out = k.run(&["get", "node", &format!("{prefix}-0"), "--no-headers"]);
-            (out.stdout.split_whitespace().nth(1) == Some("Ready")).then_some(())
-        });
-        Sim(child)
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -93,7 +62,7 @@ fn wait(c: &Cluster, k: &Kubectl, ns: &str, job: &str, condition: &str, timeout:
 #[test]
 fn jobs_complete_fail_expire_and_suspend() {
     let c = Cluster::start();
-    let _sim = Sim::start(&c, "jobs");
+    let _sim = Sim::start_ready(&c, 1, "jobs");
     let node = "jobs-0";
     // Everything starts first, so the two versions' backoffs overlap.
     for v in KUBECTL_VERSIONS {
@@ -196,7 +165,7 @@ fn jobs_complete_fail_expire_and_suspend() {
 #[test]
 fn cronjob_fires_within_a_minute_and_seeds_a_manual_job() {
     let c = Cluster::start();
-    let _sim = Sim::start(&c, "cron");
+    let _sim = Sim::start_ready(&c, 1, "cron");
     let k = c.kubectl("1.33");
     let cronjob = "apiVersion: batch/v1
 kind: CronJob

@@ -5,10 +5,12 @@
 //! deleted ones go) and the scheduler binds the pods: a daemon pod to the node its
 //! affinity names.
 
-use crate::{Cluster, KUBECTL_VERSIONS, cluster::Kubectl};
+use crate::{
+    Cluster, KUBECTL_VERSIONS,
+    cluster::{Kubectl, Sim},
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Polls `f` until it gives a value, for at most `timeout`.
@@ -37,42 +39,6 @@ impl Drop for LogOnFailure<'_> {
                 lines.len(),
                 lines[lines.len().saturating_sub(60)..].join("\n")
             );
-        }
-    }
-}
-
-/// A `rudder sim` process, killed when dropped.
-struct Sim {
-    child: Option<Child>,
-}
-
-impl Sim {
-    fn start(c: &Cluster, nodes: usize, prefix: &str) -> Sim {
-        let token = eventually(Duration::from_secs(10), "the node token", || {
-            std::fs::read_to_string(c.data_dir().join("node-token")).ok().filter(|t| t.ends_with('\n'))
-        });
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["sim", "--server", &c.url(), "--token", token.trim()])
-            .args(["--nodes", &nodes.to_string(), "--prefix", prefix])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(c.data_dir().join(format!("sim-{prefix}.log"))).unwrap())
-            .spawn()
-            .expect("starting rudder sim");
-        let k = c.kubectl("1.33");
-        eventually(Duration::from_secs(30), "simulated nodes Ready", || {
-            let out = k.run(&["get", "nodes", "--no-headers"]);
-            let ready = out.stdout.lines().filter(|l| l.split_whitespace().nth(1) == Some("Ready")).count();
-            (ready == nodes).then_some(())
-        });
-        Sim { child: Some(child) }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
@@ -154,7 +120,7 @@ fn agent(image: &str, cause: &str) -> String {
 fn daemonset_runs_on_every_untainted_node_and_rolls_out() {
     let c = Cluster::start();
     let _log = LogOnFailure(&c);
-    let _sim = Sim::start(&c, 3, "n");
+    let _sim = Sim::start_ready(&c, 3, "n");
     let k = c.kubectl("1.33");
     k.ok(&["taint", "nodes", "n-2", "dedicated=infra:NoSchedule"]);
     k.ok_stdin(&["apply", "-f", "-"], &agent("busybox:1.36", "first"));
@@ -276,7 +242,7 @@ fn image_of(k: &Kubectl, pod: &str) -> String {
 fn statefulset_starts_in_order_scales_down_in_reverse_and_updates_by_partition() {
     let c = Cluster::start();
     let _log = LogOnFailure(&c);
-    let _sim = Sim::start(&c, 2, "n");
+    let _sim = Sim::start_ready(&c, 2, "n");
     let k = c.kubectl("1.33");
     k.ok(&["create", "service", "clusterip", "web", "--clusterip=None"]);
 
