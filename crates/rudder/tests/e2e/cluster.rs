@@ -255,6 +255,19 @@ impl Kubectl {
     }
 }
 
+/// Polls `f` every 100 ms until it gives a value; fails the test after `timeout`,
+/// naming what it waited for.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A `rudder sim` process, killed when dropped (also when the test fails).
 pub struct Sim {
     child: Option<Child>,

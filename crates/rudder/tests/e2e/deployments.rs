@@ -4,6 +4,7 @@
 //!
 //! Pods run on `rudder sim` nodes, placed there by the server's scheduler.
 
+use crate::cluster::eventually;
 use crate::{
     Cluster, KUBECTL_VERSIONS,
     cluster::{Kubectl, Sim},
@@ -13,17 +14,6 @@ use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
 const PREFIX: &str = "dep";
-
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// A cluster with simulated nodes Ready.
 fn cluster() -> (Cluster, Sim) {

@@ -3,20 +3,10 @@
 //! those annotated `sim.rudder.dev/exit-code`. Pod templates name their node, as no
 //! scheduler runs here; the scenarios would pass on a real cluster with such a node.
 
+use crate::cluster::eventually;
 use crate::cluster::{Kubectl, Sim};
 use crate::{Cluster, KUBECTL_VERSIONS};
 use std::time::{Duration, Instant};
-
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// A Job whose Pods run on `node` for `seconds`; `extra_spec` and `annotations` are
 /// the insides of inline YAML maps.

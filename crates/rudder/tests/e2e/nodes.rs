@@ -9,21 +9,11 @@
 //! after, so that a ReplicaSet controller, once there, adopts them instead of making
 //! its own.
 
+use crate::cluster::eventually;
 use crate::cluster::{Kubectl, Sim};
 use crate::{Cluster, KUBECTL_VERSIONS};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// `kubectl get nodes` STATUS column by node name.
 fn node_status(k: &Kubectl, node: &str) -> String {

@@ -2,20 +2,10 @@
 //! endpoints and endpoint slices following pods on simulated nodes, the `kubernetes`
 //! Service, LoadBalancer addresses, and the 422s for what cannot be.
 
+use crate::cluster::eventually;
 use crate::cluster::{Kubectl, Sim};
 use crate::{Cluster, DEPLOYMENT, KUBECTL_VERSIONS};
-use std::time::{Duration, Instant};
-
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use std::time::Duration;
 
 fn get(k: &Kubectl, args: &[&str]) -> String {
     k.run(args).stdout.trim().to_string()

@@ -8,6 +8,7 @@
 //! has one test (two would fight over the table), a service CIDR no other test uses,
 //! and a fake upstream resolver (the machine may have no internet).
 
+use crate::cluster::eventually;
 use dns::wire::{self, Message, Name, RData, Record};
 use serde_json::Value;
 use std::net::{SocketAddr, TcpStream};
@@ -20,17 +21,6 @@ const SERVICE_CIDR: &str = "10.99.7.0/24";
 const DNS_IP: &str = "10.99.7.10";
 const OUTSIDE_NAME: &str = "outside.example";
 const OUTSIDE_IP: [u8; 4] = [192, 0, 2, 77];
-
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -2,21 +2,11 @@
 //! containers) and stop heartbeating when the process ends.
 
 use crate::cluster::Sim;
+use crate::cluster::eventually;
 use crate::{Cluster, KUBECTL_VERSIONS, cluster::Kubectl};
 use std::time::{Duration, Instant};
 
 /// Polls `f` until it gives a value, for at most `timeout`.
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The nodes with the simulated label that `kubectl get nodes` shows Ready.
 fn ready_simulated_nodes(k: &Kubectl, prefix: &str) -> usize {
     let out = k.run(&["get", "nodes", "-l", "rudder.dev/simulated=true", "--no-headers"]);

@@ -5,26 +5,16 @@
 //! deleted ones go) and the scheduler binds the pods: a daemon pod to the node its
 //! affinity names.
 
+use crate::cluster::eventually;
 use crate::{
     Cluster, KUBECTL_VERSIONS,
     cluster::{Kubectl, Sim},
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Polls `f` until it gives a value, for at most `timeout`.
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Prints the end of the server's log when a test fails, since the cluster's directory goes
 /// with it.
 struct LogOnFailure<'a>(&'a Cluster);
