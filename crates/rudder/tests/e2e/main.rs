@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod gc;
 mod jobs;
+mod netcheck;
 mod netlab;
 mod network;
 mod nodes;

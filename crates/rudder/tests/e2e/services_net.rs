@@ -9,9 +9,9 @@
 //! and a fake upstream resolver (the machine may have no internet).
 
 use crate::cluster::eventually;
-use dns::wire::{self, Message, Name, RData, Record};
+use crate::netcheck::{fake_upstream, http_get};
 use serde_json::Value;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -24,25 +24,6 @@ const OUTSIDE_IP: [u8; 4] = [192, 0, 2, 77];
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A UDP resolver on loopback that knows one name; NXDOMAIN for the rest.
-fn fake_upstream() -> SocketAddr {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        while let Ok((n, from)) = socket.recv_from(&mut buf) {
-            let Ok(q) = Message::decode(&buf[..n]) else { continue };
-            let known = q.questions.first().is_some_and(|q| q.name == Name::parse(OUTSIDE_NAME).unwrap());
-            let mut r = dns::answer::reply_to(&q, if known { 0 } else { wire::RCODE_NXDOMAIN });
-            if known && q.questions[0].qtype == wire::TYPE_A {
-                r.answers.push(Record::new(q.questions[0].name.clone(), 60, RData::A(OUTSIDE_IP.into())));
-            }
-            let _ = socket.send_to(&r.encode(), from);
-        }
-    });
-    addr
 }
 
 /// `rudder server` with its agent; stopped with SIGTERM on drop so that the proxy
@@ -183,19 +164,9 @@ fn wait_ready(s: &Server, name: &str) {
     });
 }
 
-fn http_get(addr: SocketAddr) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
 #[test]
 fn pods_reach_services_by_cluster_ip_and_name_and_the_node_port_and_port_forward_answer() {
-    let upstream = fake_upstream();
+    let upstream = fake_upstream("127.0.0.1", OUTSIDE_NAME, OUTSIDE_IP);
     let registry = runtime::testing::Registry::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(registry.push("test/busybox", "v1", &runtime::testing::busybox_image())).unwrap();

@@ -20,11 +20,11 @@
 
 use crate::Cluster;
 use crate::cluster::Kubectl;
+use crate::netcheck::{fake_upstream, http_get};
 use crate::netlab::{Fabric, clean_node_data, pull_into};
 use crate::pods::{LONG, apply, block_on, condition, eventually, phase, wait_pod};
-use dns::wire::{self, Message, Name, RData, Record};
 use serde_json::Value;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -100,27 +100,6 @@ impl Drop for NodeAgent {
         }
         clean_node_data(self.dir.path());
     }
-}
-
-/// Puts `image` (from the host's loopback registry, which nodes cannot reach) in the
-/// image store at `dir`.
-/// A UDP resolver on `ip` that knows one name; NXDOMAIN for the rest.
-fn fake_upstream(ip: &str) -> SocketAddr {
-    let socket = std::net::UdpSocket::bind((ip, 0)).unwrap();
-    let addr = socket.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        while let Ok((n, from)) = socket.recv_from(&mut buf) {
-            let Ok(q) = Message::decode(&buf[..n]) else { continue };
-            let known = q.questions.first().is_some_and(|q| q.name == Name::parse(OUTSIDE_NAME).unwrap());
-            let mut r = dns::answer::reply_to(&q, if known { 0 } else { wire::RCODE_NXDOMAIN });
-            if known && q.questions[0].qtype == wire::TYPE_A {
-                r.answers.push(Record::new(q.questions[0].name.clone(), 60, RData::A(OUTSIDE_IP.into())));
-            }
-            let _ = socket.send_to(&r.encode(), from);
-        }
-    });
-    addr
 }
 
 fn node_ready(k: &Kubectl, node: &str) {
@@ -248,16 +227,6 @@ fn nslookup(k: &Kubectl, name: &str, want: &[&str]) -> String {
     })
 }
 
-fn http_get(addr: SocketAddr) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
 #[test]
 fn a_service_spreads_over_ready_backends_on_other_nodes_by_ip_name_and_node_port() {
     if !crate::netlab::can_run("multi-node Services test") {
@@ -265,7 +234,7 @@ fn a_service_spreads_over_ready_backends_on_other_nodes_by_ip_name_and_node_port
     }
     // Declared first, dropped last: the namespaces go after everything in them.
     let fabric = Fabric::new(3, 198, "s");
-    let upstream = fake_upstream(&fabric.host_ip());
+    let upstream = fake_upstream(&fabric.host_ip(), OUTSIDE_NAME, OUTSIDE_IP);
     let registry = runtime::testing::Registry::start();
     block_on(registry.push("test/busybox", "v1", &runtime::testing::busybox_image())).unwrap();
     let image = format!("{}/test/busybox:v1", registry.host);
