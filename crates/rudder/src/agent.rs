@@ -110,6 +110,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let network = pod_network(args.pod_network, &args.data_dir, &args.cluster_cidr)?;
     let agent = agent::Agent::new(client, config, network)?;
     tracing::info!(node = %node_name, data_dir = %args.data_dir.display(), "rudder agent starting");
+    // Once settled, what runs from then on is what stays mapped (see `residency`).
+    crate::residency::trim_once_settled();
     agent.run(crate::server::shutdown_signal()).await?;
     tracing::info!("agent stopped; its containers keep running and are adopted on the next start");
     Ok(())

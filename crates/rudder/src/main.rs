@@ -6,6 +6,7 @@ mod cluster_dns;
 mod image;
 mod join;
 mod kubeconfig;
+mod residency;
 mod server;
 mod shim;
 mod sim;

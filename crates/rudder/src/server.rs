@@ -192,6 +192,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ready_in_ms = started.elapsed().as_millis() as u64,
         "rudder server is ready"
     );
+    // Once settled, what runs from then on is what stays mapped (see `residency`).
+    crate::residency::trim_once_settled();
     shutdown_signal().await;
     tracing::info!("shutting down");
     // The agent stops on the same signal; waiting lets its proxy remove its rules.
