@@ -18,6 +18,12 @@ use tokio::sync::broadcast;
 /// How many recent events each feed keeps for resuming clients.
 const RING: usize = 2048;
 
+/// How long a change stays in a feed's ring at most. A client further behind reads
+/// the store's history, which is kept at least this long (`COMPACTION_INTERVAL`); the
+/// bound keeps a quiet server's ring, and so its memory, from filling with the
+/// heartbeats of hours.
+const FRESH: std::time::Duration = crate::COMPACTION_INTERVAL;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Added,
@@ -57,6 +63,8 @@ pub struct Change {
     /// The object as `PartialObjectMetadata`, made once for the clients that watch
     /// metadata only (the garbage collector watches every resource so).
     partial: OnceLock<Bytes>,
+    /// When the feed received it.
+    at: std::time::Instant,
 }
 
 impl Change {
@@ -82,13 +90,46 @@ impl Change {
     }
 }
 
-/// What a feed publishes.
+/// What a feed publishes: only the revision of each change, which subscribers look
+/// up in the ring. (The broadcast channel keeps its last messages until they are
+/// overwritten; holding the changes themselves there would keep them alive after the
+/// ring let them go.)
 #[derive(Debug, Clone)]
-pub enum Message {
-    Change(Arc<Change>),
+enum Message {
+    Change(i64),
     /// The feed lost track of the store (its watch was compacted away): every client
     /// must end its watch and relist.
     Reset,
+}
+
+/// A client's place in a feed.
+pub struct Subscription {
+    feed: Arc<Feed>,
+    rx: broadcast::Receiver<Message>,
+}
+
+/// What a subscription gives next.
+pub enum Next {
+    Change(Arc<Change>),
+    /// The client fell behind what the feed still holds (or the feed was reset):
+    /// it must relist.
+    Behind,
+    /// The feed is gone.
+    Closed,
+}
+
+impl Subscription {
+    /// The next change; cancel-safe, as `tokio::select!` needs.
+    pub async fn next(&mut self) -> Next {
+        match self.rx.recv().await {
+            Ok(Message::Change(rv)) => match self.feed.change(rv) {
+                Some(c) => Next::Change(c),
+                None => Next::Behind,
+            },
+            Ok(Message::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => Next::Behind,
+            Err(broadcast::error::RecvError::Closed) => Next::Closed,
+        }
+    }
 }
 
 struct FeedState {
@@ -105,7 +146,7 @@ pub struct Feed {
 /// How a client's watch starts.
 pub enum Start {
     /// Changes after this revision, from the feed.
-    Shared { backlog: Vec<Arc<Change>>, rx: broadcast::Receiver<Message> },
+    Shared { backlog: Vec<Arc<Change>>, sub: Subscription },
     /// The client is behind the feed's ring: a dedicated store watch.
     Own(WatchStream),
 }
@@ -116,8 +157,14 @@ impl Feed {
     }
 
     /// Subscribes without history (the caller reads the current state itself).
-    pub fn subscribe(&self) -> broadcast::Receiver<Message> {
-        self.lock().tx.subscribe()
+    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+        Subscription { feed: self.clone(), rx: self.lock().tx.subscribe() }
+    }
+
+    /// The change at revision `rv`, if the ring still holds it.
+    fn change(&self, rv: i64) -> Option<Arc<Change>> {
+        let st = self.lock();
+        st.ring.binary_search_by_key(&rv, |c| c.rv).ok().map(|i| st.ring[i].clone())
     }
 }
 
@@ -166,6 +213,7 @@ pub fn change_from_event(res: &Resource, e: &store::Event) -> Result<Change, Api
         view: if last.value.is_empty() { Value::Null } else { view(last)? },
         prev: e.prev.as_ref().map(view).transpose()?,
         partial: OnceLock::new(),
+        at: std::time::Instant::now(),
     })
 }
 
@@ -213,7 +261,7 @@ impl WatchHub {
             let st = feed.lock();
             if rv >= st.since {
                 let backlog = st.ring.iter().filter(|c| c.rv > rv).cloned().collect();
-                return Ok(Start::Shared { backlog, rx: st.tx.subscribe() });
+                return Ok(Start::Shared { backlog, sub: Subscription { feed: feed.clone(), rx: st.tx.subscribe() } });
             }
         }
         let stream = self.store.watch(&res.storage_prefix(), rv + 1).await.map_err(|e| match e {
@@ -242,13 +290,13 @@ async fn follow(store: Arc<dyn Store>, res: &'static Resource, feed: Arc<Feed>, 
                         }
                     };
                     last = change.rv;
-                    if st.ring.len() == RING
-                        && let Some(old) = st.ring.pop_front()
-                    {
-                        st.since = old.rv;
+                    while st.ring.front().is_some_and(|old| st.ring.len() >= RING || old.at.elapsed() > FRESH) {
+                        if let Some(old) = st.ring.pop_front() {
+                            st.since = old.rv;
+                        }
                     }
-                    st.ring.push_back(change.clone());
-                    let _ = st.tx.send(Message::Change(change));
+                    st.ring.push_back(change);
+                    let _ = st.tx.send(Message::Change(last));
                 }
             }
             other => {
@@ -338,5 +386,38 @@ mod tests {
         // And bytes that do not parse are an error, not a panic.
         let bad = KeyValue { value: Bytes::from_static(b"{\"metadata\":"), ..kv(&after, 4) };
         assert!(change_from_event(pods, &store::Event { kind: EventType::Put, kv: bad, prev: None }).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn subscribers_get_each_change_from_the_ring_and_resumers_the_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(store::embedded::EmbeddedStore::open(&dir.path().join("s.db"), Default::default()).unwrap());
+        let hub = WatchHub::new(&Objects::new(store.clone()));
+        let pods = api::registry::find("", "v1", "pods").unwrap();
+        let feed = hub.feed(pods).await.unwrap();
+        let mut sub = feed.subscribe();
+        let mut revs = Vec::new();
+        for name in ["a", "b"] {
+            let obj = json!({"kind": "Pod", "metadata": {"name": name, "namespace": "ns"}});
+            let put = store::Op::put(&format!("/registry/pods/ns/{name}"), serde_json::to_vec(&obj).unwrap());
+            revs.push(store.txn(store::Txn::new().and_then([put])).await.unwrap().revision);
+        }
+        for (rv, name) in revs.iter().zip(["a", "b"]) {
+            let Next::Change(c) = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next()).await.unwrap()
+            else {
+                panic!("expected a change")
+            };
+            assert_eq!((c.rv, c.kind), (*rv, Kind::Added));
+            assert_eq!(c.object()["metadata"]["name"], json!(name));
+        }
+        // A client resuming after the first change gets the second from the ring.
+        let Start::Shared { backlog, .. } = hub.start(pods, revs[0]).await.unwrap() else {
+            panic!("expected the shared feed")
+        };
+        assert_eq!(backlog.iter().map(|c| c.rv).collect::<Vec<_>>(), vec![revs[1]]);
+        // The ring answers by revision; one it never held is not there.
+        assert!(feed.change(revs[1]).is_some());
+        assert!(feed.change(revs[1] + 100).is_none());
     }
 }

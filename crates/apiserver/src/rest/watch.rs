@@ -5,14 +5,14 @@
 use super::read::{ContinueToken, Selectors, collect};
 use super::{Request, Target};
 use crate::Ctx;
-use crate::watch::{Change, Kind, Message, Start, event_line};
+use crate::watch::{Change, Kind, Next, Start, event_line};
 use crate::wire::{self, ChannelBody, Resp};
 use api::{ApiError, Resource};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 /// How often a watch that allows bookmarks gets one.
@@ -142,12 +142,12 @@ pub async fn serve(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Ap
     let (start, mut last) = if send_initial {
         // Subscribe first, then read the state: nothing can fall between the two.
         let feed = ctx.hub.feed(t.res).await?;
-        let rx = feed.subscribe();
+        let sub = feed.subscribe();
         let page = collect(ctx, t.res, &ns_prefix, &sel, 0, None, 0).await?;
         for obj in &page.items {
             initial.push(format.line("ADDED", obj));
         }
-        (Start::Shared { backlog: Vec::new(), rx }, page.revision.max(requested))
+        (Start::Shared { backlog: Vec::new(), sub }, page.revision.max(requested))
     } else {
         match ctx.hub.start(t.res, requested).await {
             Ok(start) => (start, requested),
@@ -218,7 +218,7 @@ async fn run(
     };
     let mut next_bookmark = bookmark_due(deadline);
     match start {
-        Start::Shared { backlog, mut rx } => {
+        Start::Shared { backlog, mut sub } => {
             for c in &backlog {
                 if let Some(line) = emit(c, format, last) {
                     send(line).await.map_err(|_| ())?;
@@ -226,19 +226,19 @@ async fn run(
             }
             loop {
                 tokio::select! {
-                    m = rx.recv() => match m {
-                        Ok(Message::Change(c)) => {
+                    m = sub.next() => match m {
+                        Next::Change(c) => {
                             if let Some(line) = emit(&c, format, last) {
                                 send(line).await.map_err(|_| ())?;
                             }
                         }
-                        Ok(Message::Reset) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        Next::Behind => {
                             // This client fell too far behind: it must relist.
                             let e = ApiError::expired(format!("too old resource version: {}", *last));
                             let _ = send(error_line(&e)).await;
                             return Ok(());
                         }
-                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                        Next::Closed => return Ok(()),
                     },
                     _ = sleep_until(next_bookmark), if bookmarks => {
                         send(bookmark(res, *last, false)).await.map_err(|_| ())?;
