@@ -439,6 +439,12 @@ impl Worker {
             None => return Wake::Idle,
         };
         let host_network = spec.host_network.unwrap_or(false);
+        if self.last_status.is_none() && !self.records.values().any(Record::running) {
+            // A new pod: its containers start at the end of this pass. What runc will
+            // wait for (the cgroup attach lock) is paid for meanwhile, while the
+            // sandbox, the token and the volumes are made.
+            self.ctx.runtime.warm_up();
+        }
         let resync_due = self.last_resync.is_none_or(|t| t.elapsed() >= RESYNC);
         self.refresh_exits(pod);
         if resync_due {
@@ -632,6 +638,9 @@ impl Worker {
             r.backoff.next(now);
         }
         self.hold_events();
+        // Restarts and later init containers too: the lock's wait overlaps the
+        // root filesystem, the spec and the shim's start (a no-op if already warming).
+        self.ctx.runtime.warm_up();
         match self.start(pod, c, init).await {
             Ok(()) => None,
             Err(f) => {

@@ -2,6 +2,7 @@
 //! `--root` (`DATA_DIR/runc`) and each container's output and exit status kept by a
 //! log shim ([`crate::shim`]) that is started for `create` and outlives the agent.
 
+use crate::attach_lock::AttachLock;
 use crate::container::{
     AttachIo, ContainerState, CreateOptions, ExecOptions, ExecProcess, ProcessReader, ProcessWriter, Resizer, Runtime,
     RuntimeError, Status, bundle_files, read_exit, validate_id,
@@ -52,6 +53,7 @@ pub struct Runc {
     runc: PathBuf,
     /// Bundles by container id, so `start` need not ask runc where a bundle is.
     bundles: Mutex<HashMap<String, PathBuf>>,
+    attach_lock: AttachLock,
 }
 
 #[derive(serde::Deserialize)]
@@ -74,7 +76,7 @@ impl Runc {
             source,
         })?;
         let runc = find_in_path(&config.runc).unwrap_or_else(|| config.runc.clone());
-        Ok(Runc { config, runc, bundles: Mutex::new(HashMap::new()) })
+        Ok(Runc { config, runc, bundles: Mutex::new(HashMap::new()), attach_lock: AttachLock::new() })
     }
 
     fn command(&self) -> tokio::process::Command {
@@ -255,6 +257,10 @@ impl Runtime for Runc {
 
     async fn run(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError> {
         self.spawn_shim(id, options, true).await
+    }
+
+    fn warm_up(&self) {
+        let _ = self.attach_lock.warm();
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
