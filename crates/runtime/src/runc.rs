@@ -54,6 +54,8 @@ pub struct Runc {
     /// Bundles by container id, so `start` need not ask runc where a bundle is.
     bundles: Mutex<HashMap<String, PathBuf>>,
     attach_lock: AttachLock,
+    /// A shim started by [`Runtime::warm_up`], waiting for its arguments.
+    spare: Mutex<Option<tokio::process::Child>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -76,7 +78,13 @@ impl Runc {
             source,
         })?;
         let runc = find_in_path(&config.runc).unwrap_or_else(|| config.runc.clone());
-        Ok(Runc { config, runc, bundles: Mutex::new(HashMap::new()), attach_lock: AttachLock::new() })
+        Ok(Runc {
+            config,
+            runc,
+            bundles: Mutex::new(HashMap::new()),
+            attach_lock: AttachLock::new(),
+            spare: Mutex::new(None),
+        })
     }
 
     fn command(&self) -> tokio::process::Command {
@@ -197,25 +205,31 @@ impl Runc {
             stdin: options.stdin,
             tty: options.tty,
         };
-        let Some((program, lead)) = self.config.shim.split_first() else {
-            return Err(RuntimeError::Shim { id: id.into(), message: "no shim command configured".into() });
-        };
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(lead).args(args.to_args());
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
         let began = std::time::Instant::now();
-        let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
-            id: id.into(),
-            message: format!("starting {}: {e}", program.to_string_lossy()),
-        })?;
-        let Some(stdout) = child.stdout.take() else {
+        let spare = self.take_spare();
+        let had_spare = spare.is_some();
+        let mut child = match spare {
+            Some(c) => c,
+            None => self.start_shim().map_err(|message| RuntimeError::Shim { id: id.into(), message })?,
+        };
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(RuntimeError::Shim { id: id.into(), message: "no pipe to the shim".into() });
         };
+        {
+            use tokio::io::AsyncWriteExt;
+            // Dropping stdin afterwards is the end of the arguments.
+            stdin
+                .write_all(&args.to_stdin_bytes())
+                .await
+                .map_err(|e| RuntimeError::Shim { id: id.into(), message: format!("sending its arguments: {e}") })?;
+        }
+        drop(stdin);
         let spawned = began.elapsed();
         let mut line = String::new();
         let read = tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(stdout).read_line(&mut line)).await;
         tracing::debug!(
             container = id,
+            spare = had_spare,
             spawn_ms = spawned.as_secs_f64() * 1e3,
             report_ms = began.elapsed().as_secs_f64() * 1e3,
             report = line.trim(),
@@ -249,6 +263,43 @@ impl Runc {
     }
 }
 
+impl Runc {
+    /// Starts a shim that waits for its arguments on stdin ([`crate::shim::ARGS_ON_STDIN`]).
+    fn start_shim(&self) -> Result<tokio::process::Child, String> {
+        let Some((program, lead)) = self.config.shim.split_first() else {
+            return Err("no shim command configured".into());
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(lead).arg(crate::shim::ARGS_ON_STDIN);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+        cmd.spawn().map_err(|e| format!("starting {}: {e}", program.to_string_lossy()))
+    }
+
+    /// The spare shim, if there is one and it still waits.
+    fn take_spare(&self) -> Option<tokio::process::Child> {
+        let mut child = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        match child.try_wait() {
+            Ok(None) => Some(child),
+            _ => None,
+        }
+    }
+
+    /// Makes sure a spare shim waits (needs a tokio runtime, as the driver does).
+    fn keep_spare(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+            return;
+        }
+        match self.start_shim() {
+            Ok(child) => *spare = Some(child),
+            Err(message) => tracing::debug!(%message, "starting a spare shim failed"),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Runtime for Runc {
     async fn create(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError> {
@@ -261,6 +312,8 @@ impl Runtime for Runc {
 
     fn warm_up(&self) {
         let _ = self.attach_lock.warm();
+        // The shim's exec and start-up (~2.5 ms) overlap the agent's preparations.
+        self.keep_spare();
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
