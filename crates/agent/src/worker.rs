@@ -466,8 +466,10 @@ impl Worker {
             }
         }
         if resync_due || self.etc_files.is_none() {
-            self.last_resync = Some(Instant::now());
+            let began = Instant::now();
+            self.last_resync = Some(began);
             self.fetch_sources(pod).await;
+            let fetched = Instant::now();
             if let Err(message) = self.set_up_volumes(pod) {
                 self.event(pod, None, true, "FailedMount", message);
                 self.last_resync = None;
@@ -479,6 +481,12 @@ impl Worker {
                 Ok(files) => self.etc_files = Some(files),
                 Err(e) => tracing::warn!(pod = %pod_desc(pod), error = %e, "writing /etc files failed"),
             }
+            tracing::debug!(
+                pod = %pod_desc(pod),
+                sources_ms = (fetched - began).as_secs_f64() * 1e3,
+                volumes_ms = fetched.elapsed().as_secs_f64() * 1e3,
+                "pod sources and volumes"
+            );
         }
         let mut wake = POLL;
         self.handle_probe_kills(pod).await;
