@@ -14,7 +14,8 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::io::AsyncBufReadExt;
 
@@ -55,7 +56,9 @@ pub struct Runc {
     bundles: Mutex<HashMap<String, PathBuf>>,
     attach_lock: AttachLock,
     /// A shim started by [`Runtime::warm_up`], waiting for its arguments.
-    spare: Mutex<Option<tokio::process::Child>>,
+    spare: Arc<Mutex<Option<tokio::process::Child>>>,
+    /// A spare is being started (on a blocking thread).
+    spare_starting: Arc<AtomicBool>,
 }
 
 #[derive(serde::Deserialize)]
@@ -83,7 +86,8 @@ impl Runc {
             runc,
             bundles: Mutex::new(HashMap::new()),
             attach_lock: AttachLock::new(),
-            spare: Mutex::new(None),
+            spare: Arc::new(Mutex::new(None)),
+            spare_starting: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -210,7 +214,7 @@ impl Runc {
         let had_spare = spare.is_some();
         let mut child = match spare {
             Some(c) => c,
-            None => self.start_shim().map_err(|message| RuntimeError::Shim { id: id.into(), message })?,
+            None => start_shim(&self.config.shim).map_err(|message| RuntimeError::Shim { id: id.into(), message })?,
         };
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(RuntimeError::Shim { id: id.into(), message: "no pipe to the shim".into() });
@@ -263,18 +267,19 @@ impl Runc {
     }
 }
 
-impl Runc {
-    /// Starts a shim that waits for its arguments on stdin ([`crate::shim::ARGS_ON_STDIN`]).
-    fn start_shim(&self) -> Result<tokio::process::Child, String> {
-        let Some((program, lead)) = self.config.shim.split_first() else {
-            return Err("no shim command configured".into());
-        };
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(lead).arg(crate::shim::ARGS_ON_STDIN);
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
-        cmd.spawn().map_err(|e| format!("starting {}: {e}", program.to_string_lossy()))
-    }
+/// Starts a shim (`shim`: program and leading arguments) that waits for its
+/// arguments on stdin ([`crate::shim::ARGS_ON_STDIN`]).
+fn start_shim(shim: &[OsString]) -> Result<tokio::process::Child, String> {
+    let Some((program, lead)) = shim.split_first() else {
+        return Err("no shim command configured".into());
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(lead).arg(crate::shim::ARGS_ON_STDIN);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.spawn().map_err(|e| format!("starting {}: {e}", program.to_string_lossy()))
+}
 
+impl Runc {
     /// The spare shim, if there is one and it still waits.
     fn take_spare(&self) -> Option<tokio::process::Child> {
         let mut child = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take()?;
@@ -284,19 +289,35 @@ impl Runc {
         }
     }
 
-    /// Makes sure a spare shim waits (needs a tokio runtime, as the driver does).
+    /// Makes sure a spare shim waits or is being started (needs a tokio runtime, as
+    /// the driver does). The fork and exec go to a blocking thread: on the pod
+    /// worker they would hold up the token request and volumes for ~2 ms.
     fn keep_spare(&self) {
-        if tokio::runtime::Handle::try_current().is_err() {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        {
+            let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+            if spare.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+                return;
+            }
+        }
+        if self.spare_starting.swap(true, Ordering::AcqRel) {
             return;
         }
-        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        if spare.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
-            return;
-        }
-        match self.start_shim() {
-            Ok(child) => *spare = Some(child),
-            Err(message) => tracing::debug!(%message, "starting a spare shim failed"),
-        }
+        let (shim, slot, starting) = (self.config.shim.clone(), self.spare.clone(), self.spare_starting.clone());
+        handle.spawn_blocking(move || {
+            match start_shim(&shim) {
+                Ok(child) => {
+                    // A start that came first took no spare and made its own;
+                    // this one waits for the next.
+                    let mut spare = slot.lock().unwrap_or_else(|e| e.into_inner());
+                    if spare.is_none() {
+                        *spare = Some(child);
+                    }
+                }
+                Err(message) => tracing::debug!(%message, "starting a spare shim failed"),
+            }
+            starting.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -640,6 +661,30 @@ mod tests {
         assert_eq!(out, b"hi\r\n");
         let (master, _slave) = open_pty().unwrap();
         Resizer::pty(master, None).resize(100, 30).unwrap();
+    }
+
+    #[tokio::test]
+    async fn warm_up_keeps_one_spare_shim_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in shim that waits on stdin as the real one does.
+        let shim = ["sh", "-c", "cat >/dev/null", "shim"].map(OsString::from).to_vec();
+        let runc = Runc::new(RuncConfig { runc: "runc".into(), root: dir.path().join("runc"), shim }).unwrap();
+        runc.warm_up();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while runc.spare.lock().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "no spare shim");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let pid = runc.spare.lock().unwrap().as_ref().and_then(|c| c.id());
+        // Another warm-up while it waits starts no second one.
+        runc.warm_up();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(runc.spare.lock().unwrap().as_ref().and_then(|c| c.id()), pid);
+        let mut spare = runc.take_spare().expect("the spare");
+        assert!(runc.spare.lock().unwrap().is_none());
+        // Its end-of-file ends it.
+        drop(spare.stdin.take());
+        assert!(spare.wait().await.unwrap().success());
     }
 
     #[test]
