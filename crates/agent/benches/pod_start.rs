@@ -284,6 +284,7 @@ async fn run_round(pods: &Api<Pod>, node: &str, image: &str, n: usize, prefix: &
         let pods = pods.clone();
         async move {
             let t = Instant::now();
+            mark("create", pod.metadata.name.as_deref().unwrap_or_default());
             pods.create(&PostParams::default(), &pod).await.expect("create");
             (pod.metadata.name.unwrap_or_default(), t)
         }
@@ -299,8 +300,9 @@ async fn run_round(pods: &Api<Pod>, node: &str, image: &str, n: usize, prefix: &
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some((name, at))) => {
                 if let Some(t) = created.get(&name)
-                    && seen.insert(name)
+                    && seen.insert(name.clone())
                 {
+                    mark("running", &name);
                     out.push(at.saturating_duration_since(*t));
                 }
             }
@@ -313,6 +315,19 @@ async fn run_round(pods: &Api<Pod>, node: &str, image: &str, n: usize, prefix: &
         delete_all(pods).await;
     }
     out
+}
+
+/// With `POD_START_LOG=FILE`, the wall-clock times at which the bench created each
+/// pod and saw it Running go to `FILE.bench`, to line up with the agent's log.
+fn mark(what: &str, name: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("POD_START_LOG") else { return };
+    let mut path = std::path::PathBuf::from(path).into_os_string();
+    path.push(".bench");
+    let now = runtime::logfile::rfc3339_nanos(std::time::SystemTime::now());
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{now} {what} {name}");
+    }
 }
 
 async fn delete_all(pods: &Api<Pod>) {

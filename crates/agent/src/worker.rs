@@ -439,6 +439,12 @@ impl Worker {
             None => return Wake::Idle,
         };
         let host_network = spec.host_network.unwrap_or(false);
+        if self.last_status.is_none() && !self.records.values().any(Record::running) {
+            // A new pod: its containers start at the end of this pass. What runc will
+            // wait for (the cgroup attach lock) is paid for meanwhile, while the
+            // sandbox, the token and the volumes are made.
+            self.ctx.runtime.warm_up();
+        }
         let resync_due = self.last_resync.is_none_or(|t| t.elapsed() >= RESYNC);
         self.refresh_exits(pod);
         if resync_due {
@@ -460,8 +466,10 @@ impl Worker {
             }
         }
         if resync_due || self.etc_files.is_none() {
-            self.last_resync = Some(Instant::now());
+            let began = Instant::now();
+            self.last_resync = Some(began);
             self.fetch_sources(pod).await;
+            let fetched = Instant::now();
             if let Err(message) = self.set_up_volumes(pod) {
                 self.event(pod, None, true, "FailedMount", message);
                 self.last_resync = None;
@@ -473,6 +481,12 @@ impl Worker {
                 Ok(files) => self.etc_files = Some(files),
                 Err(e) => tracing::warn!(pod = %pod_desc(pod), error = %e, "writing /etc files failed"),
             }
+            tracing::debug!(
+                pod = %pod_desc(pod),
+                sources_ms = (fetched - began).as_secs_f64() * 1e3,
+                volumes_ms = fetched.elapsed().as_secs_f64() * 1e3,
+                "pod sources and volumes"
+            );
         }
         let mut wake = POLL;
         self.handle_probe_kills(pod).await;
@@ -632,6 +646,9 @@ impl Worker {
             r.backoff.next(now);
         }
         self.hold_events();
+        // Restarts and later init containers too: the lock's wait overlaps the
+        // root filesystem, the spec and the shim's start (a no-op if already warming).
+        self.ctx.runtime.warm_up();
         match self.start(pod, c, init).await {
             Ok(()) => None,
             Err(f) => {

@@ -185,6 +185,10 @@ pub trait Runtime: Send + Sync {
         self.start(id).await
     }
     async fn state(&self, id: &str) -> Result<ContainerState, RuntimeError>;
+    /// A container start is coming: begin now, in the background, what the start
+    /// would otherwise wait for (runc: the cgroup attach lock's grace period, see
+    /// [`crate::attach_lock`]). Returns at once; costs nothing when not needed.
+    fn warm_up(&self) {}
     /// Sends a signal to the init process (or to every process, with `all`).
     async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError>;
     /// Removes a stopped container (any container, with `force`).

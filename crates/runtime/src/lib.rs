@@ -11,11 +11,14 @@
 //! - [`spec::generate`] turns what the agent wants into an OCI runtime spec.
 //! - [`container::Runtime`] is the narrow contract with the OCI runtime;
 //!   [`runc::Runc`] drives the real runc, with a log [`shim`] per container that writes
-//!   the CRI log file and the exit status, and outlives the agent.
+//!   the CRI log file and the exit status, and outlives the agent. A start is
+//!   announced with [`container::Runtime::warm_up`], so that the kernel's cgroup
+//!   attach lock ([`attach_lock`]) is paid for while the agent still prepares.
 //!
 //! On disk, under the data dir: `images/` (blobs and index), `snapshots/<chainID>/fs`,
 //! `runc/` (runc's state); bundles and log files go where the caller says.
 
+pub mod attach_lock;
 pub mod auth;
 pub mod container;
 pub mod digest;

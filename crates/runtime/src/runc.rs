@@ -2,6 +2,7 @@
 //! `--root` (`DATA_DIR/runc`) and each container's output and exit status kept by a
 //! log shim ([`crate::shim`]) that is started for `create` and outlives the agent.
 
+use crate::attach_lock::AttachLock;
 use crate::container::{
     AttachIo, ContainerState, CreateOptions, ExecOptions, ExecProcess, ProcessReader, ProcessWriter, Resizer, Runtime,
     RuntimeError, Status, bundle_files, read_exit, validate_id,
@@ -13,7 +14,8 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::io::AsyncBufReadExt;
 
@@ -52,6 +54,11 @@ pub struct Runc {
     runc: PathBuf,
     /// Bundles by container id, so `start` need not ask runc where a bundle is.
     bundles: Mutex<HashMap<String, PathBuf>>,
+    attach_lock: AttachLock,
+    /// A shim started by [`Runtime::warm_up`], waiting for its arguments.
+    spare: Arc<Mutex<Option<tokio::process::Child>>>,
+    /// A spare is being started (on a blocking thread).
+    spare_starting: Arc<AtomicBool>,
 }
 
 #[derive(serde::Deserialize)]
@@ -74,7 +81,14 @@ impl Runc {
             source,
         })?;
         let runc = find_in_path(&config.runc).unwrap_or_else(|| config.runc.clone());
-        Ok(Runc { config, runc, bundles: Mutex::new(HashMap::new()) })
+        Ok(Runc {
+            config,
+            runc,
+            bundles: Mutex::new(HashMap::new()),
+            attach_lock: AttachLock::new(),
+            spare: Arc::new(Mutex::new(None)),
+            spare_starting: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     fn command(&self) -> tokio::process::Command {
@@ -195,25 +209,31 @@ impl Runc {
             stdin: options.stdin,
             tty: options.tty,
         };
-        let Some((program, lead)) = self.config.shim.split_first() else {
-            return Err(RuntimeError::Shim { id: id.into(), message: "no shim command configured".into() });
-        };
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(lead).args(args.to_args());
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
         let began = std::time::Instant::now();
-        let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
-            id: id.into(),
-            message: format!("starting {}: {e}", program.to_string_lossy()),
-        })?;
-        let Some(stdout) = child.stdout.take() else {
+        let spare = self.take_spare();
+        let had_spare = spare.is_some();
+        let mut child = match spare {
+            Some(c) => c,
+            None => start_shim(&self.config.shim).map_err(|message| RuntimeError::Shim { id: id.into(), message })?,
+        };
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(RuntimeError::Shim { id: id.into(), message: "no pipe to the shim".into() });
         };
+        {
+            use tokio::io::AsyncWriteExt;
+            // Dropping stdin afterwards is the end of the arguments.
+            stdin
+                .write_all(&args.to_stdin_bytes())
+                .await
+                .map_err(|e| RuntimeError::Shim { id: id.into(), message: format!("sending its arguments: {e}") })?;
+        }
+        drop(stdin);
         let spawned = began.elapsed();
         let mut line = String::new();
         let read = tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(stdout).read_line(&mut line)).await;
         tracing::debug!(
             container = id,
+            spare = had_spare,
             spawn_ms = spawned.as_secs_f64() * 1e3,
             report_ms = began.elapsed().as_secs_f64() * 1e3,
             report = line.trim(),
@@ -247,6 +267,60 @@ impl Runc {
     }
 }
 
+/// Starts a shim (`shim`: program and leading arguments) that waits for its
+/// arguments on stdin ([`crate::shim::ARGS_ON_STDIN`]).
+fn start_shim(shim: &[OsString]) -> Result<tokio::process::Child, String> {
+    let Some((program, lead)) = shim.split_first() else {
+        return Err("no shim command configured".into());
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(lead).arg(crate::shim::ARGS_ON_STDIN);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.spawn().map_err(|e| format!("starting {}: {e}", program.to_string_lossy()))
+}
+
+impl Runc {
+    /// The spare shim, if there is one and it still waits.
+    fn take_spare(&self) -> Option<tokio::process::Child> {
+        let mut child = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        match child.try_wait() {
+            Ok(None) => Some(child),
+            _ => None,
+        }
+    }
+
+    /// Makes sure a spare shim waits or is being started (needs a tokio runtime, as
+    /// the driver does). The fork and exec go to a blocking thread: on the pod
+    /// worker they would hold up the token request and volumes for ~2 ms.
+    fn keep_spare(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        {
+            let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+            if spare.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+                return;
+            }
+        }
+        if self.spare_starting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (shim, slot, starting) = (self.config.shim.clone(), self.spare.clone(), self.spare_starting.clone());
+        handle.spawn_blocking(move || {
+            match start_shim(&shim) {
+                Ok(child) => {
+                    // A start that came first took no spare and made its own;
+                    // this one waits for the next.
+                    let mut spare = slot.lock().unwrap_or_else(|e| e.into_inner());
+                    if spare.is_none() {
+                        *spare = Some(child);
+                    }
+                }
+                Err(message) => tracing::debug!(%message, "starting a spare shim failed"),
+            }
+            starting.store(false, Ordering::Release);
+        });
+    }
+}
+
 #[async_trait::async_trait]
 impl Runtime for Runc {
     async fn create(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError> {
@@ -255,6 +329,12 @@ impl Runtime for Runc {
 
     async fn run(&self, id: &str, options: &CreateOptions) -> Result<(), RuntimeError> {
         self.spawn_shim(id, options, true).await
+    }
+
+    fn warm_up(&self) {
+        let _ = self.attach_lock.warm();
+        // The shim's exec and start-up (~2.5 ms) overlap the agent's preparations.
+        self.keep_spare();
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
@@ -581,6 +661,30 @@ mod tests {
         assert_eq!(out, b"hi\r\n");
         let (master, _slave) = open_pty().unwrap();
         Resizer::pty(master, None).resize(100, 30).unwrap();
+    }
+
+    #[tokio::test]
+    async fn warm_up_keeps_one_spare_shim_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in shim that waits on stdin as the real one does.
+        let shim = ["sh", "-c", "cat >/dev/null", "shim"].map(OsString::from).to_vec();
+        let runc = Runc::new(RuncConfig { runc: "runc".into(), root: dir.path().join("runc"), shim }).unwrap();
+        runc.warm_up();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while runc.spare.lock().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "no spare shim");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let pid = runc.spare.lock().unwrap().as_ref().and_then(|c| c.id());
+        // Another warm-up while it waits starts no second one.
+        runc.warm_up();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(runc.spare.lock().unwrap().as_ref().and_then(|c| c.id()), pid);
+        let mut spare = runc.take_spare().expect("the spare");
+        assert!(runc.spare.lock().unwrap().is_none());
+        // Its end-of-file ends it.
+        drop(spare.stdin.take());
+        assert!(spare.wait().await.unwrap().success());
     }
 
     #[test]
