@@ -367,6 +367,13 @@ async fn bare_round(
         runtime::spec::generate(&config).expect("spec").write(&dir).expect("write");
         bundles.push((format!("bare{n}-{rep}-{i}"), dir));
     }
+    // A quiet moment first, as the agent's round has before its creates: `runc run`
+    // moves its init into a cgroup under the kernel's cgroup attach lock, which
+    // waits an RCU grace period (~10–13 ms here) unless it was taken in the last
+    // ~20 ms, and the agent's teardown of the previous round just took it. Without
+    // the pause the bare side ran in that hot window and skipped the wait most of
+    // the time (BENCHMARKS.md, "Pod start"); with it both sides start cold.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let runs = bundles.iter().map(|(id, dir)| {
         let root = root.to_path_buf();
         let id = id.clone();
