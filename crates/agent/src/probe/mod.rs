@@ -218,7 +218,7 @@ async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)
             Err(e) => return Outcome::Error(format!("Get \"{url}\": invalid host {host:?}: {e}")),
         },
     };
-    let config = match insecure::client_config() {
+    let config = match insecure_client_config() {
         Ok(c) => c,
         Err(e) => return Outcome::Error(format!("Get \"{url}\": no TLS: {e}")),
     };
@@ -272,73 +272,20 @@ where
     }
 }
 
-/// TLS for probes that accepts any certificate.
-mod insecure {
-    use rustls::DigitallySignedStruct;
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-    use std::sync::{Arc, OnceLock};
-
-    /// Accepts whatever certificate the container presents. Only probes use it: the
-    /// kubelet probes HTTPS endpoints with `InsecureSkipVerify`, because a container's
-    /// certificate is usually for its public name, signed by a CA the node does not
-    /// know, and a probe asks "does it answer", not "is it who it claims". The
-    /// handshake's own signature is still checked against the presented key (Go does
-    /// that too), so the connection is a working TLS session.
-    #[derive(Debug)]
-    struct AnyCertificate(WebPkiSupportedAlgorithms);
-
-    impl ServerCertVerifier for AnyCertificate {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp_response: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.supported_schemes()
-        }
-    }
-
-    /// One configuration for every probe (building it is not free); an error only if
-    /// the crypto provider cannot do the default TLS versions.
-    pub fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
-        static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-        CONFIG
-            .get_or_init(|| {
-                let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
-                let verifier = Arc::new(AnyCertificate(provider.signature_verification_algorithms));
-                rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map(|b| Arc::new(b.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()))
-                    .map_err(|e| e.to_string())
-            })
-            .clone()
-    }
+/// TLS for probes: any certificate is accepted. The kubelet probes HTTPS endpoints with
+/// `InsecureSkipVerify`, because a container's certificate is usually for its public
+/// name, signed by a CA the node does not know, and a probe asks "does it answer",
+/// not "is it who it claims". The runtime's `insecure_skip_verify` registry setting is
+/// the same configuration (handshake signatures still checked), made once here.
+fn insecure_client_config() -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<std::sync::Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let tls = runtime::registries::TlsConfig { insecure_skip_verify: true, ..Default::default() };
+            runtime::transport::tls_client_config(Some(&tls)).map(std::sync::Arc::new).map_err(|e| e.to_string())
+        })
+        .clone()
 }
 
 /// `grpc.health.v1.Health/Check` over h2c.
