@@ -19,6 +19,7 @@
 //! and spawns the shim; runc's own writes then find the lock hot. (A pid that does
 //! not exist would not do: recent kernels look the task up before taking the lock.)
 
+use crate::snapshot::unescape_mountinfo;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,32 +136,11 @@ pub fn own_procs_file(proc_self_cgroup: &str, mountinfo: &str) -> Option<PathBuf
             _ => None,
         };
         let Some(path) = path else { continue };
-        let root = unescape(root);
+        let root = unescape_mountinfo(root);
         let Some(rel) = Path::new(path).strip_prefix(&root).ok() else { continue };
-        return Some(PathBuf::from(unescape(mountpoint)).join(rel).join("cgroup.procs"));
+        return Some(PathBuf::from(unescape_mountinfo(mountpoint)).join(rel).join("cgroup.procs"));
     }
     None
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -207,13 +187,6 @@ mod tests {
         // No cgroup mounts, or garbage.
         assert_eq!(own_procs_file("0::/\n", "22 1 0:20 / /sys rw - sysfs sysfs rw\n"), None);
         assert_eq!(own_procs_file("garbage", "garbage - \n"), None);
-    }
-
-    #[test]
-    fn octal_escapes() {
-        assert_eq!(unescape("a\\040b\\134c"), "a b\\c");
-        assert_eq!(unescape("trailing\\04"), "trailing\\04");
-        assert_eq!(unescape("\\9xx"), "\\9xx");
     }
 
     #[test]

@@ -223,14 +223,19 @@ pub fn is_mount_point(path: &Path) -> bool {
     info.lines().any(|line| line.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&*target))
 }
 
-/// Mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mountinfo(s: &str) -> String {
+/// Mountinfo escapes space, tab, newline and backslash as octal (`\040`); anything
+/// else that looks like an escape but is not one stays as it is.
+pub(crate) fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
             i += 4;
         } else {
             out.push(b[i]);
@@ -271,6 +276,10 @@ mod tests {
         assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
         assert_eq!(unescape_mountinfo("/trailing\\04"), "/trailing\\04");
+        assert_eq!(unescape_mountinfo("a\\040b\\134c"), "a b\\c");
+        assert_eq!(unescape_mountinfo("\\9xx"), "\\9xx");
+        // Not a byte: left alone rather than overflowing.
+        assert_eq!(unescape_mountinfo("\\777"), "\\777");
     }
 
     #[test]
