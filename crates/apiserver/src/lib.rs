@@ -282,6 +282,28 @@ async fn ensure(ctx: &Ctx, res: &'static api::Resource, mut obj: serde_json::Val
     }
 }
 
+/// A started server on loopback over an embedded store in a temporary directory,
+/// without controllers, for tests that need the whole request path or a `Ctx`.
+#[cfg(test)]
+pub(crate) async fn test_server() -> (tempfile::TempDir, ApiServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        bind_address: "127.0.0.1".parse().unwrap(),
+        port: 0,
+        extra_sans: vec![],
+        default_toleration_seconds: DEFAULT_TOLERATION_SECONDS,
+        service_cidr: DEFAULT_SERVICE_CIDR.into(),
+        node_port_range: DEFAULT_NODE_PORT_RANGE.into(),
+        advertise_address: None,
+        cluster_dns_port: None,
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(store::embedded::EmbeddedStore::open(&dir.path().join("s.db"), Default::default()).unwrap());
+    let server = ApiServer::start(config, store).await.unwrap();
+    (dir, server)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

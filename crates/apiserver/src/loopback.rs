@@ -94,22 +94,7 @@ mod tests {
     use tower_service::Service;
 
     async fn ctx() -> (tempfile::TempDir, crate::ApiServer) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = crate::Config {
-            data_dir: dir.path().to_path_buf(),
-            bind_address: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            extra_sans: vec![],
-            default_toleration_seconds: crate::DEFAULT_TOLERATION_SECONDS,
-            service_cidr: crate::DEFAULT_SERVICE_CIDR.into(),
-            node_port_range: crate::DEFAULT_NODE_PORT_RANGE.into(),
-            advertise_address: None,
-            cluster_dns_port: None,
-        };
-        let store: Arc<dyn store::Store> =
-            Arc::new(store::embedded::EmbeddedStore::open(&dir.path().join("s.db"), Default::default()).unwrap());
-        let server = crate::ApiServer::start(config, store).await.unwrap();
-        (dir, server)
+        crate::test_server().await
     }
 
     fn get(path: &str) -> http::Request<http_body_util::Empty<Bytes>> {

@@ -227,4 +227,29 @@ mod tests {
         assert!(!automount(&json!({"spec": {"automountServiceAccountToken": false}}), &json!({})));
         assert_eq!(random_suffix().len(), 5);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dry_run_creates_neither_the_account_nor_the_root_ca() {
+        let (_dir, server) = crate::test_server().await;
+        let ctx = &server.ctx;
+        let (sas, cms) = (resource("serviceaccounts").unwrap(), resource("configmaps").unwrap());
+        let sa_key = sas.storage_key(Some("fresh"), DEFAULT_SERVICE_ACCOUNT);
+        let cm_key = cms.storage_key(Some("fresh"), ROOT_CA_CONFIG_MAP);
+        let new_pod =
+            || json!({"metadata": {"name": "p", "namespace": "fresh"}, "spec": {"containers": [{"name": "c"}]}});
+
+        let mut dry = new_pod();
+        admit_pod(ctx, &mut dry, true).await.unwrap();
+        // The pod is admitted as it would be, token volume and all...
+        assert_eq!(dry["spec"]["serviceAccountName"], "default");
+        assert!(dry["spec"]["volumes"][0]["name"].as_str().unwrap().starts_with("kube-api-access-"));
+        // ...but nothing is written.
+        assert!(ctx.objects.get(sas, &sa_key).await.unwrap().is_none());
+        assert!(ctx.objects.get(cms, &cm_key).await.unwrap().is_none());
+
+        let mut real = new_pod();
+        admit_pod(ctx, &mut real, false).await.unwrap();
+        assert!(ctx.objects.get(sas, &sa_key).await.unwrap().is_some());
+        assert!(ctx.objects.get(cms, &cm_key).await.unwrap().is_some());
+    }
 }
