@@ -139,6 +139,19 @@ struct FeedState {
     tx: broadcast::Sender<Message>,
 }
 
+impl FeedState {
+    /// Adds a change, first letting go of those the ring no longer keeps: past
+    /// `RING` of them, or older than `FRESH`.
+    fn push(&mut self, change: Arc<Change>, now: std::time::Instant) {
+        while self.ring.front().is_some_and(|old| self.ring.len() >= RING || now.duration_since(old.at) > FRESH) {
+            if let Some(old) = self.ring.pop_front() {
+                self.since = old.rv;
+            }
+        }
+        self.ring.push_back(change);
+    }
+}
+
 pub struct Feed {
     state: Mutex<FeedState>,
 }
@@ -290,12 +303,7 @@ async fn follow(store: Arc<dyn Store>, res: &'static Resource, feed: Arc<Feed>, 
                         }
                     };
                     last = change.rv;
-                    while st.ring.front().is_some_and(|old| st.ring.len() >= RING || old.at.elapsed() > FRESH) {
-                        if let Some(old) = st.ring.pop_front() {
-                            st.since = old.rv;
-                        }
-                    }
-                    st.ring.push_back(change);
+                    st.push(change, std::time::Instant::now());
                     let _ = st.tx.send(Message::Change(last));
                 }
             }
@@ -419,5 +427,30 @@ mod tests {
         // The ring answers by revision; one it never held is not there.
         assert!(feed.change(revs[1]).is_some());
         assert!(feed.change(revs[1] + 100).is_none());
+    }
+
+    #[test]
+    fn the_ring_lets_go_of_changes_past_its_size_or_age() {
+        let pods = api::registry::find("", "v1", "pods").unwrap();
+        let obj = json!({"kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}});
+        let change = |rv: i64, at: std::time::Instant| {
+            let e = store::Event { kind: EventType::Put, kv: kv(&obj, rv), prev: None };
+            Arc::new(Change { at, ..change_from_event(pods, &e).unwrap() })
+        };
+        // (Times counted forward from now: an Instant before boot does not exist.)
+        let then = std::time::Instant::now();
+        let now = then + FRESH + std::time::Duration::from_secs(1);
+        let mut st = FeedState { ring: VecDeque::new(), since: 0, tx: broadcast::channel(1).0 };
+        // Old enough to go: only once a newer change arrives.
+        st.push(change(1, then), then);
+        st.push(change(2, now), now);
+        assert_eq!(st.ring.iter().map(|c| c.rv).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(st.since, 1, "a client after revision 1 is still served from the ring");
+        // Never more than RING.
+        for rv in 3..(RING as i64 + 10) {
+            st.push(change(rv, now), now);
+        }
+        assert_eq!(st.ring.len(), RING);
+        assert_eq!(st.since, st.ring.front().unwrap().rv - 1);
     }
 }
