@@ -215,8 +215,24 @@ pub fn remove_rootfs(container_dir: &Path) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Whether `path` is a mount point (listed in this process's mountinfo).
+/// Whether `path` (symlinks followed) is a mount point.
+///
+/// One `statx` (the kernel's mount-root attribute, Linux 5.8+) instead of reading
+/// the whole mountinfo: the agent asks for every volume and root filesystem it sets
+/// up or tears down, and a node with many pods has a long mountinfo.
 pub fn is_mount_point(path: &Path) -> bool {
+    use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags};
+    match rustix::fs::statx(CWD, path, AtFlags::NO_AUTOMOUNT, StatxFlags::empty()) {
+        Ok(st) if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
+            st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
+        }
+        Ok(_) | Err(rustix::io::Errno::NOSYS) => listed_in_mountinfo(path),
+        Err(_) => false,
+    }
+}
+
+/// The older kernels' way: whether mountinfo lists `path` as a mount point.
+fn listed_in_mountinfo(path: &Path) -> bool {
     let Ok(canonical) = fs::canonicalize(path) else { return false };
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return false };
     let target = canonical.to_string_lossy();
@@ -288,5 +304,29 @@ mod tests {
         assert!(overlay_supported());
         assert!(is_mount_point(Path::new("/proc")));
         assert!(!is_mount_point(Path::new("/proc/self")));
+    }
+
+    #[test]
+    fn statx_and_mountinfo_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let mounted = rustix::mount::mount("tmpfs", &sub, "tmpfs", rustix::mount::MountFlags::empty(), c"size=64k");
+        let inner = sub.join("inner");
+        if mounted.is_ok() {
+            fs::create_dir(&inner).unwrap();
+        }
+        let paths = [Path::new("/proc"), Path::new("/"), dir.path(), &sub, &inner, &dir.path().join("missing")];
+        for p in paths {
+            assert_eq!(is_mount_point(p), listed_in_mountinfo(p), "{}", p.display());
+        }
+        // Only as root can the test mount; then the mount point must be seen as one.
+        if mounted.is_ok() {
+            assert!(is_mount_point(&sub));
+            assert!(!is_mount_point(&inner));
+            rustix::mount::unmount(&sub, rustix::mount::UnmountFlags::empty()).unwrap();
+        }
+        assert!(!is_mount_point(&sub));
+        assert!(!is_mount_point(&dir.path().join("missing")));
     }
 }
