@@ -17,7 +17,7 @@ use crate::volumes::{self, VolumeSource};
 use controllers::events::{EventType, event};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, LifecycleHandler, ObjectReference, Pod, PodStatus, Secret,
+    ContainerStatus, LifecycleHandler, ObjectReference, Pod, PodSpec, PodStatus, Secret,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -192,6 +192,17 @@ pub struct Worker {
     held_events: Mutex<Option<Vec<(controllers::events::Event, ObjectReference)>>>,
     /// The pod reached a terminal phase and its containers were released.
     released: bool,
+    /// Root filesystems being mounted ahead of a new pod's first starts, by
+    /// container id ([`Worker::mount_ahead`]).
+    mounted_ahead: BTreeMap<String, MountAhead>,
+}
+
+/// A root filesystem mounted on a blocking thread before its container starts.
+struct MountAhead {
+    /// The image it is made of: the start uses it only if it starts that image.
+    image_id: String,
+    dir: PathBuf,
+    mount: tokio::task::JoinHandle<Result<PathBuf, runtime::snapshot::SnapshotError>>,
 }
 
 impl Worker {
@@ -239,6 +250,7 @@ impl Worker {
             notify: Arc::new(Notify::new()),
             held_events: Mutex::new(None),
             released: false,
+            mounted_ahead: BTreeMap::new(),
         }
     }
 
@@ -444,6 +456,9 @@ impl Worker {
             // wait for (the cgroup attach lock) is paid for meanwhile, while the
             // sandbox, the token and the volumes are made.
             self.ctx.runtime.warm_up();
+            if self.records.is_empty() {
+                self.mount_ahead(&spec);
+            }
         }
         let resync_due = self.last_resync.is_none_or(|t| t.elapsed() >= RESYNC);
         self.refresh_exits(pod);
@@ -670,6 +685,70 @@ impl Worker {
     }
 
     /// Makes sure the image is here, pulling per policy and its back-off.
+    /// The image a container would start from without pulling, if that is what its
+    /// pull policy says to do.
+    fn local_image(&self, c: &Container) -> Option<Image> {
+        let image_name = c.image.as_deref()?;
+        let reference = Reference::parse_normalized(image_name).ok()?;
+        let present = self.ctx.puller.store().get(&reference.to_string()).ok().flatten()?;
+        let policy = c
+            .image_pull_policy
+            .as_deref()
+            .and_then(PullPolicy::parse)
+            .unwrap_or_else(|| PullPolicy::default_for(image_name));
+        (runtime::policy::decide(policy, true) == PullDecision::UseLocal).then_some(present)
+    }
+
+    /// Starts mounting the root filesystems of a new pod's first containers (its
+    /// first init container, or else all of its containers) on blocking threads, so
+    /// that the mounts overlap the wait for the pod's token, ConfigMaps and Secrets
+    /// from the API server: a mount needs none of them. Only for images already
+    /// present and not to be pulled again; `start` picks the mounts up by id.
+    fn mount_ahead(&mut self, spec: &PodSpec) {
+        let first: Vec<&Container> = match spec.init_containers.as_deref() {
+            Some([c, ..]) => vec![c],
+            _ => spec.containers.iter().collect(),
+        };
+        for c in first {
+            let Some(image) = self.local_image(c) else { continue };
+            let id = container::container_id(&self.uid, &c.name, 0);
+            // Leftovers of an earlier run of this container: `start` clears them.
+            if self.ctx.config.runc.root.join(&id).exists() {
+                continue;
+            }
+            let dir = self.ctx.config.data_dir.join("containers").join(&id);
+            let (snapshots, store) = (self.ctx.snapshots.clone(), self.ctx.puller.store().clone());
+            let (img, at) = (image.clone(), dir.clone());
+            let mount = tokio::task::spawn_blocking(move || {
+                let _ = runtime::snapshot::remove_rootfs(&at);
+                let layers = snapshots.prepare(&store, &img)?;
+                runtime::snapshot::mount_rootfs(&layers, &at)
+            });
+            self.mounted_ahead.insert(id, MountAhead { image_id: image.repo_digest(), dir, mount });
+        }
+    }
+
+    /// The root filesystem mounted ahead for container `id` of `image`, if there is
+    /// one and it worked; a mount of another image is undone.
+    async fn take_mounted_ahead(&mut self, id: &str, image: &Image) -> Option<PathBuf> {
+        let ahead = self.mounted_ahead.remove(id)?;
+        let mounted = ahead.mount.await.ok().and_then(Result::ok);
+        if mounted.is_some() && ahead.image_id == image.repo_digest() {
+            return mounted;
+        }
+        let _ = runtime::snapshot::remove_rootfs(&ahead.dir);
+        None
+    }
+
+    /// Undoes the mounts made ahead that no start used.
+    async fn drop_mounted_ahead(&mut self) {
+        for (_, ahead) in std::mem::take(&mut self.mounted_ahead) {
+            let _ = ahead.mount.await;
+            let _ = runtime::snapshot::remove_rootfs(&ahead.dir);
+            let _ = std::fs::remove_dir_all(&ahead.dir);
+        }
+    }
+
     async fn ensure_image(&mut self, pod: &Pod, c: &Container) -> Result<(Image, String), StartFailure> {
         let image_name = c.image.clone().unwrap_or_default();
         let reference = Reference::parse_normalized(&image_name).map_err(|e| StartFailure {
@@ -822,25 +901,31 @@ impl Worker {
         let attempt = if ran { restart_count + 1 } else { restart_count };
         let id = container::container_id(&self.uid, &c.name, attempt);
         let dir = self.ctx.config.data_dir.join("containers").join(&id);
-        // Leftovers of a failed attempt with the same id. Only when runc has one:
-        // a `runc delete` of nothing still costs a process (about 4 ms of a start).
-        if self.ctx.config.runc.root.join(&id).exists() {
-            let _ = self.ctx.runtime.delete(&id, true).await;
-        }
-        let _ = runtime::snapshot::remove_rootfs(&dir);
         let create_error = |message: String| StartFailure { reason: "CreateContainerError", message, backoff: true };
-        let snapshots = self.ctx.snapshots.clone();
-        let img = image.clone();
-        let dir2 = dir.clone();
-        let rootfs = tokio::task::spawn_blocking(move || {
-            let layers = snapshots.prepare(&store, &img)?;
-            runtime::snapshot::mount_rootfs(&layers, &dir2)
-        })
-        .await;
-        let rootfs = match rootfs {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(self.fail(pod, c, create_error(e.to_string()))),
-            Err(e) => return Err(self.fail(pod, c, create_error(e.to_string()))),
+        let rootfs = match self.take_mounted_ahead(&id, &image).await {
+            Some(r) => r,
+            None => {
+                // Leftovers of a failed attempt with the same id. Only when runc has
+                // one: a `runc delete` of nothing still costs a process (about 4 ms
+                // of a start).
+                if self.ctx.config.runc.root.join(&id).exists() {
+                    let _ = self.ctx.runtime.delete(&id, true).await;
+                }
+                let _ = runtime::snapshot::remove_rootfs(&dir);
+                let snapshots = self.ctx.snapshots.clone();
+                let img = image.clone();
+                let dir2 = dir.clone();
+                let rootfs = tokio::task::spawn_blocking(move || {
+                    let layers = snapshots.prepare(&store, &img)?;
+                    runtime::snapshot::mount_rootfs(&layers, &dir2)
+                })
+                .await;
+                match rootfs {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => return Err(self.fail(pod, c, create_error(e.to_string()))),
+                    Err(e) => return Err(self.fail(pod, c, create_error(e.to_string()))),
+                }
+            }
         };
         let rootfs_done = Instant::now();
         let (passwd, group) = runtime::spec::read_user_files(&rootfs);
@@ -1189,6 +1274,7 @@ impl Worker {
     }
 
     async fn release_all(&mut self) {
+        self.drop_mounted_ahead().await;
         for r in self.records.values_mut() {
             r.probes = None;
             for c in [r.current.as_ref(), r.previous.as_ref()].into_iter().flatten() {

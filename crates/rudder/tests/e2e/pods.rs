@@ -266,6 +266,26 @@ fn a_pod_runs_and_its_node_reports_in() {
     }
     k.ok(&["delete", "pod", "web", "--wait=true", "--timeout=30s"]);
     eventually(LONG, "the container to go", || agent.containers().is_empty().then_some(()));
+
+    // A new pod's root filesystem is mounted while its volumes are made; one that
+    // never starts (its ConfigMap is missing) must not leave that mount behind.
+    let spec = format!(
+        "  containers:\n  - {{name: main, image: {}, imagePullPolicy: IfNotPresent, command: [sleep, '1000'], volumeMounts: [{{name: c, mountPath: /c}}]}}\n  volumes:\n  - {{name: c, configMap: {{name: missing}}}}\n",
+        images.busybox()
+    );
+    apply(&k, &pod("stuck", &agent.name, &spec));
+    eventually(LONG, "FailedMount", || events(&k, "stuck").contains("FailedMount").then_some(()));
+    let uid = pod_json(&k, "stuck").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
+    let rootfs_mounts = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.contains(&uid) && m.ends_with("/rootfs")))
+            .count()
+    };
+    assert_eq!(rootfs_mounts(), 1, "the root filesystem mounted ahead of the start");
+    k.ok(&["delete", "pod", "stuck", "--wait=true", "--timeout=30s"]);
+    eventually(LONG, "the mount to go", || (rootfs_mounts() == 0).then_some(()));
 }
 
 #[test]
