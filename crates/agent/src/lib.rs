@@ -33,6 +33,7 @@ pub mod heartbeat;
 pub mod lookup;
 pub mod network;
 pub mod node;
+pub mod objects;
 pub mod pods;
 pub mod probe;
 pub mod quantity;
@@ -124,6 +125,9 @@ pub struct Ctx {
     pub lookup: Arc<lookup::PodCache>,
     /// Service-account tokens of projected volumes ([`token`]).
     pub tokens: Arc<token::TokenManager>,
+    /// The ConfigMaps and Secrets pods here refer to, each watched ([`objects`]).
+    pub config_maps: objects::Watched<k8s_openapi::api::core::v1::ConfigMap>,
+    pub secrets: objects::Watched<k8s_openapi::api::core::v1::Secret>,
     /// The QoS cgroup tree containers go in (`None`: runc's default place).
     pub cgroups: Option<cgroups::QosCgroups>,
     /// Bounds the pod status writes in flight (see [`STATUS_WRITES`]).
@@ -179,6 +183,7 @@ impl Agent {
             }
         };
         let runtime = Arc::new(runc);
+        let (config_maps, secrets) = (objects::Watched::new(client.clone()), objects::Watched::new(client.clone()));
         let ctx = Ctx {
             client,
             config,
@@ -190,6 +195,8 @@ impl Agent {
             recorder,
             lookup,
             tokens,
+            config_maps,
+            secrets,
             cgroups,
             status_writes: tokio::sync::Semaphore::new(STATUS_WRITES),
         };

@@ -16,8 +16,8 @@ use crate::probe::{self, Kind, Outcome, ProbeState, Target, Timing};
 use crate::volumes::{self, VolumeSource};
 use controllers::events::{EventType, event};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, LifecycleHandler, ObjectReference, Pod, PodSpec, PodStatus, Secret,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+    LifecycleHandler, ObjectReference, Pod, PodSpec, PodStatus, Secret,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -367,15 +367,16 @@ impl Worker {
     async fn fetch_sources(&mut self, pod: &Pod) {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let (cms, secrets) = crate::env::referenced(pod);
+        self.ctx.config_maps.register(&self.uid, &ns, &cms);
+        self.ctx.secrets.register(&self.uid, &ns, &secrets);
         let mut sources = Sources::default();
-        let cm_api: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &ns);
         for name in cms {
-            match cm_api.get_opt(&name).await {
+            match self.ctx.config_maps.get(&ns, &name).await {
                 Ok(Some(cm)) => {
                     let mut data: BTreeMap<String, Vec<u8>> =
-                        cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-                    for (k, v) in cm.binary_data.unwrap_or_default() {
-                        data.insert(k, v.0);
+                        cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
+                    for (k, v) in cm.binary_data.iter().flatten() {
+                        data.insert(k.clone(), v.0.clone());
                     }
                     sources.config_maps.insert(name, data);
                 }
@@ -383,14 +384,13 @@ impl Worker {
                 Err(e) => tracing::warn!(configmap = %name, error = %e, "reading a configmap failed"),
             }
         }
-        let secret_api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &ns);
         for name in secrets {
-            match secret_api.get_opt(&name).await {
+            match self.ctx.secrets.get(&ns, &name).await {
                 Ok(Some(s)) => {
                     let mut data: BTreeMap<String, Vec<u8>> =
-                        s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-                    for (k, v) in s.string_data.unwrap_or_default() {
-                        data.insert(k, v.into_bytes());
+                        s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+                    for (k, v) in s.string_data.iter().flatten() {
+                        data.insert(k.clone(), v.clone().into_bytes());
                     }
                     sources.secrets.insert(name, data);
                 }
@@ -1304,6 +1304,8 @@ impl Worker {
             tracing::warn!(pod_uid = %self.uid, error = %e, "tearing down volumes failed");
         }
         self.ctx.tokens.forget_pod(&self.uid);
+        self.ctx.config_maps.unregister(&self.uid);
+        self.ctx.secrets.unregister(&self.uid);
         if let Err(e) = self.ctx.network.remove(&self.uid).await {
             tracing::warn!(pod_uid = %self.uid, error = %e, "removing the pod sandbox failed");
         }
