@@ -56,6 +56,8 @@ impl<K> Kind for K where
 /// One watched object: its store, the pods that refer to it, and the watch.
 struct Item<K: Kind> {
     store: Store<K>,
+    /// Becomes true once the watch has listed the object (and stays true).
+    ready: tokio::sync::watch::Receiver<bool>,
     users: HashSet<String>,
     watch: tokio::task::JoinHandle<()>,
 }
@@ -110,21 +112,28 @@ impl<K: Kind> Watched<K> {
 
     fn watch(&self, namespace: &str, name: &str) -> Item<K> {
         let (store, writer) = reflector::store();
+        let (listed, ready) = tokio::sync::watch::channel(false);
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let stream = watcher(api, config).default_backoff().reflect(writer);
         let watch = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            while stream.next().await.is_some() {}
+            while let Some(event) = stream.next().await {
+                // The reflector has applied the list to the store by now.
+                if matches!(event, Ok(watcher::Event::InitDone)) {
+                    listed.send_replace(true);
+                }
+            }
         });
-        Item { store, users: HashSet::new(), watch }
+        Item { store, ready, users: HashSet::new(), watch }
     }
 
     /// The object as its watch last saw it (`None`: it does not exist). A name no
     /// pod registered is read from the API server instead.
     pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Arc<K>>, ObjectError> {
-        let store = self.items().get(&(namespace.to_string(), name.to_string())).map(|i| i.store.clone());
-        let Some(store) = store else {
+        let watched =
+            self.items().get(&(namespace.to_string(), name.to_string())).map(|i| (i.store.clone(), i.ready.clone()));
+        let Some((store, mut ready)) = watched else {
             let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
             return match api.get_opt(name).await {
                 Ok(o) => Ok(o.map(Arc::new)),
@@ -136,8 +145,11 @@ impl<K: Kind> Watched<K> {
                 }),
             };
         };
-        match tokio::time::timeout(SYNC_TIMEOUT, store.wait_until_ready()).await {
-            Ok(Ok(())) => Ok(store.get(&ObjectRef::new(name).within(namespace))),
+        // Not the store's own `wait_until_ready`: it wakes only the last of several
+        // readers waiting at once (a oneshot's single waker), and pods starting
+        // together all wait for the same first list.
+        match tokio::time::timeout(SYNC_TIMEOUT, ready.wait_for(|listed| *listed)).await {
+            Ok(Ok(_)) => Ok(store.get(&ObjectRef::new(name).within(namespace))),
             _ => Err(ObjectError::NotSynced {
                 kind: K::kind(&()).into_owned(),
                 namespace: namespace.into(),
@@ -193,7 +205,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn watches_what_pods_refer_to_for_as_long_as_they_do() {
         let (_dir, server, client) = server().await;
-        let cms: Watched<ConfigMap> = Watched::new(client.clone());
+        let cms: Arc<Watched<ConfigMap>> = Arc::new(Watched::new(client.clone()));
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
         cms.register("pod-a", "default", &["c1".into(), "missing".into()]);
         assert!(cms.get("default", "c1").await.unwrap().is_none());
@@ -232,6 +244,22 @@ mod tests {
         assert_eq!(cms.watched(), 1);
         cms.unregister("pod-b");
         assert_eq!(cms.watched(), 0);
+
+        // Pods starting together (each its own task) all wait for the same first list,
+        // and all of them are told when it is there.
+        cms.register("pod-0", "default", &["c1".into()]);
+        let began = std::time::Instant::now();
+        let readers: Vec<_> = (0..20)
+            .map(|_| {
+                let cms = cms.clone();
+                tokio::spawn(async move { cms.get("default", "c1").await.unwrap().and_then(|c| data(&c)) })
+            })
+            .collect();
+        for r in readers {
+            assert_eq!(r.await.unwrap().as_deref(), Some("v2"));
+        }
+        assert!(began.elapsed() < SYNC_TIMEOUT / 2, "readers woken only by their timeout");
+        cms.unregister("pod-0");
 
         // A name no pod registered is read from the server.
         assert_eq!(cms.get("default", "c1").await.unwrap().and_then(|c| data(&c)).as_deref(), Some("v2"));
