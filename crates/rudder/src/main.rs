@@ -56,6 +56,13 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // A shim starts with every container: it goes before the whole command line's
+    // parser is built (most of a shim's start-up, measured), as `rudder shim ...`
+    // is how the runtime starts it.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "shim") {
+        std::process::exit(shim::run_args(args.collect()));
+    }
     let cli = Cli::parse();
     if let Command::Shim(args) = &cli.command {
         std::process::exit(shim::run(args));

@@ -14,7 +14,12 @@ pub struct Args {
 /// Runs the shim and returns its exit code (the caller exits with it, before any
 /// async runtime or logging is set up: the shim needs neither).
 pub fn run(args: &Args) -> i32 {
-    match runtime::shim::ShimArgs::parse(args.args.clone()) {
+    run_args(args.args.clone())
+}
+
+/// [`run`] over the arguments after `shim`.
+pub fn run_args(args: Vec<OsString>) -> i32 {
+    match runtime::shim::ShimArgs::parse(args) {
         Ok(a) => runtime::shim::run(&a),
         Err(e) => {
             eprintln!("{e}");
