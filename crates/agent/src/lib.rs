@@ -12,6 +12,8 @@
 //!   friends), [`network`] (the pod sandbox, behind a trait; [`sandbox`] is the real
 //!   one, CNI over the node's podCIDR), [`probe`], and writes
 //!   [`status`] (phase, conditions, QoS) back; [`backoff`] paces restarts and pulls.
+//!   The ConfigMaps and Secrets pods refer to come from [`objects`] (one watch per
+//!   object in use), service-account tokens from [`token`].
 //!   Containers go in the kubelet's QoS cgroup tree ([`cgroups`]); [`heap`] gives
 //!   freed memory back after pods go.
 //! - [`lookup`] answers "which container is `ns/pod -c name`" for [`server`], the
