@@ -19,7 +19,9 @@ pub const SERVED_DOCUMENTS: &[&str] = &[
 ];
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi");
+    // Read at run time: a build script compiled once may run for another checkout.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest).join("openapi");
     println!("cargo:rerun-if-changed=build.rs");
     let mut defs = Map::new();
     for doc in SERVED_DOCUMENTS {

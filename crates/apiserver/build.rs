@@ -18,7 +18,9 @@ const SERVED: &[&str] = &[
 ];
 
 fn main() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/openapi");
+    // Read at run time: a build script compiled once may run for another checkout.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let src = Path::new(&manifest).join("../api/openapi");
     let out = env::var("OUT_DIR").expect("OUT_DIR");
     println!("cargo:rerun-if-changed=build.rs");
     for doc in SERVED {
