@@ -7,7 +7,8 @@
 //! omission). Creates of ~1 KiB ConfigMaps at 1,000/s, then GETs of them at 2,000/s,
 //! over 16 HTTP/1.1 keep-alive connections; then a closed-loop saturation run with 32
 //! connections, each sending its next request as soon as the last one answered, for
-//! creates and for GETs. Each round starts a fresh server; the table shows medians.
+//! creates, for GETs and for lists in pages of 500. Each round starts a fresh server;
+//! the table shows medians.
 //!
 //! Run with `cargo bench -p rudder --bench api`. `BENCH_SECS` (default 5) sets the
 //! seconds per phase, `BENCH_ROUNDS` (3) the rounds, `BENCH_HTTP=2` sends everything
@@ -163,7 +164,7 @@ async fn main() {
     let http2 = std::env::var("BENCH_HTTP").as_deref() == Ok("2");
     let proto = if http2 { "one HTTP/2 connection" } else { "HTTP/1.1 keep-alive connections" };
     println!("api bench: {secs} s per phase, {rounds} rounds, {proto}, server {}", common::RUDDER);
-    let names = ["create 1000/s", "get 2000/s", "create saturation", "get saturation"];
+    let names = ["create 1000/s", "get 2000/s", "create saturation", "get saturation", "list 500/page sat."];
     let mut phases: Vec<Vec<Phase>> = names.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         println!("  round {}: load average {}", round + 1, common::load_average());
@@ -191,8 +192,13 @@ async fn main() {
         let c = client.clone();
         let make_get = move |w: usize, i: u64| c.get(&format!("{CONFIGMAPS}/cm-{}", (w as u64 * 7919 + i) % n));
         let get_sat = closed_loop(&client, http2, &pid, secs, 200, make_get).await;
+        // Pages of 500, as kubectl and informers list, over the ~85,000 ConfigMaps
+        // the phases above made.
+        let c = client.clone();
+        let make_list = move |_: usize, _: u64| c.get(&format!("{CONFIGMAPS}?limit=500"));
+        let list_sat = closed_loop(&client, http2, &pid, secs, 200, make_list).await;
 
-        for (k, p) in [create, get, create_sat, get_sat].into_iter().enumerate() {
+        for (k, p) in [create, get, create_sat, get_sat, list_sat].into_iter().enumerate() {
             println!(
                 "  round {} {:<18} {:>7.0}/s  p50 {:>6} ms  p99 {:>6} ms  max {:>7} ms  errors {}  generator lag p99 {} ms  cpu ms/req: server {:.3} generator {:.3}",
                 round + 1,

@@ -99,9 +99,9 @@ fn parse_rv(s: &str) -> Result<i64, ApiError> {
     })
 }
 
-/// One page of a list.
-pub struct Page {
-    pub items: Vec<Value>,
+/// One page of a list: decoded objects, or (for plain JSON answers) their bytes.
+pub struct Page<T = Value> {
+    pub items: Vec<T>,
     pub revision: i64,
     pub continue_token: Option<String>,
     pub remaining: Option<i64>,
@@ -118,6 +118,53 @@ pub async fn collect(
     start: Option<&str>,
     limit: i64,
 ) -> Result<Page, ApiError> {
+    collect_with(ctx, prefix, sel, rev, start, limit, |kv| {
+        let obj = decode(kv)?;
+        // Selectors match the stored shape; clients get their version's.
+        Ok(sel.matches(res, &obj).then(|| api::convert::from_storage(res, obj)))
+    })
+    .await
+}
+
+/// [`collect`] for a kind stored as served, answering JSON: each item is its stored
+/// bytes with the revision spliced in (as GET and the watch feeds send them), and
+/// selectors read only what they match on. No item is parsed whole or serialised.
+async fn collect_bytes(
+    ctx: &Ctx,
+    res: &Resource,
+    prefix: &str,
+    sel: &Selectors,
+    rev: i64,
+    start: Option<&str>,
+    limit: i64,
+) -> Result<Page<Vec<u8>>, ApiError> {
+    collect_with(ctx, prefix, sel, rev, start, limit, |kv| {
+        if !sel.is_empty() {
+            let view = api::fields::selectable(res, &kv.value)
+                .map_err(|e| ApiError::internal(format!("stored object {} does not decode: {e}", kv.key)))?;
+            if !sel.matches(res, &view) {
+                return Ok(None);
+            }
+        }
+        match crate::rawjson::with_resource_version(&kv.value, kv.mod_revision) {
+            Some(bytes) => Ok(Some(bytes)),
+            None => Ok(Some(serde_json::to_vec(&decode(kv)?).unwrap_or_default())),
+        }
+    })
+    .await
+}
+
+/// The paging of [`collect`]: `item` turns a stored object into a page item, or
+/// `None` if the selectors leave it out.
+async fn collect_with<T>(
+    ctx: &Ctx,
+    prefix: &str,
+    sel: &Selectors,
+    rev: i64,
+    start: Option<&str>,
+    limit: i64,
+    item: impl Fn(&store::KeyValue) -> Result<Option<T>, ApiError>,
+) -> Result<Page<T>, ApiError> {
     let mut items = Vec::new();
     let mut next = format!("{prefix}{}", start.unwrap_or_default());
     let end = prefix_end(prefix);
@@ -132,10 +179,8 @@ pub async fn collect(
         }
         let fetched = resp.kvs.len();
         for (i, kv) in resp.kvs.iter().enumerate() {
-            let obj = decode(kv)?;
-            // Selectors match the stored shape; clients get their version's.
-            if sel.matches(res, &obj) {
-                items.push(api::convert::from_storage(res, obj));
+            if let Some(it) = item(kv)? {
+                items.push(it);
             }
             if limit > 0 && items.len() as i64 == limit {
                 let more_here = i + 1 < fetched;
@@ -201,38 +246,51 @@ fn page_limit(req: &Request) -> i64 {
 pub async fn list(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, ApiError> {
     let sel = Selectors::parse(t.res, req)?;
     let prefix = t.res.storage_list_prefix(t.namespace.as_deref());
-    let page = match &req.query.continue_token {
+    let (rev, start, limit) = match &req.query.continue_token {
         Some(token) => {
             let token = ContinueToken::decode(token)?;
-            collect(ctx, t.res, &prefix, &sel, token.rv, Some(&token.start), req.query.limit).await.map_err(|e| {
-                if e.code == 410 {
-                    ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
-                } else {
-                    e
-                }
-            })?
+            (token.rv, Some(token.start), req.query.limit)
         }
-        None => {
-            let rev = list_revision(ctx, req).await?;
-            // A list by name reads one key rather than scanning the namespace.
-            match (sel.fields.required_value("metadata.name"), &t.namespace) {
-                (Some(name), Some(ns)) if rev == 0 && t.res.namespaced => {
-                    single(ctx, t.res, &t.res.storage_key(Some(ns), name), &sel).await?
-                }
-                (Some(name), _) if rev == 0 && !t.res.namespaced => {
-                    single(ctx, t.res, &t.res.storage_key(None, name), &sel).await?
-                }
-                _ => collect(ctx, t.res, &prefix, &sel, rev, None, page_limit(req)).await?,
-            }
+        None => (list_revision(ctx, req).await?, None, page_limit(req)),
+    };
+    let continued = start.is_some();
+    let expired = |e: ApiError| {
+        if continued && e.code == 410 {
+            ApiError::expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            )
+        } else {
+            e
         }
     };
-    let mut meta = json!({"resourceVersion": page.revision.to_string()});
-    if let Some(c) = &page.continue_token {
-        meta["continue"] = json!(c);
+    // A list by name reads one key rather than scanning the namespace.
+    let by_name = match (sel.fields.required_value("metadata.name"), &t.namespace) {
+        _ if continued || rev != 0 => None,
+        (Some(name), Some(ns)) if t.res.namespaced => Some(t.res.storage_key(Some(ns), name)),
+        (Some(name), _) if !t.res.namespaced => Some(t.res.storage_key(None, name)),
+        _ => None,
+    };
+    if !req.wants_table() && !req.wants_metadata() && api::convert::is_identity(t.res) && by_name.is_none() {
+        let page = collect_bytes(ctx, t.res, &prefix, &sel, rev, start.as_deref(), limit).await.map_err(expired)?;
+        let head = json!({"kind": t.res.list_kind(), "apiVersion": t.res.api_version(), "metadata": list_meta(&page)});
+        // The list's head, then its items' bytes as they are: `{...,"items":[a,b]}`.
+        let mut body = serde_json::to_vec(&head).unwrap_or_default();
+        body.pop();
+        body.extend_from_slice(br#","items":["#);
+        for (i, item) in page.items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(item);
+        }
+        body.extend_from_slice(b"]}");
+        return Ok(wire::bytes_response(http::StatusCode::OK, "application/json", body));
     }
-    if let Some(r) = page.remaining.filter(|r| *r > 0) {
-        meta["remainingItemCount"] = json!(r);
-    }
+    let page = match by_name {
+        Some(key) => single(ctx, t.res, &key, &sel).await?,
+        None => collect(ctx, t.res, &prefix, &sel, rev, start.as_deref(), limit).await.map_err(expired)?,
+    };
+    let meta = list_meta(&page);
     if req.wants_table() {
         return Ok(wire::ok(&crate::table::of_list(t.res, &page.items, meta, req.query.include_object.as_deref())));
     }
@@ -240,6 +298,18 @@ pub async fn list(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Api
         return Ok(wire::ok(&crate::table::partial_list(meta, &page.items)));
     }
     Ok(wire::ok(&list_object(t.res, meta, page.items)))
+}
+
+/// A list's metadata: its revision, and where the next page starts.
+fn list_meta<T>(page: &Page<T>) -> Value {
+    let mut meta = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(c) = &page.continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = page.remaining.filter(|r| *r > 0) {
+        meta["remainingItemCount"] = json!(r);
+    }
+    meta
 }
 
 async fn single(ctx: &Ctx, res: &Resource, key: &str, sel: &Selectors) -> Result<Page, ApiError> {
@@ -294,6 +364,56 @@ mod tests {
         let table = client.call(get("application/json;as=Table;v=v1;g=meta.k8s.io")).await.unwrap();
         let table: Value = serde_json::from_slice(&table.into_body().collect().await.unwrap().to_bytes()).unwrap();
         assert_eq!(table["kind"], "Table");
+        server.shutdown().await;
+    }
+
+    /// A plain JSON list is made of the stored bytes: the same objects the decoding
+    /// path gives, selectors and pages as before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lists_answer_the_stored_bytes() {
+        let (_dir, server) = crate::test_server().await;
+        let mut client =
+            crate::loopback::Loopback::new(server.ctx.clone(), &server.pki.admin_token, "read-test/1.0").unwrap();
+        for (name, tier) in [("a", "web"), ("b", "db"), ("c", "web")] {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"tier": tier}}, "data": {"k": name}});
+            let create = http::Request::post("/api/v1/namespaces/default/configmaps")
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(serde_json::to_vec(&cm).unwrap())))
+                .unwrap();
+            assert_eq!(client.call(create).await.unwrap().status(), http::StatusCode::CREATED);
+        }
+        let mut list = async |query: &str| -> Value {
+            let req = http::Request::get(format!("/api/v1/namespaces/default/configmaps?{query}"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let resp = client.call(req).await.unwrap();
+            assert_eq!(resp.status(), http::StatusCode::OK);
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
+        };
+        let res = api::registry::find("", "v1", "configmaps").unwrap();
+        let all = list("").await;
+        assert_eq!(all["kind"], "ConfigMapList");
+        assert_eq!(all["apiVersion"], "v1");
+        let names: Vec<&str> =
+            all["items"].as_array().unwrap().iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
+        let ours: Vec<&str> = names.iter().copied().filter(|n| ["a", "b", "c"].contains(n)).collect();
+        assert_eq!(ours, ["a", "b", "c"], "{names:?}");
+        for item in all["items"].as_array().unwrap() {
+            let name = item["metadata"]["name"].as_str().unwrap();
+            let key = res.storage_key(Some("default"), name);
+            let (decoded, _) = server.ctx.objects.get(res, &key).await.unwrap().unwrap();
+            assert_eq!(item, &decoded);
+        }
+        let web = list("labelSelector=tier%3Dweb").await;
+        assert_eq!(web["items"].as_array().unwrap().len(), 2);
+        let first = list("labelSelector=tier&limit=1").await;
+        assert_eq!(first["items"][0]["metadata"]["name"], "a");
+        let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+        let rest = list(&format!("labelSelector=tier&limit=5&continue={token}")).await;
+        let names: Vec<&str> =
+            rest["items"].as_array().unwrap().iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(rest["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"]);
         server.shutdown().await;
     }
 
