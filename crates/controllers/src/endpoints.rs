@@ -495,8 +495,8 @@ impl Feed {
     }
 
     pub async fn wait_ready(&self) {
-        let _ = self.pods.wait_until_ready().await;
-        let _ = self.services.wait_until_ready().await;
+        informer::wait_until_ready(&self.pods).await;
+        informer::wait_until_ready(&self.services).await;
     }
 }
 
@@ -661,7 +661,7 @@ pub async fn run(client: Client, feed: Feed, config: Config) {
     });
     tokio::spawn(watch);
     feed.wait_ready().await;
-    let _ = endpoints.wait_until_ready().await;
+    informer::wait_until_ready(&endpoints).await;
     feed.subscribe(queue.clone());
     for svc in feed.services.state() {
         queue.add(key_of(&svc.namespace().unwrap_or_default(), &svc.name_any()));

@@ -493,7 +493,7 @@ pub async fn run(client: Client, feed: Feed, config: endpoints::Config) {
         async {}
     }));
     feed.wait_ready().await;
-    let _ = slices.wait_until_ready().await;
+    informer::wait_until_ready(&slices).await;
     feed.subscribe(queue.clone());
     for svc in feed.services.state() {
         queue.add(format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any()));

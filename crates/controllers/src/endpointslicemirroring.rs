@@ -346,8 +346,8 @@ pub async fn run(client: Client, feed: Feed) {
         async {}
     }));
     feed.wait_ready().await;
-    let _ = slices.wait_until_ready().await;
-    let _ = eps.wait_until_ready().await;
+    informer::wait_until_ready(&slices).await;
+    informer::wait_until_ready(&eps).await;
     feed.subscribe(queue.clone());
     for e in eps.state() {
         queue.add(format!("{}/{}", e.namespace().unwrap_or_default(), e.name_any()));

@@ -519,7 +519,7 @@ fn key_of(rs: &ReplicaSet) -> String {
 
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     // Deciding on a partial pod cache would create pods that exist.
-    let _ = ctx.pods.wait_until_ready().await;
+    informer::wait_until_ready(&ctx.pods).await;
     let ns = rs.namespace().unwrap_or_default();
     let key = key_of(&rs);
     let now = Timestamp::now();

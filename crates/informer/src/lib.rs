@@ -195,6 +195,27 @@ where
     }
 }
 
+/// How often [`wait_until_ready`] looks again.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Waits until `store` has had its first list, for any number of waiters at once.
+///
+/// kube-runtime's own `Store::wait_until_ready` keeps one waker (its readiness is a
+/// oneshot channel): of several tasks waiting together (reconciles of different
+/// objects on a shared cache, controllers starting side by side) only the last to
+/// poll is woken and the others wait for ever. This looks every 2 ms instead; the
+/// readiness, once seen, is remembered by the store, so later calls return at once.
+pub async fn wait_until_ready<K>(store: &Store<K>)
+where
+    K: Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    use futures_util::FutureExt;
+    while store.wait_until_ready().now_or_never().is_none() {
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,5 +332,26 @@ mod tests {
         }
         assert_eq!(names(&drain(&mut kept, 3).await), ["init", "done", "apply a"]);
         assert_eq!(lock(&informer.fanout).subscribers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_waiter_learns_that_the_store_is_ready() {
+        let mut writer: Writer<Pod> = Writer::default();
+        let store = writer.as_reader();
+        let waiters: Vec<_> = (0..20)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { wait_until_ready(&store).await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitDone);
+        for w in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(5), w)
+                .await
+                .expect("a waiter was never woken")
+                .unwrap();
+        }
     }
 }

@@ -65,7 +65,7 @@ fn is_status(err: &kube::Error, code: u16) -> bool {
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<ControllerAction, Error> {
-    let _ = ctx.replica_sets.wait_until_ready().await;
+    informer::wait_until_ready(&ctx.replica_sets).await;
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
     let Some(label_selector) = d.spec.as_ref().map(|s| s.selector.clone()) else {
