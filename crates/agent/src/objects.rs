@@ -16,7 +16,6 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use std::collections::{HashMap, HashSet};
-use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,33 +30,13 @@ pub enum ObjectError {
     Get { kind: String, namespace: String, name: String, source: kube::Error },
 }
 
-/// What a kind must be to be watched here.
-pub trait Kind:
-    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + serde::de::DeserializeOwned
-    + Debug
-    + Send
-    + Sync
-    + 'static
-{
-}
-impl<K> Kind for K where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static
-{
-}
+/// What a kind must be to be watched here: a namespaced kind informers can share.
+pub trait Kind: informer::Kind + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> {}
+impl<K> Kind for K where K: informer::Kind + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> {}
 
 /// One watched object: its store, the pods that refer to it, and the watch.
 struct Item<K: Kind> {
     store: Store<K>,
-    /// Becomes true once the watch has listed the object (and stays true).
-    ready: tokio::sync::watch::Receiver<bool>,
     users: HashSet<String>,
     watch: tokio::task::JoinHandle<()>,
 }
@@ -112,28 +91,21 @@ impl<K: Kind> Watched<K> {
 
     fn watch(&self, namespace: &str, name: &str) -> Item<K> {
         let (store, writer) = reflector::store();
-        let (listed, ready) = tokio::sync::watch::channel(false);
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let stream = watcher(api, config).default_backoff().reflect(writer);
         let watch = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                // The reflector has applied the list to the store by now.
-                if matches!(event, Ok(watcher::Event::InitDone)) {
-                    listed.send_replace(true);
-                }
-            }
+            while stream.next().await.is_some() {}
         });
-        Item { store, ready, users: HashSet::new(), watch }
+        Item { store, users: HashSet::new(), watch }
     }
 
     /// The object as its watch last saw it (`None`: it does not exist). A name no
     /// pod registered is read from the API server instead.
     pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Arc<K>>, ObjectError> {
-        let watched =
-            self.items().get(&(namespace.to_string(), name.to_string())).map(|i| (i.store.clone(), i.ready.clone()));
-        let Some((store, mut ready)) = watched else {
+        let store = self.items().get(&(namespace.to_string(), name.to_string())).map(|i| i.store.clone());
+        let Some(store) = store else {
             let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
             return match api.get_opt(name).await {
                 Ok(o) => Ok(o.map(Arc::new)),
@@ -145,12 +117,11 @@ impl<K: Kind> Watched<K> {
                 }),
             };
         };
-        // Not the store's own `wait_until_ready`: it wakes only the last of several
-        // readers waiting at once (a oneshot's single waker), and pods starting
-        // together all wait for the same first list.
-        match tokio::time::timeout(SYNC_TIMEOUT, ready.wait_for(|listed| *listed)).await {
-            Ok(Ok(_)) => Ok(store.get(&ObjectRef::new(name).within(namespace))),
-            _ => Err(ObjectError::NotSynced {
+        // Pods starting together all wait for the same first list: the shared wait,
+        // which wakes every one of them (see `informer::wait_until_ready`).
+        match tokio::time::timeout(SYNC_TIMEOUT, informer::wait_until_ready(&store)).await {
+            Ok(()) => Ok(store.get(&ObjectRef::new(name).within(namespace))),
+            Err(_) => Err(ObjectError::NotSynced {
                 kind: K::kind(&()).into_owned(),
                 namespace: namespace.into(),
                 name: name.into(),
