@@ -197,6 +197,17 @@ pub struct Worker {
     mounted_ahead: BTreeMap<String, MountAhead>,
 }
 
+/// A container's image as [`Worker::image_plan`] finds it.
+struct ImagePlan {
+    /// As the pod spec names it.
+    image_name: String,
+    reference: Reference,
+    /// The normalized reference the image store knows it by.
+    name: String,
+    present: Option<Image>,
+    decision: PullDecision,
+}
+
 /// A root filesystem mounted on a blocking thread before its container starts.
 struct MountAhead {
     /// The image it is made of: the start uses it only if it starts that image.
@@ -688,15 +699,30 @@ impl Worker {
     /// The image a container would start from without pulling, if that is what its
     /// pull policy says to do.
     fn local_image(&self, c: &Container) -> Option<Image> {
-        let image_name = c.image.as_deref()?;
-        let reference = Reference::parse_normalized(image_name).ok()?;
-        let present = self.ctx.puller.store().get(&reference.to_string()).ok().flatten()?;
+        let plan = self.image_plan(c).ok()?;
+        (plan.decision == PullDecision::UseLocal).then_some(plan.present).flatten()
+    }
+
+    /// A container's image reference, the image if it is here, and what its pull
+    /// policy makes of that.
+    fn image_plan(&self, c: &Container) -> Result<ImagePlan, StartFailure> {
+        let image_name = c.image.clone().unwrap_or_default();
+        let reference = Reference::parse_normalized(&image_name).map_err(|e| StartFailure {
+            reason: "InvalidImageName",
+            message: format!(
+                "Failed to apply default image tag {image_name:?}: couldn't parse image name {image_name:?}: {e}"
+            ),
+            backoff: true,
+        })?;
+        let name = reference.to_string();
+        let present = self.ctx.puller.store().get(&name).ok().flatten();
         let policy = c
             .image_pull_policy
             .as_deref()
             .and_then(PullPolicy::parse)
-            .unwrap_or_else(|| PullPolicy::default_for(image_name));
-        (runtime::policy::decide(policy, true) == PullDecision::UseLocal).then_some(present)
+            .unwrap_or_else(|| PullPolicy::default_for(&image_name));
+        let decision = runtime::policy::decide(policy, present.is_some());
+        Ok(ImagePlan { image_name, reference, name, present, decision })
     }
 
     /// Starts mounting the root filesystems of a new pod's first containers (its
@@ -717,15 +743,25 @@ impl Worker {
                 continue;
             }
             let dir = self.ctx.config.data_dir.join("containers").join(&id);
-            let (snapshots, store) = (self.ctx.snapshots.clone(), self.ctx.puller.store().clone());
-            let (img, at) = (image.clone(), dir.clone());
-            let mount = tokio::task::spawn_blocking(move || {
-                let _ = runtime::snapshot::remove_rootfs(&at);
-                let layers = snapshots.prepare(&store, &img)?;
-                runtime::snapshot::mount_rootfs(&layers, &at)
-            });
+            let mount = self.mount_rootfs(&image, &dir);
             self.mounted_ahead.insert(id, MountAhead { image_id: image.repo_digest(), dir, mount });
         }
+    }
+
+    /// Mounts a container's root filesystem over `image`'s layers at `dir` on a
+    /// blocking thread (clearing what an earlier mount there left).
+    fn mount_rootfs(
+        &self,
+        image: &Image,
+        dir: &std::path::Path,
+    ) -> tokio::task::JoinHandle<Result<PathBuf, runtime::snapshot::SnapshotError>> {
+        let (snapshots, store) = (self.ctx.snapshots.clone(), self.ctx.puller.store().clone());
+        let (image, dir) = (image.clone(), dir.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            let _ = runtime::snapshot::remove_rootfs(&dir);
+            let layers = snapshots.prepare(&store, &image)?;
+            runtime::snapshot::mount_rootfs(&layers, &dir)
+        })
     }
 
     /// The root filesystem mounted ahead for container `id` of `image`, if there is
@@ -750,23 +786,8 @@ impl Worker {
     }
 
     async fn ensure_image(&mut self, pod: &Pod, c: &Container) -> Result<(Image, String), StartFailure> {
-        let image_name = c.image.clone().unwrap_or_default();
-        let reference = Reference::parse_normalized(&image_name).map_err(|e| StartFailure {
-            reason: "InvalidImageName",
-            message: format!(
-                "Failed to apply default image tag {image_name:?}: couldn't parse image name {image_name:?}: {e}"
-            ),
-            backoff: true,
-        })?;
-        let name = reference.to_string();
-        let store = self.ctx.puller.store().clone();
-        let present = store.get(&name).ok().flatten();
-        let policy = c
-            .image_pull_policy
-            .as_deref()
-            .and_then(PullPolicy::parse)
-            .unwrap_or_else(|| PullPolicy::default_for(&image_name));
-        match runtime::policy::decide(policy, present.is_some()) {
+        let ImagePlan { image_name, reference, name, present, decision } = self.image_plan(c)?;
+        match decision {
             PullDecision::UseLocal => {
                 if let Some(img) = present {
                     self.event(
@@ -911,16 +932,7 @@ impl Worker {
                 if self.ctx.config.runc.root.join(&id).exists() {
                     let _ = self.ctx.runtime.delete(&id, true).await;
                 }
-                let _ = runtime::snapshot::remove_rootfs(&dir);
-                let snapshots = self.ctx.snapshots.clone();
-                let img = image.clone();
-                let dir2 = dir.clone();
-                let rootfs = tokio::task::spawn_blocking(move || {
-                    let layers = snapshots.prepare(&store, &img)?;
-                    runtime::snapshot::mount_rootfs(&layers, &dir2)
-                })
-                .await;
-                match rootfs {
+                match self.mount_rootfs(&image, &dir).await {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => return Err(self.fail(pod, c, create_error(e.to_string()))),
                     Err(e) => return Err(self.fail(pod, c, create_error(e.to_string()))),
