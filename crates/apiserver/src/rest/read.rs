@@ -118,40 +118,31 @@ pub async fn collect(
     start: Option<&str>,
     limit: i64,
 ) -> Result<Page, ApiError> {
-    collect_with(ctx, prefix, sel, rev, start, limit, |kv| {
-        let obj = decode(kv)?;
-        // Selectors match the stored shape; clients get their version's.
-        Ok(sel.matches(res, &obj).then(|| api::convert::from_storage(res, obj)))
-    })
-    .await
+    collect_with(ctx, prefix, sel, rev, start, limit, |kv| decoded(res, sel, kv)).await
 }
 
-/// [`collect`] for a kind stored as served, answering JSON: each item is its stored
-/// bytes with the revision spliced in (as GET and the watch feeds send them), and
-/// selectors read only what they match on. No item is parsed whole or serialised.
-async fn collect_bytes(
-    ctx: &Ctx,
-    res: &Resource,
-    prefix: &str,
-    sel: &Selectors,
-    rev: i64,
-    start: Option<&str>,
-    limit: i64,
-) -> Result<Page<Vec<u8>>, ApiError> {
-    collect_with(ctx, prefix, sel, rev, start, limit, |kv| {
-        if !sel.is_empty() {
-            let view = api::fields::selectable(res, &kv.value)
-                .map_err(|e| ApiError::internal(format!("stored object {} does not decode: {e}", kv.key)))?;
-            if !sel.matches(res, &view) {
-                return Ok(None);
-            }
+/// A stored object as clients of `res` get it, if the selectors keep it.
+fn decoded(res: &Resource, sel: &Selectors, kv: &store::KeyValue) -> Result<Option<Value>, ApiError> {
+    let obj = decode(kv)?;
+    // Selectors match the stored shape; clients get their version's.
+    Ok(sel.matches(res, &obj).then(|| api::convert::from_storage(res, obj)))
+}
+
+/// A stored object of a kind stored as served, as JSON, if the selectors keep it:
+/// its bytes with the revision spliced in (as GET and the watch feeds send it), the
+/// selectors reading only what they match on. Nothing is parsed whole or serialised.
+fn stored_json(res: &Resource, sel: &Selectors, kv: &store::KeyValue) -> Result<Option<Vec<u8>>, ApiError> {
+    if !sel.is_empty() {
+        let view = api::fields::selectable(res, &kv.value)
+            .map_err(|e| ApiError::internal(format!("stored object {} does not decode: {e}", kv.key)))?;
+        if !sel.matches(res, &view) {
+            return Ok(None);
         }
-        match crate::rawjson::with_resource_version(&kv.value, kv.mod_revision) {
-            Some(bytes) => Ok(Some(bytes)),
-            None => Ok(Some(serde_json::to_vec(&decode(kv)?).unwrap_or_default())),
-        }
-    })
-    .await
+    }
+    match crate::rawjson::with_resource_version(&kv.value, kv.mod_revision) {
+        Some(bytes) => Ok(Some(bytes)),
+        None => Ok(Some(serde_json::to_vec(&decode(kv)?).unwrap_or_default())),
+    }
 }
 
 /// The paging of [`collect`]: `item` turns a stored object into a page item, or
@@ -271,7 +262,9 @@ pub async fn list(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Api
         _ => None,
     };
     if !req.wants_table() && !req.wants_metadata() && api::convert::is_identity(t.res) && by_name.is_none() {
-        let page = collect_bytes(ctx, t.res, &prefix, &sel, rev, start.as_deref(), limit).await.map_err(expired)?;
+        let page = collect_with(ctx, &prefix, &sel, rev, start.as_deref(), limit, |kv| stored_json(t.res, &sel, kv))
+            .await
+            .map_err(expired)?;
         let head = json!({"kind": t.res.list_kind(), "apiVersion": t.res.api_version(), "metadata": list_meta(&page)});
         // The list's head, then its items' bytes as they are: `{...,"items":[a,b]}`.
         let mut body = serde_json::to_vec(&head).unwrap_or_default();
@@ -316,10 +309,7 @@ async fn single(ctx: &Ctx, res: &Resource, key: &str, sel: &Selectors) -> Result
     let resp = ctx.objects.range(RangeRequest::key(key)).await?;
     let mut items = Vec::new();
     for kv in &resp.kvs {
-        let obj = decode(kv)?;
-        if sel.matches(res, &obj) {
-            items.push(api::convert::from_storage(res, obj));
-        }
+        items.extend(decoded(res, sel, kv)?);
     }
     Ok(Page { items, revision: resp.revision, continue_token: None, remaining: None })
 }
