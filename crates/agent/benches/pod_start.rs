@@ -25,14 +25,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// How many times the single-pod round runs.
 const SINGLE_REPEATS: usize = 10;
 
-fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
-    use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n"
-    )
-}
-
 async fn client(kubeconfig: &str) -> kube::Client {
     let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
@@ -118,24 +110,12 @@ async fn orchestrate() {
     // The API server, in-process.
     let store = store::embedded::EmbeddedStore::open(&data.join("state.db"), store::embedded::Options::default())
         .expect("store");
-    let server = apiserver::ApiServer::start(
-        apiserver::Config {
-            data_dir: data.join("server"),
-            bind_address: "127.0.0.1".parse().expect("ip"),
-            port: 0,
-            extra_sans: vec![],
-            default_toleration_seconds: 300,
-            service_cidr: apiserver::DEFAULT_SERVICE_CIDR.into(),
-            node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE.into(),
-            advertise_address: None,
-            cluster_dns_port: None,
-        },
-        Arc::new(store),
-    )
-    .await
-    .expect("api server");
+    // No controllers run here, so the pods' default tolerations are all the
+    // toleration time does: upstream's 300 s, as before.
+    let config = apiserver::Config { default_toleration_seconds: 300, ..apiserver::Config::local(data.join("server")) };
+    let server = apiserver::ApiServer::start(config, Arc::new(store)).await.expect("api server");
     let url = format!("https://127.0.0.1:{}", server.addr.port());
-    let kc = kubeconfig(&url, &server.pki.ca_pem, &server.pki.admin_token);
+    let kc = apiserver::pki::kubeconfig(&url, &server.pki.ca_pem, &server.pki.admin_token);
     let kc_path = data.join("kubeconfig");
     std::fs::write(&kc_path, &kc).expect("kubeconfig");
     let client = client(&kc).await;

@@ -143,27 +143,12 @@ mod tests {
 
     /// A real API server and an admin client of it over TLS.
     async fn server() -> (tempfile::TempDir, apiserver::ApiServer, kube::Client) {
-        use base64::Engine;
         let dir = tempfile::tempdir().unwrap();
         let store = store::embedded::EmbeddedStore::open(&dir.path().join("s.db"), Default::default()).unwrap();
-        let config = apiserver::Config {
-            data_dir: dir.path().join("server"),
-            bind_address: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            extra_sans: vec![],
-            default_toleration_seconds: 300,
-            service_cidr: apiserver::DEFAULT_SERVICE_CIDR.into(),
-            node_port_range: apiserver::DEFAULT_NODE_PORT_RANGE.into(),
-            advertise_address: None,
-            cluster_dns_port: None,
-        };
+        let config = apiserver::Config::local(dir.path().join("server"));
         let server = apiserver::ApiServer::start(config, Arc::new(store)).await.unwrap();
-        let ca = base64::engine::general_purpose::STANDARD.encode(&server.pki.ca_pem);
-        let yaml = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
-            server.addr.port(),
-            server.pki.admin_token
-        );
+        let url = format!("https://127.0.0.1:{}", server.addr.port());
+        let yaml = apiserver::pki::kubeconfig(&url, &server.pki.ca_pem, &server.pki.admin_token);
         let kc = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
         let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
         (dir, server, kube::Client::try_from(config).unwrap())

@@ -96,6 +96,24 @@ pub struct Config {
     pub cluster_dns_port: Option<u16>,
 }
 
+impl Config {
+    /// A server on loopback at a port the OS picks, with the default ranges: for
+    /// tests and benchmarks that start one in-process.
+    pub fn local(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            bind_address: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            extra_sans: vec![],
+            default_toleration_seconds: DEFAULT_TOLERATION_SECONDS,
+            service_cidr: DEFAULT_SERVICE_CIDR.into(),
+            node_port_range: DEFAULT_NODE_PORT_RANGE.into(),
+            advertise_address: None,
+            cluster_dns_port: None,
+        }
+    }
+}
+
 /// Upstream k3s's defaults for [`Config::service_cidr`] and [`Config::node_port_range`].
 pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
 pub const DEFAULT_NODE_PORT_RANGE: &str = "30000-32767";
@@ -287,17 +305,7 @@ async fn ensure(ctx: &Ctx, res: &'static api::Resource, mut obj: serde_json::Val
 #[cfg(test)]
 pub(crate) async fn test_server() -> (tempfile::TempDir, ApiServer) {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        bind_address: "127.0.0.1".parse().unwrap(),
-        port: 0,
-        extra_sans: vec![],
-        default_toleration_seconds: DEFAULT_TOLERATION_SECONDS,
-        service_cidr: DEFAULT_SERVICE_CIDR.into(),
-        node_port_range: DEFAULT_NODE_PORT_RANGE.into(),
-        advertise_address: None,
-        cluster_dns_port: None,
-    };
+    let config = Config::local(dir.path().to_path_buf());
     let store: Arc<dyn Store> =
         Arc::new(store::embedded::EmbeddedStore::open(&dir.path().join("s.db"), Default::default()).unwrap());
     let server = ApiServer::start(config, store).await.unwrap();

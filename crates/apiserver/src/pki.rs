@@ -249,6 +249,17 @@ impl KubeletIssuer {
     }
 }
 
+/// A kubeconfig (as kubectl reads it) for the server at `server`, trusting `ca_pem`
+/// and sending `token`: what `rudder server` writes for its administrator, and what
+/// clients of an in-process server in tests and benchmarks load.
+pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: rudder\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: rudder\n  context:\n    cluster: rudder\n    user: admin\ncurrent-context: rudder\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

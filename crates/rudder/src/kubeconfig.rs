@@ -1,15 +1,9 @@
 //! Kubeconfig files for the cluster's administrator, usable as-is by kubectl.
 
-use base64::Engine;
 use std::path::{Path, PathBuf};
 
 /// The kubeconfig text for a server URL, CA and bearer token.
-pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: rudder\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: rudder\n  context:\n    cluster: rudder\n    user: admin\ncurrent-context: rudder\n"
-    )
-}
+pub use apiserver::pki::kubeconfig as render;
 
 /// A client for a kubeconfig, introducing itself as `program` in its User-Agent, from
 /// which the API server names it as a field manager (`kube-controller-manager`,
