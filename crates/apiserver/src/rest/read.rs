@@ -13,16 +13,18 @@ use std::sync::Arc;
 use store::{RangeRequest, prefix_end};
 
 pub async fn get(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, ApiError> {
+    let kv = ctx.objects.store.get(&t.key()).await.map_err(crate::objects::store_error)?;
+    let kv = kv.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
     // Plain JSON of a kind stored as served: the stored bytes with the revision
     // spliced in, as the watch feeds send them, with no parse and no serialisation.
-    if !req.wants_table() && !req.wants_metadata() && api::convert::is_identity(t.res) {
-        let kv = ctx.objects.store.get(&t.key()).await.map_err(crate::objects::store_error)?;
-        let kv = kv.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
-        if let Some(body) = crate::rawjson::with_resource_version(&kv.value, kv.mod_revision) {
-            return Ok(wire::bytes_response(http::StatusCode::OK, "application/json", body));
-        }
+    if !req.wants_table()
+        && !req.wants_metadata()
+        && api::convert::is_identity(t.res)
+        && let Some(body) = crate::rawjson::with_resource_version(&kv.value, kv.mod_revision)
+    {
+        return Ok(wire::bytes_response(http::StatusCode::OK, "application/json", body));
     }
-    let (obj, _) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+    let obj = crate::objects::decode_as(t.res, &kv)?;
     Ok(object_response(t, req, http::StatusCode::OK, &obj))
 }
 
