@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 pub use kube::runtime::events::{Event, EventType};
 use serde_json::json;
 use std::collections::HashMap;
@@ -148,7 +148,6 @@ async fn write_event(
         EventType::Warning => "Warning",
     };
     let message = ev.note.clone().unwrap_or_default();
-    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
     let stamp = json!(Time(Timestamp::from_second(now.as_second()).unwrap_or(now)));
     let create = |event_name: String, message: String| {
         json!({
@@ -161,16 +160,21 @@ async fn write_event(
             "reportingComponent": component, "reportingInstance": "",
         })
     };
-    let result = match correlator.correlate(&object, &name, type_, &ev.reason, &message, now) {
+    let url = kube::core::Request::new(<k8s_openapi::api::core::v1::Event as kube::Resource>::url_path(&(), Some(&ns)));
+    let request = match correlator.correlate(&object, &name, type_, &ev.reason, &message, now) {
         EventWrite::Drop => return,
-        EventWrite::Create { name, message } => match serde_json::from_value(create(name, message)) {
-            Ok(e) => api.create(&PostParams::default(), &e).await.map(|_| ()),
-            Err(_) => return,
-        },
+        EventWrite::Create { name, message } => {
+            url.create(&PostParams::default(), serde_json::to_vec(&create(name, message)).unwrap_or_default())
+        }
         EventWrite::Patch { name, message, count } => {
             let patch = json!({"count": count, "lastTimestamp": stamp, "message": message});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ())
+            url.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
         }
+    };
+    // Only the answer's status matters: its body (the Event echoed back) is not parsed.
+    let result = match request {
+        Ok(req) => client.request_text(req).await.map(drop),
+        Err(e) => Err(kube::Error::BuildRequest(e)),
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "event not recorded");

@@ -52,6 +52,18 @@ impl KubeWriter {
     fn pods(&self, ns: &str) -> Api<Pod> {
         Api::namespaced(self.client.clone(), ns)
     }
+
+    fn url<K: kube::Resource<DynamicType = ()>>(ns: &str) -> kube::core::Request {
+        kube::core::Request::new(K::url_path(&(), Some(ns)))
+    }
+
+    /// Sends a write whose answer matters only by its status: the body (the object
+    /// echoed back, or a Status) is not parsed.
+    async fn send(&self, request: Result<http::Request<Vec<u8>>, kube::core::request::Error>) -> Result<(), Error> {
+        let request = request.map_err(kube::Error::BuildRequest)?;
+        self.client.request_text(request).await?;
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -66,12 +78,14 @@ impl Writer for KubeWriter {
             },
             target: ObjectReference { kind: Some("Node".into()), name: Some(node.into()), ..Default::default() },
         };
-        // The response is a Status; only success matters.
-        let _: serde_json::Value = self
-            .pods(&pod.namespace)
-            .create_subresource("binding", &pod.name, &PostParams::default(), &binding)
-            .await?;
-        Ok(())
+        let body = serde_json::to_vec(&binding).unwrap_or_default();
+        self.send(Self::url::<Pod>(&pod.namespace).create_subresource(
+            "binding",
+            &pod.name,
+            &PostParams::default(),
+            body,
+        ))
+        .await
     }
 
     async fn patch_pod_status(&self, pod: &PodRef, patch: serde_json::Value) -> Result<(), Error> {
@@ -89,19 +103,16 @@ impl Writer for KubeWriter {
     }
 
     async fn create_event(&self, event: &Event) -> Result<(), Error> {
-        let ns = event.metadata.namespace.clone().unwrap_or_default();
-        Api::<Event>::namespaced(self.client.clone(), &ns).create(&PostParams::default(), event).await?;
-        Ok(())
+        let ns = event.metadata.namespace.as_deref().unwrap_or_default();
+        let body = serde_json::to_vec(event).unwrap_or_default();
+        self.send(Self::url::<Event>(ns).create(&PostParams::default(), body)).await
     }
 
     async fn update_event(&self, event: &Event) -> Result<(), Error> {
-        let ns = event.metadata.namespace.clone().unwrap_or_default();
-        let name = event.metadata.name.clone().unwrap_or_default();
+        let ns = event.metadata.namespace.as_deref().unwrap_or_default();
+        let name = event.metadata.name.as_deref().unwrap_or_default();
         let patch = serde_json::json!({"count": event.count, "lastTimestamp": event.last_timestamp});
-        Api::<Event>::namespaced(self.client.clone(), &ns)
-            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await?;
-        Ok(())
+        self.send(Self::url::<Event>(ns).patch(name, &PatchParams::default(), &Patch::Merge(patch))).await
     }
 }
 
