@@ -43,6 +43,16 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
 /// A `rudder sim` process; killed on drop.
 struct Sim(Child);
 
+/// CPU seconds used so far by the server, the simulated nodes and this bench (its
+/// creator and watcher): per pod, a steadier figure than throughput on a shared box.
+fn cpu_now(server: &Server, sim: &Sim) -> [f64; 3] {
+    [
+        common::cpu_seconds(&server.pid().to_string()),
+        common::cpu_seconds(&sim.0.id().to_string()),
+        common::cpu_seconds("self"),
+    ]
+}
+
 impl Sim {
     fn spawn(server: &Server, nodes: usize) -> Sim {
         // The server writes the token just after it starts answering /readyz.
@@ -225,7 +235,7 @@ async fn scheduler_bench() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), &["--node-monitor-grace-period", "40s"]).await;
     let client = server.client();
-    let _sim = Sim::spawn(&server, nodes);
+    let sim = Sim::spawn(&server, nodes);
     let registered = wait_nodes_ready(&client, nodes).await;
     println!(
         "scheduler: {nodes} simulated nodes Ready in {:.1} s (load average {})",
@@ -241,20 +251,26 @@ async fn scheduler_bench() {
     let pool = Arc::new(Pool::new(&client, true, 4).await);
 
     println!(
-        "| nodes | pods created | create time s | pods bound/s | p50 latency ms | p99 latency ms | server RSS MiB |"
+        "| nodes | pods created | create time s | pods bound/s | p50 latency ms | p99 latency ms | server RSS MiB | CPU ms per pod: server / sim / bench |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut from = 0;
     for to in totals {
+        let before = cpu_now(&server, &sim);
         let b = schedule_batch(&pool, from, to, &bound).await;
+        let after = cpu_now(&server, &sim);
+        let per_pod = |i: usize| (after[i] - before[i]) * 1e3 / b.pods as f64;
         println!(
-            "| {nodes} | {} ({from}..{to}) | {:.1} | {:.0} | {} | {} | {} |",
+            "| {nodes} | {} ({from}..{to}) | {:.1} | {:.0} | {} | {} | {} | {:.2} / {:.2} / {:.2} |",
             b.pods,
             b.created_in.as_secs_f64(),
             b.throughput,
             ms(b.p50),
             ms(b.p99),
             status_kib(server.pid(), "VmRSS:") / 1024,
+            per_pod(0),
+            per_pod(1),
+            per_pod(2),
         );
         from = to;
     }
