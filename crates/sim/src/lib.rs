@@ -17,6 +17,7 @@ pub mod node;
 pub mod pacing;
 pub mod pod;
 mod pod_worker;
+mod slim;
 
 use ipam::{NodeIps, PodCidr};
 use k8s_openapi::api::core::v1::Pod;

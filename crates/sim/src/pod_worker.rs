@@ -5,6 +5,7 @@
 //! a periodic reconcile of every pod repairs whatever an event missed.
 
 use crate::pod::{self, PodAction};
+use crate::slim::SlimPod;
 use crate::{Error, Sim, bump};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -140,9 +141,21 @@ async fn sweep_ips(sim: Arc<Sim>, pods: Store<Pod>) {
     }
 }
 
+/// The watch's pods as the rest of the sim reads them (decoded without their
+/// managed fields, [`SlimPod`]).
+fn unslim(event: Event<SlimPod>) -> Event<Pod> {
+    match event {
+        Event::Apply(p) => Event::Apply(p.0),
+        Event::Delete(p) => Event::Delete(p.0),
+        Event::Init => Event::Init,
+        Event::InitApply(p) => Event::InitApply(p.0),
+        Event::InitDone => Event::InitDone,
+    }
+}
+
 /// Watches all pods and drives those bound to our nodes, forever.
 pub(crate) async fn run(sim: Arc<Sim>) {
-    let api: Api<Pod> = Api::all(sim.client.clone());
+    let api: Api<SlimPod> = Api::all(sim.client.clone());
     let (reader, writer) = reflector::store();
     let ours = sim.clone();
     // Filtering before the reflector keeps only our pods in memory: a cluster of
@@ -150,16 +163,13 @@ pub(crate) async fn run(sim: Arc<Sim>) {
     // One list in a single response when the watch (re)starts: under heavy write
     // load a paginated list can outlive the server's history and never finish.
     let config = watcher::Config { page_size: None, ..watcher::Config::default() };
-    let events = watcher::watcher(api, config)
-        .default_backoff()
-        .filter(move |event| {
-            let keep = match event {
-                Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) => ours.node_of(p).is_some(),
-                _ => true,
-            };
-            std::future::ready(keep)
-        })
-        .modify(|pod| pod.metadata.managed_fields = None);
+    let events = watcher::watcher(api, config).map(|event| event.map(unslim)).default_backoff().filter(move |event| {
+        let keep = match event {
+            Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) => ours.node_of(p).is_some(),
+            _ => true,
+        };
+        std::future::ready(keep)
+    });
     let objects = reflector::reflector(writer, events).applied_objects();
     let config = controller::Config::default().concurrency(sim.opts.pod_in_flight().min(u16::MAX as usize) as u16);
     let controller = Controller::for_stream(objects, reader.clone())
