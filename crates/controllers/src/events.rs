@@ -171,12 +171,7 @@ async fn write_event(
             url.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
         }
     };
-    // Only the answer's status matters: its body (the Event echoed back) is not parsed.
-    let result = match request {
-        Ok(req) => client.request_text(req).await.map(drop),
-        Err(e) => Err(kube::Error::BuildRequest(e)),
-    };
-    if let Err(e) = result {
+    if let Err(e) = informer::write::status_only(client, request).await {
         tracing::debug!(error = %e, "event not recorded");
     }
 }

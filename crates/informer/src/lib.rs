@@ -14,6 +14,8 @@
 //! as `Init`, one `InitApply` per object, `InitDone`, once it has completed; a
 //! subscriber that arrives after the first list gets the same sequence at once.
 
+pub mod write;
+
 use futures_util::{Stream, StreamExt};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::store::Writer;

@@ -127,13 +127,16 @@ async fn renew(sim: &Sim, index: usize) {
     let leases: Api<Lease> = Api::namespaced(sim.client.clone(), LEASE_NAMESPACE);
     let d = sim.opts.lease_duration_seconds;
     let renewal = node::lease_renewal(name, d, Timestamp::now());
-    let result = match leases.patch(name, &PatchParams::default(), &Patch::Merge(&renewal)).await {
+    let url = kube::core::Request::new(leases.resource_url());
+    let patch = url.patch(name, &PatchParams::default(), &Patch::Merge(&renewal));
+    // The Lease echoed back is not read: only the answer's status is.
+    let result = match informer::write::status_only(&sim.client, patch).await {
         Err(e) if is_status(&e, 404) => {
             let uid = sim.nodes[index].state().uid.clone();
             let lease = node::lease_for(name, uid.as_deref(), d, Timestamp::now());
             leases.create(&PostParams::default(), &lease).await.map(drop)
         }
-        other => other.map(drop),
+        other => other,
     };
     match result {
         Ok(()) => bump(&sim.stats.lease_renewals),

@@ -61,7 +61,9 @@ fn release_ip(sim: &Sim, index: usize, pod: &Pod) {
 
 async fn reconcile(pod: Arc<Pod>, sim: Arc<Sim>) -> Result<Action, Error> {
     let Some(index) = sim.node_of(&pod) else { return Ok(Action::await_change()) };
-    let api: Api<Pod> = Api::namespaced(sim.client.clone(), &pod.namespace().unwrap_or_default());
+    // The answers (the pod echoed back) are not read: only their status is.
+    let url = kube::core::Request::new(<Pod as kube::Resource>::url_path(&(), pod.namespace().as_deref()));
+    let write = |request| informer::write::status_only(&sim.client, request);
     let name = pod.name_any();
     let pp = PatchParams::default();
     match pod::decide(&pod, Timestamp::now()) {
@@ -72,8 +74,8 @@ async fn reconcile(pod: Arc<Pod>, sim: Arc<Sim>) -> Result<Action, Error> {
         PodAction::Start => {
             let ip = pod_ip(&sim, index, &pod)?;
             let status = pod::pod_status_for(&pod, sim.nodes[index].ip, ip, Timestamp::now());
-            match api.patch_status(&name, &pp, &Patch::Merge(&status)).await {
-                Ok(_) => bump(&sim.stats.pods_started),
+            match write(url.patch_subresource("status", &name, &pp, &Patch::Merge(&status))).await {
+                Ok(()) => bump(&sim.stats.pods_started),
                 Err(e) if is_gone(&e) => {
                     release_ip(&sim, index, &pod);
                     return Ok(Action::await_change());
@@ -89,8 +91,8 @@ async fn reconcile(pod: Arc<Pod>, sim: Arc<Sim>) -> Result<Action, Error> {
         PodAction::WaitToFinish(left) => Ok(Action::requeue(left)),
         PodAction::Finish { exit_code } => {
             let status = pod::pod_finished_status(&pod, exit_code, Timestamp::now());
-            match api.patch_status(&name, &pp, &Patch::Merge(&status)).await {
-                Ok(_) => bump(&sim.stats.pods_finished),
+            match write(url.patch_subresource("status", &name, &pp, &Patch::Merge(&status))).await {
+                Ok(()) => bump(&sim.stats.pods_finished),
                 Err(e) if is_gone(&e) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -104,8 +106,8 @@ async fn reconcile(pod: Arc<Pod>, sim: Arc<Sim>) -> Result<Action, Error> {
                 preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
                 ..DeleteParams::default()
             };
-            match api.delete(&name, &dp).await {
-                Ok(_) => bump(&sim.stats.pods_deleted),
+            match write(url.delete(&name, &dp)).await {
+                Ok(()) => bump(&sim.stats.pods_deleted),
                 Err(e) if is_gone(&e) => {}
                 Err(e) => return Err(e.into()),
             }

@@ -57,12 +57,8 @@ impl KubeWriter {
         kube::core::Request::new(K::url_path(&(), Some(ns)))
     }
 
-    /// Sends a write whose answer matters only by its status: the body (the object
-    /// echoed back, or a Status) is not parsed.
-    async fn send(&self, request: Result<http::Request<Vec<u8>>, kube::core::request::Error>) -> Result<(), Error> {
-        let request = request.map_err(kube::Error::BuildRequest)?;
-        self.client.request_text(request).await?;
-        Ok(())
+    async fn send(&self, request: informer::write::Built) -> Result<(), Error> {
+        Ok(informer::write::status_only(&self.client, request).await?)
     }
 }
 
