@@ -24,6 +24,8 @@ const ROUNDS: &[usize] = &[1, 10, 50];
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// How many times the single-pod round runs.
 const SINGLE_REPEATS: usize = 10;
+/// How many times the 10-pod round runs (its p50 is then over 30 starts).
+const TEN_REPEATS: usize = 3;
 
 async fn client(kubeconfig: &str) -> kube::Client {
     let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).expect("kubeconfig");
@@ -57,17 +59,75 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time used so far, in ms: the whole machine's busy time (`/proc/stat`, in ticks
+/// of 10 ms, so a round's figure is ±10 ms) and that of the agent, the bench process
+/// and the shims (their own threads, not their children).
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    machine: f64,
+    agent: f64,
+    bench: f64,
+    /// The live log shims' own (not their runc's): a new round's.
+    shims: f64,
+    /// The shim launcher's (its forks).
+    launcher: f64,
+}
+
+impl Cpu {
+    /// `shims`: also the live shims' (only a round's end needs them).
+    fn now(agent_pid: u32, shims: bool) -> Cpu {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<f64> =
+            stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let at = |i: usize| fields.get(i).copied().unwrap_or(0.0);
+        // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+        let machine = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+        let (agent, bench) = (process_ms(agent_pid), process_ms(std::process::id()));
+        // Looked for last: the scan of /proc is the bench's own work, not the round's.
+        let shims: f64 = if shims { shim_pids().into_iter().map(process_ms).sum() } else { 0.0 };
+        let launcher = named("shim-launcher").into_iter().map(process_ms).sum();
+        Cpu { machine: machine * 10.0, agent, bench, shims, launcher }
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            machine: self.machine - before.machine,
+            agent: self.agent - before.agent,
+            bench: self.bench - before.bench,
+            // Shims end with their containers: those of the round are all new.
+            shims: self.shims,
+            launcher: self.launcher - before.launcher,
+        }
+    }
+
+    fn add(&mut self, other: Cpu) {
+        self.machine += other.machine;
+        self.agent += other.agent;
+        self.bench += other.bench;
+        self.shims += other.shims;
+        self.launcher += other.launcher;
+    }
+}
+
+/// The CPU time a process's live threads have run, in ms (`se.sum_exec_runtime` of
+/// `/proc/PID/task/*/sched`: exact, where `/proc/PID/stat` counts whole ticks of 10 ms
+/// and a shim's ~2 ms shows as 0). Threads that ended are not counted.
+fn process_ms(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("sched")).ok())
+        .filter_map(|text| {
+            let line = text.lines().find(|l| l.starts_with("se.sum_exec_runtime"))?;
+            line.rsplit(':').next()?.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
+
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == "shim") {
-        let code = match runtime::shim::ShimArgs::parse(args[1..].to_vec()) {
-            Ok(a) => runtime::shim::run(&a),
-            Err(e) => {
-                eprintln!("{e}");
-                2
-            }
-        };
-        std::process::exit(code);
+        std::process::exit(runtime::shim::main(args[1..].to_vec()));
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio");
     if args.first().is_some_and(|a| a == "agent") {
@@ -151,7 +211,7 @@ async fn orchestrate() {
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // Pull once (the figures are for an image that is present).
-    run_round(&pods, node, &image_ref, 1, "warmup").await;
+    run_round(&pods, node, &image_ref, 1, "warmup", agent_pid).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = rss_kib(agent_pid);
     // `POD_START_DUMP=DIR`: the idle agent's memory map and status, for finding where
@@ -176,66 +236,119 @@ async fn orchestrate() {
         "pod start latency (create → Running seen through a watch), image present; bare `runc run --detach` of the same image and command"
     );
     println!(
-        "{:>5} {:>12} {:>12} {:>14} {:>14} {:>8}",
-        "pods", "agent p50", "agent p99", "bare runc p50", "bare runc p99", "ratio"
+        "{:>5} {:>12} {:>12} {:>14} {:>14} {:>8}   CPU ms per round, create → last Running: machine (agent / API server + bench / shims and launcher / rest) | bare machine",
+        "pods", "agent p50", "agent p99", "bare runc p50", "bare runc p99", "ratio",
     );
-    let mut per_pod_rss = 0.0;
+    let (mut per_pod_rss, mut shim_rss) = (0.0, None);
     for &n in ROUNDS {
         // One start is one sample: repeat the single pod (both sides, in turn) so
         // that its p50 is a median, not whatever one run happened to take.
-        let repeats = if n == 1 { SINGLE_REPEATS } else { 1 };
+        let repeats = match n {
+            1 => SINGLE_REPEATS,
+            10 => TEN_REPEATS,
+            _ => 1,
+        };
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut our_cpu, mut bare_cpu) = (Cpu::default(), Cpu::default());
         for rep in 0..repeats {
-            ours.extend(run_round(&pods, node, &image_ref, n, &format!("r{n}-{rep}")).await);
+            let (times, cpu) = run_round(&pods, node, &image_ref, n, &format!("r{n}-{rep}"), agent_pid).await;
+            ours.extend(times);
+            our_cpu.add(cpu);
             if n == 50 {
                 let running = rss_kib(agent_pid);
                 per_pod_rss = (running.saturating_sub(idle)) as f64 / n as f64;
+                shim_rss = shim_rss_kib();
             }
             delete_all(&pods).await;
-            theirs.extend(bare_round(&bare_root, &data, &layers, &image_config, n, rep).await);
+            let (times, cpu) = bare_round(&bare_root, &data, &layers, &image_config, n, rep).await;
+            theirs.extend(times);
+            bare_cpu.add(cpu);
         }
         ours.sort();
         theirs.sort();
         let (o50, o99, b50, b99) =
             (percentile(&ours, 0.5), percentile(&ours, 0.99), percentile(&theirs, 0.5), percentile(&theirs, 0.99));
+        let per = |x: f64| x / repeats as f64;
         println!(
-            "{n:>5} {:>10.1}ms {:>10.1}ms {:>12.1}ms {:>12.1}ms {:>7.2}x",
+            "{n:>5} {:>10.1}ms {:>10.1}ms {:>12.1}ms {:>12.1}ms {:>7.2}x   {:.0} ({:.0} / {:.0} / {:.0} / {:.0}) | {:.0}",
             ms(o50),
             ms(o99),
             ms(b50),
             ms(b99),
-            o50.as_secs_f64() / b50.as_secs_f64().max(1e-9)
+            o50.as_secs_f64() / b50.as_secs_f64().max(1e-9),
+            per(our_cpu.machine),
+            per(our_cpu.agent),
+            per(our_cpu.bench),
+            per(our_cpu.shims + our_cpu.launcher),
+            per(our_cpu.machine - our_cpu.agent - our_cpu.bench - our_cpu.shims - our_cpu.launcher),
+            per(bare_cpu.machine),
         );
         bare.extend(theirs);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let shim_rss = shim_rss_kib(&agent_data);
     println!("agent idle RSS: {:.1} MiB", idle as f64 / 1024.0);
     println!("agent RSS per running pod (50 pods): {:.1} KiB", per_pod_rss);
-    if let Some(s) = shim_rss {
-        println!("log shim RSS per container: {:.1} KiB", s);
+    if let Some((rss, pss)) = shim_rss {
+        println!("log shim per container (50 pods): RSS {rss:.1} KiB, PSS {pss:.1} KiB");
     }
     let _ = guard.agent.kill();
     drop(guard);
     server.shutdown().await;
 }
 
-fn shim_rss_kib(_agent_data: &std::path::Path) -> Option<f64> {
-    let mut total = 0u64;
-    let mut n = 0u64;
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let text = String::from_utf8_lossy(&cmd);
-        if text.contains("pod_start") && text.contains("\0shim\0") {
-            total += rss_kib(pid);
-            n += 1;
-        }
-    }
-    (n > 0).then(|| total as f64 / n as f64)
+/// The shims' mean RSS and PSS (their pages shared with each other and the launcher
+/// counted once over all), in KiB.
+fn shim_rss_kib() -> Option<(f64, f64)> {
+    let pids = shim_pids();
+    let rss: u64 = pids.iter().map(|&pid| rss_kib(pid)).sum();
+    let pss: u64 = pids
+        .iter()
+        .map(|pid| {
+            let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+            let line = rollup.lines().find_map(|l| l.strip_prefix("Pss:")).unwrap_or("");
+            line.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0)
+        })
+        .sum();
+    let n = pids.len() as f64;
+    (!pids.is_empty()).then(|| (rss as f64 / n, pss as f64 / n))
 }
 
-async fn run_round(pods: &Api<Pod>, node: &str, image: &str, n: usize, prefix: &str) -> Vec<Duration> {
+/// The log shims running now: forked by the launcher, or this binary started as `shim`.
+fn shim_pids() -> Vec<u32> {
+    let mut pids = named("rudder-shim");
+    pids.extend(processes().filter(|pid| {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmd);
+        text.contains("pod_start") && text.contains("\0shim\0")
+    }));
+    pids
+}
+
+/// The processes whose name (`/proc/PID/comm`) is `name`.
+fn named(name: &str) -> Vec<u32> {
+    processes()
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name))
+        .collect()
+}
+
+fn processes() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+}
+
+/// `n` pods created at once: each one's time from its create to Running, and the CPU
+/// used from the first create to the last Running.
+async fn run_round(
+    pods: &Api<Pod>,
+    node: &str,
+    image: &str,
+    n: usize,
+    prefix: &str,
+    agent_pid: u32,
+) -> (Vec<Duration>, Cpu) {
     let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let watch_api = pods.clone();
@@ -253,6 +366,7 @@ async fn run_round(pods: &Api<Pod>, node: &str, image: &str, n: usize, prefix: &
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut created = HashMap::new();
+    let cpu_before = Cpu::now(agent_pid, false);
     let creates = names.iter().map(|name| {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name},
@@ -289,12 +403,13 @@ async fn run_round(pods: &Api<Pod>, node: &str, image: &str, n: usize, prefix: &
             _ => panic!("only {} of {n} pods Running in time", seen.len()),
         }
     }
+    let cpu = Cpu::now(agent_pid, true).since(cpu_before);
     watch.abort();
     out.sort();
     if prefix == "warmup" {
         delete_all(pods).await;
     }
-    out
+    (out, cpu)
 }
 
 /// With `POD_START_LOG=FILE`, the wall-clock times at which the bench created each
@@ -323,7 +438,7 @@ async fn delete_all(pods: &Api<Pod>) {
 }
 
 /// `n` bare `runc run --detach` at once, rootfs already mounted: each one's time to
-/// return (the process is running then).
+/// return (the process is running then), and the machine's CPU until the last did.
 async fn bare_round(
     root: &std::path::Path,
     data: &std::path::Path,
@@ -331,7 +446,7 @@ async fn bare_round(
     image: &runtime::oci::ImageConfig,
     n: usize,
     rep: usize,
-) -> Vec<Duration> {
+) -> (Vec<Duration>, Cpu) {
     let mut bundles = Vec::new();
     for i in 0..n {
         let dir = data.join("bare").join(format!("b{n}-{rep}-{i}"));
@@ -354,6 +469,8 @@ async fn bare_round(
     // the pause the bare side ran in that hot window and skipped the wait most of
     // the time (BENCHMARKS.md, "Pod start"); with it both sides start cold.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu_before = Cpu::now(0, false);
+    mark("bare-start", &format!("b{n}-{rep}"));
     let runs = bundles.iter().map(|(id, dir)| {
         let root = root.to_path_buf();
         let id = id.clone();
@@ -379,12 +496,14 @@ async fn bare_round(
         }
     });
     let mut out = futures_util::future::join_all(runs).await;
+    let cpu = Cpu::now(0, false).since(cpu_before);
+    mark("bare-end", &format!("b{n}-{rep}"));
     for (id, dir) in &bundles {
         let _ = Command::new("runc").arg("--root").arg(root).args(["delete", "--force", id]).status();
         let _ = runtime::snapshot::remove_rootfs(dir);
     }
     out.sort();
-    out
+    (out, cpu)
 }
 
 struct Guard {

@@ -17,13 +17,7 @@ pub fn run(args: &Args) -> i32 {
     run_args(args.args.clone())
 }
 
-/// [`run`] over the arguments after `shim`.
+/// [`run`] over the arguments after `shim` (`--launcher` makes it the shim launcher).
 pub fn run_args(args: Vec<OsString>) -> i32 {
-    match runtime::shim::ShimArgs::parse(args) {
-        Ok(a) => runtime::shim::run(&a),
-        Err(e) => {
-            eprintln!("{e}");
-            2
-        }
-    }
+    runtime::shim::main(args)
 }

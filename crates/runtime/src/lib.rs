@@ -25,6 +25,7 @@ pub mod digest;
 pub mod distribution;
 pub mod images;
 pub mod import;
+pub mod launcher;
 pub mod logfile;
 pub mod oci;
 pub mod policy;

@@ -7,6 +7,7 @@ use crate::container::{
     AttachIo, ContainerState, CreateOptions, ExecOptions, ExecProcess, ProcessReader, ProcessWriter, Resizer, Runtime,
     RuntimeError, Status, bundle_files, read_exit, validate_id,
 };
+use crate::launcher::Launcher;
 use crate::logfile::rfc3339_nanos;
 use crate::shim::ShimArgs;
 use std::collections::HashMap;
@@ -55,10 +56,10 @@ pub struct Runc {
     /// Bundles by container id, so `start` need not ask runc where a bundle is.
     bundles: Mutex<HashMap<String, PathBuf>>,
     attach_lock: AttachLock,
-    /// A shim started by [`Runtime::warm_up`], waiting for its arguments.
-    spare: Arc<Mutex<Option<tokio::process::Child>>>,
-    /// A spare is being started (on a blocking thread).
-    spare_starting: Arc<AtomicBool>,
+    /// The shim launcher ([`crate::launcher`]), once started.
+    launcher: Arc<Mutex<Option<Launcher>>>,
+    /// The launcher is being started (on a blocking thread).
+    launcher_starting: Arc<AtomicBool>,
 }
 
 #[derive(serde::Deserialize)]
@@ -81,14 +82,17 @@ impl Runc {
             source,
         })?;
         let runc = find_in_path(&config.runc).unwrap_or_else(|| config.runc.clone());
-        Ok(Runc {
+        let driver = Runc {
             config,
             runc,
             bundles: Mutex::new(HashMap::new()),
             attach_lock: AttachLock::new(),
-            spare: Arc::new(Mutex::new(None)),
-            spare_starting: Arc::new(AtomicBool::new(false)),
-        })
+            launcher: Arc::new(Mutex::new(None)),
+            launcher_starting: Arc::new(AtomicBool::new(false)),
+        };
+        // Ready before the first container, where there is a runtime to start it on.
+        driver.keep_launcher();
+        Ok(driver)
     }
 
     fn command(&self) -> tokio::process::Command {
@@ -210,40 +214,21 @@ impl Runc {
             tty: options.tty,
         };
         let began = std::time::Instant::now();
-        let spare = self.take_spare();
-        let had_spare = spare.is_some();
-        let mut child = match spare {
-            Some(c) => c,
-            None => start_shim(&self.config.shim).map_err(|message| RuntimeError::Shim { id: id.into(), message })?,
+        let (report, how) = match self.launched(&args) {
+            Some(report) => (report, "launcher"),
+            None => (self.exec_shim(id, &args).await?, "exec"),
         };
-        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(RuntimeError::Shim { id: id.into(), message: "no pipe to the shim".into() });
-        };
-        {
-            use tokio::io::AsyncWriteExt;
-            // Dropping stdin afterwards is the end of the arguments.
-            stdin
-                .write_all(&args.to_stdin_bytes())
-                .await
-                .map_err(|e| RuntimeError::Shim { id: id.into(), message: format!("sending its arguments: {e}") })?;
-        }
-        drop(stdin);
         let spawned = began.elapsed();
         let mut line = String::new();
-        let read = tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(stdout).read_line(&mut line)).await;
+        let read = tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(report).read_line(&mut line)).await;
         tracing::debug!(
             container = id,
-            spare = had_spare,
+            how,
             spawn_ms = spawned.as_secs_f64() * 1e3,
             report_ms = began.elapsed().as_secs_f64() * 1e3,
             report = line.trim(),
             "shim reported"
         );
-        // The shim lives on; reap it whenever it ends (a restarted agent leaves that
-        // to init).
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
         match read {
             Err(_) => Err(RuntimeError::Shim { id: id.into(), message: format!("no report in {COMMAND_TIMEOUT:?}") }),
             Ok(Err(e)) => Err(RuntimeError::Shim { id: id.into(), message: format!("reading its report: {e}") }),
@@ -280,44 +265,82 @@ fn start_shim(shim: &[OsString]) -> Result<tokio::process::Child, String> {
 }
 
 impl Runc {
-    /// The spare shim, if there is one and it still waits.
-    fn take_spare(&self) -> Option<tokio::process::Child> {
-        let mut child = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take()?;
-        match child.try_wait() {
-            Ok(None) => Some(child),
-            _ => None,
+    /// A shim forked by the launcher, if one runs and answers: the read end of the
+    /// pipe it reports on.
+    fn launched(&self, args: &ShimArgs) -> Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
+        let mut slot = self.launcher.lock().unwrap_or_else(|e| e.into_inner());
+        let launcher = slot.as_ref()?;
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
+        let report = tokio::net::unix::pipe::Receiver::from_owned_fd(read).ok()?;
+        match launcher.launch(args, write) {
+            Ok(()) => Some(Box::new(report)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the shim launcher is gone: this shim is started by exec, and a new launcher");
+                *slot = None;
+                drop(slot);
+                self.keep_launcher();
+                None
+            }
         }
     }
 
-    /// Makes sure a spare shim waits or is being started (needs a tokio runtime, as
-    /// the driver does). The fork and exec go to a blocking thread: on the pod
-    /// worker they would hold up the token request and volumes for ~2 ms.
-    fn keep_spare(&self) {
+    /// A shim started by exec, given its arguments: its stdout, which it reports on.
+    async fn exec_shim(
+        &self,
+        id: &str,
+        args: &ShimArgs,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, RuntimeError> {
+        let mut child =
+            start_shim(&self.config.shim).map_err(|message| RuntimeError::Shim { id: id.into(), message })?;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(RuntimeError::Shim { id: id.into(), message: "no pipe to the shim".into() });
+        };
+        {
+            use tokio::io::AsyncWriteExt;
+            // Dropping stdin afterwards is the end of the arguments.
+            stdin
+                .write_all(&args.to_stdin_bytes())
+                .await
+                .map_err(|e| RuntimeError::Shim { id: id.into(), message: format!("sending its arguments: {e}") })?;
+        }
+        drop(stdin);
+        // The shim lives on; reap it whenever it ends (a restarted agent leaves that
+        // to init).
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(Box::new(stdout))
+    }
+
+    /// Makes sure the shim launcher runs or is being started (needs a tokio runtime,
+    /// as the driver does). The exec goes to a blocking thread: on a pod worker it
+    /// would hold up the token request and volumes for ~2 ms.
+    fn keep_launcher(&self) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
         {
-            let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-            if spare.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+            let mut slot = self.launcher.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.as_mut().is_some_and(Launcher::alive) {
                 return;
             }
         }
-        if self.spare_starting.swap(true, Ordering::AcqRel) {
+        if self.launcher_starting.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (shim, slot, starting) = (self.config.shim.clone(), self.spare.clone(), self.spare_starting.clone());
+        let (shim, slot, starting) = (self.config.shim.clone(), self.launcher.clone(), self.launcher_starting.clone());
         handle.spawn_blocking(move || {
-            match start_shim(&shim) {
-                Ok(child) => {
-                    // A start that came first took no spare and made its own;
-                    // this one waits for the next.
-                    let mut spare = slot.lock().unwrap_or_else(|e| e.into_inner());
-                    if spare.is_none() {
-                        *spare = Some(child);
-                    }
-                }
-                Err(message) => tracing::debug!(%message, "starting a spare shim failed"),
+            match Launcher::spawn(&shim) {
+                Ok(launcher) => *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(launcher),
+                Err(e) => tracing::warn!(error = %e, "starting the shim launcher failed; shims are started by exec"),
             }
             starting.store(false, Ordering::Release);
         });
+    }
+
+    /// The shim launcher's process id, while one runs.
+    pub fn launcher_pid(&self) -> Option<u32> {
+        let mut slot = self.launcher.lock().unwrap_or_else(|e| e.into_inner());
+        let launcher = slot.as_mut()?;
+        if launcher.alive() { launcher.pid() } else { None }
     }
 }
 
@@ -333,8 +356,7 @@ impl Runtime for Runc {
 
     fn warm_up(&self) {
         let _ = self.attach_lock.warm();
-        // The shim's exec and start-up (~2.5 ms) overlap the agent's preparations.
-        self.keep_spare();
+        self.keep_launcher();
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
@@ -664,27 +686,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn warm_up_keeps_one_spare_shim_waiting() {
+    async fn one_shim_launcher_runs_and_ends_with_the_driver() {
         let dir = tempfile::tempdir().unwrap();
-        // A stand-in shim that waits on stdin as the real one does.
+        // A stand-in launcher that reads its socket (stdin) until the driver closes it.
         let shim = ["sh", "-c", "cat >/dev/null", "shim"].map(OsString::from).to_vec();
         let runc = Runc::new(RuncConfig { runc: "runc".into(), root: dir.path().join("runc"), shim }).unwrap();
-        runc.warm_up();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while runc.spare.lock().unwrap().is_none() {
-            assert!(std::time::Instant::now() < deadline, "no spare shim");
+        let pid = loop {
+            if let Some(pid) = runc.launcher_pid() {
+                break pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "no launcher");
             tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let pid = runc.spare.lock().unwrap().as_ref().and_then(|c| c.id());
-        // Another warm-up while it waits starts no second one.
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(cmdline.ends_with(b"shim\0--launcher\0"), "{:?}", String::from_utf8_lossy(&cmdline));
+        // Warming up while it runs starts no second one.
         runc.warm_up();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(runc.spare.lock().unwrap().as_ref().and_then(|c| c.id()), pid);
-        let mut spare = runc.take_spare().expect("the spare");
-        assert!(runc.spare.lock().unwrap().is_none());
-        // Its end-of-file ends it.
-        drop(spare.stdin.take());
-        assert!(spare.wait().await.unwrap().success());
+        assert_eq!(runc.launcher_pid(), Some(pid));
+        // The driver's end of the socket is the launcher's end of input.
+        drop(runc);
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+            assert!(std::time::Instant::now() < deadline, "the launcher outlived its driver");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     #[test]

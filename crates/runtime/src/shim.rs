@@ -111,7 +111,7 @@ impl ShimArgs {
         ShimArgs::parse_list(args)
     }
 
-    fn parse_list(args: impl IntoIterator<Item = OsString>) -> Result<ShimArgs, ShimError> {
+    pub(crate) fn parse_list(args: impl IntoIterator<Item = OsString>) -> Result<ShimArgs, ShimError> {
         let (mut runc, mut root, mut id, mut bundle, mut log) = (None, None, None, None, None);
         let (mut start, mut stdin, mut tty) = (false, false, false);
         let mut it = args.into_iter();
@@ -158,7 +158,7 @@ impl ShimArgs {
 /// never needed it) ends it quietly.
 pub const ARGS_ON_STDIN: &str = "--args-on-stdin";
 
-fn split_nul(bytes: &[u8]) -> Vec<OsString> {
+pub(crate) fn split_nul(bytes: &[u8]) -> Vec<OsString> {
     use std::os::unix::ffi::OsStrExt;
     let mut out: Vec<OsString> =
         bytes.split(|b| *b == 0).map(|a| std::ffi::OsStr::from_bytes(a).to_os_string()).collect();
@@ -167,6 +167,22 @@ fn split_nul(bytes: &[u8]) -> Vec<OsString> {
         out.pop();
     }
     out
+}
+
+/// The shim's process (`rudder shim ARGS`): the launcher ([`crate::launcher`]) when
+/// the arguments are [`crate::launcher::LAUNCHER_FLAG`], else one shim. Call it first
+/// thing in `main`, before anything starts a thread. Returns the exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    if args.len() == 1 && args[0] == crate::launcher::LAUNCHER_FLAG {
+        return crate::launcher::serve_stdin();
+    }
+    match ShimArgs::parse(args) {
+        Ok(a) => run(&a),
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
 }
 
 /// Runs the shim to the end; returns the process exit code.

@@ -2,7 +2,7 @@
 //! errors, OOM kills, and adoption by a new driver.
 
 use crate::{Node, block_on};
-use runtime::container::{Runtime, RuntimeError, Status, wait_stopped};
+use runtime::container::{Runtime, RuntimeError, Status, bundle_files, wait_stopped};
 use runtime::oci::ImageConfig;
 use runtime::registries::RegistryConfig;
 use runtime::runc::Runc;
@@ -240,4 +240,58 @@ pub fn a_new_driver_adopts_running_containers() {
         fresh.kill("long", 9, false).await.unwrap();
         assert_eq!(wait_stopped(&fresh, "long", LONG).await.unwrap().exit.unwrap().code, 137);
     })
+}
+
+/// Shims are forked by the driver's launcher (`<this binary> shim --launcher`); when
+/// the launcher is gone a shim is started by exec and a new launcher takes over.
+pub fn shims_come_from_the_launcher() {
+    block_on(async {
+        let node = Node::new();
+        let (_registry, image) = pull(&node, &busybox_image()).await;
+        let launcher = wait_for_launcher(&node, None).await;
+        assert_eq!(run_and_kill(&node, &image, "forked").await, ("rudder-shim".to_string(), launcher));
+
+        let pid = rustix::process::Pid::from_raw(launcher as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+        let (name, parent) = run_and_kill(&node, &image, "execed").await;
+        assert_ne!(name, "rudder-shim");
+        assert_eq!(parent, std::process::id(), "started by exec, a child of the driver's process");
+
+        let again = wait_for_launcher(&node, Some(launcher)).await;
+        assert_eq!(run_and_kill(&node, &image, "forked-again").await, ("rudder-shim".to_string(), again));
+    })
+}
+
+/// Runs a container that says "up", and kills it: who held its output (see [`shim_of`]).
+async fn run_and_kill(node: &Node, image: &Image, id: &str) -> (String, u32) {
+    let options = node.bundle(id, image, &["sh", "-c", "echo up; exec sleep 1000"], |_| {});
+    node.runc.run(id, &options).await.unwrap();
+    wait_for_log(node, id, "stdout up").await;
+    let shim = shim_of(node, id);
+    node.runc.kill(id, 9, false).await.unwrap();
+    let exit = wait_stopped(&node.runc, id, LONG).await.unwrap().exit.expect("the shim recorded the exit");
+    assert_eq!((exit.code, exit.signal), (137, Some(9)));
+    shim
+}
+
+/// The driver's running launcher, once there is one other than `not`.
+async fn wait_for_launcher(node: &Node, not: Option<u32>) -> u32 {
+    let deadline = Instant::now() + LONG;
+    loop {
+        if let Some(pid) = node.runc.launcher_pid().filter(|p| Some(*p) != not) {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no shim launcher");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The process that holds a container's output: its name, and its parent's pid.
+fn shim_of(node: &Node, id: &str) -> (String, u32) {
+    let pid = std::fs::read_to_string(node.container_dir(id).join(bundle_files::SHIM_PID)).unwrap();
+    let pid = pid.trim();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (comm.trim_end().to_string(), ppid)
 }

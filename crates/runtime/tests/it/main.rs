@@ -42,19 +42,13 @@ const TESTS: &[(&str, Test)] = &[
     ("import::docker_archive_and_oci_layout", import::docker_archive_and_oci_layout),
     ("exec::exec_exit_codes_stdin_and_a_terminal", exec::exec_exit_codes_stdin_and_a_terminal),
     ("exec::attach_to_stdin_and_a_terminal", exec::attach_to_stdin_and_a_terminal),
+    ("containers::shims_come_from_the_launcher", containers::shims_come_from_the_launcher),
 ];
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == "shim") {
-        let code = match runtime::shim::ShimArgs::parse(args[1..].to_vec()) {
-            Ok(a) => runtime::shim::run(&a),
-            Err(e) => {
-                eprintln!("{e}");
-                2
-            }
-        };
-        std::process::exit(code);
+        std::process::exit(runtime::shim::main(args[1..].to_vec()));
     }
     let flags: Vec<&str> = args.iter().filter_map(|a| a.to_str()).filter(|a| a.starts_with('-')).collect();
     let filters: Vec<&str> = args.iter().filter_map(|a| a.to_str()).filter(|a| !a.starts_with('-')).collect();
