@@ -313,15 +313,17 @@ fn shim_rss_kib() -> Option<(f64, f64)> {
     (!pids.is_empty()).then(|| (rss as f64 / n, pss as f64 / n))
 }
 
-/// The log shims running now: forked by the launcher, or this binary started as `shim`.
+/// The log shims running now: this binary started as `shim …` (by exec, or forked by
+/// the launcher, `shim --launcher`, which is not one).
 fn shim_pids() -> Vec<u32> {
-    let mut pids = named("rudder-shim");
-    pids.extend(processes().filter(|pid| {
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let text = String::from_utf8_lossy(&cmd);
-        text.contains("pod_start") && text.contains("\0shim\0")
-    }));
-    pids
+    processes()
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmd);
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            text.contains("pod_start") && text.contains("\0shim\0") && comm.trim_end() != "shim-launcher"
+        })
+        .collect()
 }
 
 /// The processes whose name (`/proc/PID/comm`) is `name`.
