@@ -123,7 +123,10 @@ pub struct Ctx {
     pub puller: runtime::Puller,
     pub snapshots: runtime::snapshot::Snapshotter,
     pub network: Arc<dyn network::PodNetwork>,
+    /// Events go out through here, after the pod starts under way ([`Ctx::starting`]).
     pub recorder: controllers::events::Recorder,
+    /// Pod workers starting containers, until their status is written: events wait.
+    pub starting: Arc<controllers::events::Busy>,
     pub lookup: Arc<lookup::PodCache>,
     /// Service-account tokens of projected volumes ([`token`]).
     pub tokens: Arc<token::TokenManager>,
@@ -168,7 +171,8 @@ impl Agent {
         let node = Arc::new(heartbeat::NodeState::new(identity, machine, config.data_dir.clone()));
         let network = network.unwrap_or_else(|| Arc::new(network::HostNetwork { host_ip: ip }));
         let puller = runtime::Puller::new(store, config.registry_config.clone());
-        let recorder = controllers::events::Recorder::new(client.clone(), "kubelet");
+        let starting = Arc::new(controllers::events::Busy::default());
+        let recorder = controllers::events::Recorder::gated(client.clone(), "kubelet", starting.clone());
         let lookup = Arc::new(lookup::PodCache::new(config.data_dir.clone()));
         let tokens = Arc::new(token::TokenManager::new(client.clone()));
         let cgroups = std::fs::read_to_string("/proc/self/cgroup")
@@ -195,6 +199,7 @@ impl Agent {
             snapshots,
             network,
             recorder,
+            starting,
             lookup,
             tokens,
             config_maps,

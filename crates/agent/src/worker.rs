@@ -190,6 +190,10 @@ pub struct Worker {
     /// Events raised while containers start, held until the status is written (see
     /// [`Worker::hold_events`]); `None`: events go out at once.
     held_events: Mutex<Option<Vec<(controllers::events::Event, ObjectReference)>>>,
+    /// Held with the events: this pod counts as starting on the node ([`Ctx::starting`]).
+    ///
+    /// [`Ctx::starting`]: crate::Ctx::starting
+    starting: Mutex<Option<controllers::events::BusyGuard>>,
     /// The pod reached a terminal phase and its containers were released.
     released: bool,
     /// Root filesystems being mounted ahead of a new pod's first starts, by
@@ -260,6 +264,7 @@ impl Worker {
             start_time: Timestamp::now(),
             notify: Arc::new(Notify::new()),
             held_events: Mutex::new(None),
+            starting: Mutex::new(None),
             released: false,
             mounted_ahead: BTreeMap::new(),
         }
@@ -331,12 +336,16 @@ impl Worker {
     /// runs, they made it take half again as long on a quiet node, and written before
     /// the status they delayed the Running the pod's owner waits for. Their order
     /// stays; they go out right after the status write of the same pass.
+    /// Meanwhile the pod counts as starting, and the node's events (other pods' too)
+    /// wait for no pod to be starting, so that statuses go out first.
     fn hold_events(&self) {
         self.held_events.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Vec::new);
+        self.starting.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| self.ctx.starting.enter());
     }
 
     /// Publishes the held events, in order, and stops holding.
     fn release_events(&self) {
+        drop(self.starting.lock().unwrap_or_else(|e| e.into_inner()).take());
         let held = self.held_events.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(held) = held.filter(|h| !h.is_empty()) else { return };
         let recorder = self.ctx.recorder.clone();
@@ -466,6 +475,7 @@ impl Worker {
             // A new pod: its containers start at the end of this pass. What runc will
             // wait for (the cgroup attach lock) is paid for meanwhile, while the
             // sandbox, the token and the volumes are made.
+            self.hold_events();
             self.ctx.runtime.warm_up();
             if self.records.is_empty() {
                 self.mount_ahead(&spec);
@@ -840,9 +850,14 @@ impl Worker {
                     return Err(StartFailure { reason: "ImagePullBackOff", message, backoff: false });
                 }
                 self.event(pod, Some(&c.name), false, "Pulling", format!("Pulling image {image_name:?}"));
+                // A pull waits on the network: what happened so far is news now, and
+                // the node's other events need not wait for it.
+                self.release_events();
                 let credentials = self.pull_credentials(pod, &reference).await;
                 let started = Instant::now();
-                match self.ctx.puller.pull(&reference, &credentials).await {
+                let pulled = self.ctx.puller.pull(&reference, &credentials).await;
+                self.hold_events();
+                match pulled {
                     Ok(img) => {
                         let took = started.elapsed().as_secs_f64();
                         self.event(

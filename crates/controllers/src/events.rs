@@ -12,6 +12,8 @@ use kube::api::{Patch, PatchParams, PostParams};
 pub use kube::runtime::events::{Event, EventType};
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub fn event(type_: EventType, reason: &str, action: &str, note: String) -> Event {
     Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None }
@@ -105,16 +107,24 @@ impl Correlator {
 /// background task so that a sync never waits for them.
 #[derive(Clone)]
 pub struct EventSink {
-    tx: tokio::sync::mpsc::UnboundedSender<(ObjectReference, Event)>,
+    tx: tokio::sync::mpsc::UnboundedSender<(ObjectReference, Event, tokio::time::Instant)>,
 }
 
 impl EventSink {
     /// Starts the writer; needs a tokio runtime.
     pub fn new(client: Client, component: &'static str) -> EventSink {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(ObjectReference, Event)>();
+        EventSink::gated(client, component, None)
+    }
+
+    /// A writer whose events wait while `busy` is (at most [`BUSY_EVENT_DELAY`]).
+    pub fn gated(client: Client, component: &'static str, busy: Option<Arc<Busy>>) -> EventSink {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(ObjectReference, Event, tokio::time::Instant)>();
         tokio::spawn(async move {
             let mut correlator = Correlator::default();
-            while let Some((regarding, ev)) = rx.recv().await {
+            while let Some((regarding, ev, queued)) = rx.recv().await {
+                if let Some(busy) = &busy {
+                    busy.until_idle(queued + BUSY_EVENT_DELAY).await;
+                }
                 write_event(&client, component, &mut correlator, regarding, ev).await;
             }
         });
@@ -122,7 +132,55 @@ impl EventSink {
     }
 
     pub fn publish(&self, regarding: ObjectReference, ev: Event) {
-        let _ = self.tx.send((regarding, ev));
+        let _ = self.tx.send((regarding, ev, tokio::time::Instant::now()));
+    }
+}
+
+/// How long an event may wait for [`Busy`] work to end.
+pub const BUSY_EVENT_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Work that events should not compete with: the node agent's pod starts, whose
+/// status (what owners and users wait for) goes out first. Each event is a write
+/// the API server commits; a burst of pod starts on a busy node otherwise writes
+/// three per container (Pulled, Created, Started) while the others still start.
+/// Events wait until no such work is under way, or [`BUSY_EVENT_DELAY`] has passed
+/// (upstream's kubelet sends its events from a background queue too).
+#[derive(Debug, Default)]
+pub struct Busy {
+    count: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One piece of [`Busy`] work; dropping it ends it.
+#[derive(Debug)]
+pub struct BusyGuard(Arc<Busy>);
+
+impl Busy {
+    pub fn enter(self: &Arc<Self>) -> BusyGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        BusyGuard(self.clone())
+    }
+
+    /// Returns once no work is under way, or at `deadline`.
+    pub async fn until_idle(&self, deadline: tokio::time::Instant) {
+        loop {
+            // Registered before the count is read, so that an end in between wakes it.
+            let idle = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 
@@ -188,6 +246,11 @@ impl Recorder {
         Recorder { sink: EventSink::new(client, component) }
     }
 
+    /// A recorder whose events wait while `busy` is (see [`Busy`]).
+    pub fn gated(client: Client, component: &'static str, busy: Arc<Busy>) -> Recorder {
+        Recorder { sink: EventSink::gated(client, component, Some(busy)) }
+    }
+
     /// Queues the event; it is written in the background, so this never fails.
     pub async fn publish(&self, ev: &Event, reference: &ObjectReference) -> Result<(), kube::Error> {
         let copy = Event {
@@ -208,6 +271,37 @@ mod tests {
 
     fn ts(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn busy_work_holds_events_until_it_ends_or_their_time_is_up() {
+        use tokio::time::{Duration, Instant};
+        let busy = Arc::new(Busy::default());
+        let far = Instant::now() + Duration::from_secs(60);
+        // Idle: at once.
+        busy.until_idle(far).await;
+        assert_eq!(Instant::now() + Duration::from_secs(60), far);
+        // Two starts under way: waits for the last of them to end.
+        let (a, b) = (busy.enter(), busy.enter());
+        let waiter = tokio::spawn({
+            let busy = busy.clone();
+            async move {
+                busy.until_idle(far).await;
+                Instant::now()
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(a);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiter.is_finished());
+        let ended = Instant::now();
+        drop(b);
+        assert_eq!(waiter.await.unwrap(), ended);
+        // Busy for ever: the deadline.
+        let _c = busy.enter();
+        let deadline = Instant::now() + BUSY_EVENT_DELAY;
+        busy.until_idle(deadline).await;
+        assert_eq!(Instant::now(), deadline);
     }
 
     #[test]
