@@ -524,7 +524,7 @@ impl Drop for Guard {
 }
 
 fn cleanup(agent_data: &std::path::Path, bare_root: &std::path::Path, data: &std::path::Path) {
-    for root in [agent_data.join("runc"), bare_root.to_path_buf()] {
+    for root in [agent_data.join("run").join("runc"), bare_root.to_path_buf()] {
         let out = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output();
         if let Ok(out) = out {
             for id in String::from_utf8_lossy(&out.stdout).lines() {

@@ -39,6 +39,7 @@ pub mod objects;
 pub mod pods;
 pub mod probe;
 pub mod quantity;
+pub mod run_dir;
 pub mod sandbox;
 pub mod server;
 pub mod service_proxy;
@@ -75,8 +76,14 @@ pub struct Config {
     pub node_name: String,
     /// The node's address (default: the source address of the default route).
     pub node_ip: Option<IpAddr>,
-    /// Bundles, logs, volumes and runc's state live here.
+    /// Logs, volumes and the containers' writable layers live here.
     pub data_dir: PathBuf,
+    /// What lasts only until the machine restarts, as containers do: runc's state,
+    /// container bundles, the pods' /etc files. A tmpfs the agent mounts
+    /// ([`run_dir::prepare`]), as containerd keeps these under `/run`: made and
+    /// removed for every container, they cost more on disk than the rest of a start
+    /// (an ext4 without a journal scans its recently freed inodes for each new one).
+    pub run_dir: PathBuf,
     /// The image store and layer snapshots (shared with `rudder image`).
     pub image_dir: PathBuf,
     pub registry_config: runtime::RegistryConfig,
@@ -96,11 +103,13 @@ pub struct Config {
 impl Config {
     /// The defaults for a node named `node_name` with its state in `data_dir`.
     pub fn new(node_name: &str, data_dir: PathBuf) -> Result<Config, AgentError> {
-        let runc = runtime::runc::RuncConfig::new(&data_dir.join("runc"))?;
+        let run_dir = data_dir.join("run");
+        let runc = runtime::runc::RuncConfig::new(&run_dir.join("runc"))?;
         Ok(Config {
             node_name: node_name.to_string(),
             node_ip: None,
             image_dir: data_dir.clone(),
+            run_dir,
             data_dir,
             registry_config: runtime::RegistryConfig::default(),
             kubelet_port: 10250,
@@ -111,6 +120,26 @@ impl Config {
             heartbeat: heartbeat::Periods::default(),
             resync: Duration::from_secs(60),
         })
+    }
+
+    /// A container's bundle (its spec, its shim's and runc's files, the mount point).
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.run_dir.join("containers").join(id)
+    }
+
+    /// A container's writable layer.
+    pub fn layer_dir(&self, id: &str) -> PathBuf {
+        self.data_dir.join("containers").join(id)
+    }
+
+    /// Where a container's root filesystem is mounted and its writes go.
+    pub fn rootfs_dirs(&self, id: &str) -> runtime::snapshot::RootfsDirs {
+        runtime::snapshot::RootfsDirs::new(&self.bundle_dir(id), &self.layer_dir(id))
+    }
+
+    /// A pod's /etc files.
+    pub fn pod_etc_dir(&self, pod_uid: &str) -> PathBuf {
+        self.run_dir.join("pods").join(pod_uid)
     }
 }
 
@@ -162,6 +191,7 @@ impl Agent {
     ) -> Result<Agent, AgentError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| AgentError::Io { path: config.data_dir.clone(), source })?;
+        run_dir::prepare(&config.run_dir).map_err(|source| AgentError::Io { path: config.run_dir.clone(), source })?;
         let store = runtime::ImageStore::open(&config.image_dir.join("images"))?;
         let snapshots = runtime::snapshot::Snapshotter::open(&config.image_dir.join("snapshots"))?;
         let runc = runtime::runc::Runc::new(config.runc.clone())?;

@@ -43,11 +43,12 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
         }
         tracing::info!(pod_uid = %uid, containers = containers.len(), "removing the containers of a pod that is gone");
         for a in &containers {
-            remove_orphan(&*ctx.runtime, a).await;
+            remove_orphan(&ctx.config, &*ctx.runtime, a).await;
         }
         let _ = crate::volumes::tear_down(&ctx.config.data_dir.join("pod-data").join(&uid).join("volumes"));
         let _ = std::fs::remove_dir_all(ctx.config.data_dir.join("pod-data").join(&uid));
         let _ = std::fs::remove_dir_all(ctx.config.data_dir.join("pods").join(&uid));
+        let _ = std::fs::remove_dir_all(ctx.config.pod_etc_dir(&uid));
         let _ = ctx.network.remove(&uid).await;
     }
     // Sandboxes of pods that are gone (the containers may have gone first).
@@ -63,8 +64,10 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
         Err(e) => tracing::warn!(error = %e, "listing sandboxes failed"),
     }
     // Pod directories without containers (a crash between start and create).
-    for dir in ["pods", "pod-data"] {
-        let Ok(entries) = std::fs::read_dir(ctx.config.data_dir.join(dir)) else { continue };
+    let dirs =
+        [ctx.config.data_dir.join("pods"), ctx.config.data_dir.join("pod-data"), ctx.config.run_dir.join("pods")];
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for e in entries.flatten() {
             let uid = e.file_name().to_string_lossy().into_owned();
             if !known.contains(&uid) {
@@ -86,6 +89,7 @@ fn spawn_worker(ctx: &Arc<Ctx>, pod: Pod, adopted: Vec<Adopted>) -> Handle {
 
 /// Watches the node's pods and runs their workers until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: impl std::future::Future<Output = ()>) {
+    crate::run_dir::remove_earlier_layout(&ctx.config).await;
     let mut adopted = adoptable(&ctx).await;
     let mut orphans_checked = false;
     let api: Api<Pod> = Api::all(ctx.client.clone());

@@ -24,6 +24,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use runtime::container::{CreateOptions, ExitStatus, read_exit};
 use runtime::policy::{PullDecision, PullPolicy};
+use runtime::snapshot::RootfsDirs;
 use runtime::{Image, Reference};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -216,7 +217,7 @@ struct ImagePlan {
 struct MountAhead {
     /// The image it is made of: the start uses it only if it starts that image.
     image_id: String,
-    dir: PathBuf,
+    dirs: RootfsDirs,
     mount: tokio::task::JoinHandle<Result<PathBuf, runtime::snapshot::SnapshotError>>,
 }
 
@@ -362,6 +363,11 @@ impl Worker {
 
     fn state_dir(&self) -> PathBuf {
         self.ctx.config.data_dir.join("pod-data").join(&self.uid)
+    }
+
+    /// The pod's /etc files (hosts, hostname, resolv.conf): remade by every new agent.
+    fn etc_dir(&self) -> PathBuf {
+        self.ctx.config.pod_etc_dir(&self.uid)
     }
 
     fn facts(&self, pod: &Pod) -> PodFacts {
@@ -513,7 +519,7 @@ impl Worker {
                 return Wake::After(Duration::from_secs(2));
             }
             let ips = self.facts(pod).pod_ips;
-            match crate::etc::write_pod_files(&self.state_dir(), pod, &ips, &self.ctx.config.dns) {
+            match crate::etc::write_pod_files(&self.etc_dir(), pod, &ips, &self.ctx.config.dns) {
                 Ok(files) => self.etc_files = Some(files),
                 Err(e) => tracing::warn!(pod = %pod_desc(pod), error = %e, "writing /etc files failed"),
             }
@@ -752,25 +758,25 @@ impl Worker {
             if self.ctx.config.runc.root.join(&id).exists() {
                 continue;
             }
-            let dir = self.ctx.config.data_dir.join("containers").join(&id);
-            let mount = self.mount_rootfs(&image, &dir);
-            self.mounted_ahead.insert(id, MountAhead { image_id: image.repo_digest(), dir, mount });
+            let dirs = self.ctx.config.rootfs_dirs(&id);
+            let mount = self.mount_rootfs(&image, &dirs);
+            self.mounted_ahead.insert(id, MountAhead { image_id: image.repo_digest(), dirs, mount });
         }
     }
 
-    /// Mounts a container's root filesystem over `image`'s layers at `dir` on a
-    /// blocking thread (clearing what an earlier mount there left).
+    /// Mounts a container's root filesystem over `image`'s layers where `dirs` says,
+    /// on a blocking thread (clearing what an earlier mount there left).
     fn mount_rootfs(
         &self,
         image: &Image,
-        dir: &std::path::Path,
+        dirs: &RootfsDirs,
     ) -> tokio::task::JoinHandle<Result<PathBuf, runtime::snapshot::SnapshotError>> {
         let (snapshots, store) = (self.ctx.snapshots.clone(), self.ctx.puller.store().clone());
-        let (image, dir) = (image.clone(), dir.to_path_buf());
+        let (image, dirs) = (image.clone(), dirs.clone());
         tokio::task::spawn_blocking(move || {
-            let _ = runtime::snapshot::remove_rootfs(&dir);
+            let _ = runtime::snapshot::remove_rootfs_at(&dirs);
             let layers = snapshots.prepare(&store, &image)?;
-            runtime::snapshot::mount_rootfs(&layers, &dir)
+            runtime::snapshot::mount_rootfs_at(&layers, &dirs)
         })
     }
 
@@ -782,7 +788,7 @@ impl Worker {
         if mounted.is_some() && ahead.image_id == image.repo_digest() {
             return mounted;
         }
-        let _ = runtime::snapshot::remove_rootfs(&ahead.dir);
+        let _ = runtime::snapshot::remove_rootfs_at(&ahead.dirs);
         None
     }
 
@@ -790,8 +796,10 @@ impl Worker {
     async fn drop_mounted_ahead(&mut self) {
         for (_, ahead) in std::mem::take(&mut self.mounted_ahead) {
             let _ = ahead.mount.await;
-            let _ = runtime::snapshot::remove_rootfs(&ahead.dir);
-            let _ = std::fs::remove_dir_all(&ahead.dir);
+            let _ = runtime::snapshot::remove_rootfs_at(&ahead.dirs);
+            if let Some(bundle) = ahead.dirs.rootfs.parent() {
+                let _ = std::fs::remove_dir_all(bundle);
+            }
         }
     }
 
@@ -936,7 +944,8 @@ impl Worker {
         let (ran, restart_count) = self.records.get(&c.name).map(|r| (r.ran, r.restart_count)).unwrap_or((false, 0));
         let attempt = if ran { restart_count + 1 } else { restart_count };
         let id = container::container_id(&self.uid, &c.name, attempt);
-        let dir = self.ctx.config.data_dir.join("containers").join(&id);
+        let dir = self.ctx.config.bundle_dir(&id);
+        let dirs = self.ctx.config.rootfs_dirs(&id);
         let create_error = |message: String| StartFailure { reason: "CreateContainerError", message, backoff: true };
         let rootfs = match self.take_mounted_ahead(&id, &image).await {
             Some(r) => r,
@@ -947,7 +956,7 @@ impl Worker {
                 if self.ctx.config.runc.root.join(&id).exists() {
                     let _ = self.ctx.runtime.delete(&id, true).await;
                 }
-                match self.mount_rootfs(&image, &dir).await {
+                match self.mount_rootfs(&image, &dirs).await {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => return Err(self.fail(pod, c, create_error(e.to_string()))),
                     Err(e) => return Err(self.fail(pod, c, create_error(e.to_string()))),
@@ -959,14 +968,14 @@ impl Worker {
         let user = match container::user(pod, c, &image_config, &passwd, &group) {
             Ok(u) => u,
             Err(e) => {
-                let _ = runtime::snapshot::remove_rootfs(&dir);
+                let _ = runtime::snapshot::remove_rootfs_at(&dirs);
                 return Err(self.fail(pod, c, config_error(e.to_string())));
             }
         };
         let mounts = match volumes::container_mounts(c, &self.volumes, &env) {
             Ok(m) => m,
             Err(e) => {
-                let _ = runtime::snapshot::remove_rootfs(&dir);
+                let _ = runtime::snapshot::remove_rootfs_at(&dirs);
                 return Err(self.fail(pod, c, config_error(e.to_string())));
             }
         };
@@ -999,7 +1008,7 @@ impl Worker {
         let spec = match container::config(&input).and_then(|cfg| Ok(runtime::spec::generate(&cfg)?)) {
             Ok(s) => s,
             Err(e) => {
-                let _ = runtime::snapshot::remove_rootfs(&dir);
+                let _ = runtime::snapshot::remove_rootfs_at(&dirs);
                 let f = match e {
                     ContainerError::Config(m) => config_error(m),
                     ContainerError::Spec(e) => create_error(e.to_string()),
@@ -1008,7 +1017,7 @@ impl Worker {
             }
         };
         if let Err(e) = spec.write(&dir) {
-            let _ = runtime::snapshot::remove_rootfs(&dir);
+            let _ = runtime::snapshot::remove_rootfs_at(&dirs);
             return Err(self.fail(pod, c, create_error(format!("writing the bundle: {e}"))));
         }
         let log_dir = self.pod_dir().join(&c.name);
@@ -1036,7 +1045,7 @@ impl Worker {
         );
         if let Err(e) = run_result {
             let _ = self.ctx.runtime.delete(&id, true).await;
-            let _ = runtime::snapshot::remove_rootfs(&dir);
+            let _ = runtime::snapshot::remove_rootfs_at(&dirs);
             let message = match &e {
                 runtime::RuntimeError::Runc { message, .. } => message.clone(),
                 other => other.to_string(),
@@ -1062,7 +1071,7 @@ impl Worker {
                 r.last = Some(terminated(&prev, e));
             }
             if let Some(older) = r.previous.replace(prev) {
-                remove_container(&*self.ctx.runtime, &older).await;
+                remove_container(&self.ctx.config, &*self.ctx.runtime, &older).await;
             }
         }
         if ran {
@@ -1271,6 +1280,7 @@ impl Worker {
         self.release_all().await;
         let _ = std::fs::remove_dir_all(self.pod_dir());
         let _ = std::fs::remove_dir_all(self.state_dir());
+        let _ = std::fs::remove_dir_all(self.etc_dir());
         self.ctx.lookup.remove(&self.uid);
         if let Some(pod) = pod {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -1308,7 +1318,7 @@ impl Worker {
                 if c.exit.is_none() {
                     stop_container(&*self.ctx.runtime, c, Instant::now()).await;
                 }
-                remove_container(&*self.ctx.runtime, c).await;
+                remove_container(&self.ctx.config, &*self.ctx.runtime, c).await;
             }
         }
         // Containers of this pod the records do not know (a crash mid-start).
@@ -1324,7 +1334,7 @@ impl Worker {
                     exit: None,
                 };
                 stop_container(&*self.ctx.runtime, &cur, Instant::now()).await;
-                remove_container(&*self.ctx.runtime, &cur).await;
+                remove_container(&self.ctx.config, &*self.ctx.runtime, &cur).await;
             }
         }
         if let Err(e) = volumes::tear_down(&self.state_dir().join("volumes")) {
@@ -1510,13 +1520,14 @@ async fn stop_container(runtime: &dyn runtime::Runtime, c: &Current, deadline: I
 }
 
 /// Deletes a stopped container and its root filesystem.
-async fn remove_container(runtime: &dyn runtime::Runtime, c: &Current) {
+async fn remove_container(config: &crate::Config, runtime: &dyn runtime::Runtime, c: &Current) {
     if let Err(e) = runtime.delete(&c.id, true).await {
         tracing::warn!(container = %c.id, error = %e, "deleting a container failed");
     }
     let bundle = c.bundle.clone();
+    let dirs = RootfsDirs::new(&bundle, &config.layer_dir(&c.id));
     let _ = tokio::task::spawn_blocking(move || {
-        if let Err(e) = runtime::snapshot::remove_rootfs(&bundle) {
+        if let Err(e) = runtime::snapshot::remove_rootfs_at(&dirs) {
             tracing::warn!(bundle = %bundle.display(), error = %e, "removing a root filesystem failed");
         }
         let _ = std::fs::remove_dir_all(&bundle);
@@ -1647,7 +1658,7 @@ pub fn adopted_from(state: &runtime::ContainerState) -> Option<(String, Adopted)
 }
 
 /// Removes a container nobody wants any more (its pod is gone).
-pub async fn remove_orphan(runtime: &dyn runtime::Runtime, a: &Adopted) {
+pub async fn remove_orphan(config: &crate::Config, runtime: &dyn runtime::Runtime, a: &Adopted) {
     let c = Current {
         id: a.id.clone(),
         bundle: a.bundle.clone(),
@@ -1659,5 +1670,5 @@ pub async fn remove_orphan(runtime: &dyn runtime::Runtime, a: &Adopted) {
     if a.running {
         stop_container(runtime, &c, Instant::now() + Duration::from_secs(2)).await;
     }
-    remove_container(runtime, &c).await;
+    remove_container(config, runtime, &c).await;
 }

@@ -159,13 +159,40 @@ pub fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<
     Ok(options)
 }
 
+/// Where a container's root filesystem goes: its mount point (`rootfs` in the bundle)
+/// and the directory that holds the writable layer (`upper`, and overlayfs' `work`).
+/// The agent keeps bundles on a tmpfs and the writable layer on disk beside the image
+/// layers, as containerd does (`/run/containerd` and `/var/lib/containerd`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsDirs {
+    pub rootfs: PathBuf,
+    pub layer: PathBuf,
+}
+
+impl RootfsDirs {
+    /// The mount point in `bundle`, the writable layer in `layer`.
+    pub fn new(bundle: &Path, layer: &Path) -> RootfsDirs {
+        RootfsDirs { rootfs: bundle.join("rootfs"), layer: layer.to_path_buf() }
+    }
+
+    /// Both in one directory.
+    pub fn in_bundle(bundle: &Path) -> RootfsDirs {
+        RootfsDirs::new(bundle, bundle)
+    }
+}
+
 /// Mounts a container's root filesystem at `<container_dir>/rootfs` over the layer
-/// directories (bottom first) and returns the mount point. Mounting again what is
-/// already mounted is a no-op.
+/// directories (bottom first), its writable layer in `container_dir` too, and returns
+/// the mount point. Mounting again what is already mounted is a no-op.
 pub fn mount_rootfs(lowers: &[PathBuf], container_dir: &Path) -> Result<PathBuf, SnapshotError> {
-    let rootfs = container_dir.join("rootfs");
-    let upper = container_dir.join("upper");
-    let work = container_dir.join("work");
+    mount_rootfs_at(lowers, &RootfsDirs::in_bundle(container_dir))
+}
+
+/// [`mount_rootfs`] with the mount point and the writable layer where `dirs` says.
+pub fn mount_rootfs_at(lowers: &[PathBuf], dirs: &RootfsDirs) -> Result<PathBuf, SnapshotError> {
+    let rootfs = dirs.rootfs.clone();
+    let upper = dirs.layer.join("upper");
+    let work = dirs.layer.join("work");
     for d in [&rootfs, &upper, &work] {
         fs::create_dir_all(d).map_err(io_err("creating", d))?;
     }
@@ -175,12 +202,12 @@ pub fn mount_rootfs(lowers: &[PathBuf], container_dir: &Path) -> Result<PathBuf,
     let mut lowers = lowers.to_vec();
     if lowers.is_empty() {
         // An image with no layers still needs one lower directory.
-        let empty = container_dir.join("empty");
+        let empty = dirs.layer.join("empty");
         fs::create_dir_all(&empty).map_err(io_err("creating", &empty))?;
         lowers.push(empty);
     }
     let options = overlay_options(&lowers, &upper, &work)?;
-    let data = std::ffi::CString::new(options).map_err(|_| SnapshotError::UnsafePath(container_dir.to_path_buf()))?;
+    let data = std::ffi::CString::new(options).map_err(|_| SnapshotError::UnsafePath(dirs.layer.clone()))?;
     rustix::mount::mount("overlay", &rootfs, "overlay", rustix::mount::MountFlags::empty(), data.as_c_str())
         .map_err(|e| SnapshotError::Mount { target: rootfs.clone(), source: rio(e) })?;
     Ok(rootfs)
@@ -189,14 +216,23 @@ pub fn mount_rootfs(lowers: &[PathBuf], container_dir: &Path) -> Result<PathBuf,
 /// Unmounts a container's root filesystem and removes its upper and work directories.
 /// Already unmounted or removed is fine.
 pub fn remove_rootfs(container_dir: &Path) -> Result<(), SnapshotError> {
-    let rootfs = container_dir.join("rootfs");
+    remove_rootfs_at(&RootfsDirs::in_bundle(container_dir))
+}
+
+/// [`remove_rootfs`] of what [`mount_rootfs_at`] made; a separate layer directory
+/// goes too.
+pub fn remove_rootfs_at(dirs: &RootfsDirs) -> Result<(), SnapshotError> {
+    let rootfs = &dirs.rootfs;
     // A lazy unmount as a last resort: a process that still has a file open in the
     // rootfs must not keep the container from being removed.
-    while is_mount_point(&rootfs) {
-        if let Err(e) = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::empty()) {
+    while is_mount_point(rootfs) {
+        if let Err(e) = rustix::mount::unmount(rootfs, rustix::mount::UnmountFlags::empty()) {
             if e == rustix::io::Errno::BUSY {
-                rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH)
-                    .map_err(|e| SnapshotError::Io { op: "unmounting", path: rootfs.clone(), source: rio(e) })?;
+                rustix::mount::unmount(rootfs, rustix::mount::UnmountFlags::DETACH).map_err(|e| SnapshotError::Io {
+                    op: "unmounting",
+                    path: rootfs.clone(),
+                    source: rio(e),
+                })?;
             } else if e != rustix::io::Errno::INVAL {
                 return Err(SnapshotError::Io { op: "unmounting", path: rootfs.clone(), source: rio(e) });
             } else {
@@ -204,13 +240,17 @@ pub fn remove_rootfs(container_dir: &Path) -> Result<(), SnapshotError> {
             }
         }
     }
-    for d in ["rootfs", "upper", "work", "empty"] {
-        let p = container_dir.join(d);
+    let layer = ["upper", "work", "empty"].map(|d| dirs.layer.join(d));
+    for p in std::iter::once(rootfs.clone()).chain(layer) {
         match fs::remove_dir_all(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(SnapshotError::Io { op: "removing", path: p, source: e }),
         }
+    }
+    if dirs.rootfs.parent() != Some(dirs.layer.as_path()) {
+        // Its own directory, now empty (or already gone).
+        let _ = fs::remove_dir(&dirs.layer);
     }
     Ok(())
 }

@@ -121,7 +121,7 @@ impl Drop for Fabric {
 /// Removes what an agent left under its data dir: runc's containers, then the mounts
 /// (root filesystems, volumes, pod namespaces; their veths go with them).
 pub(crate) fn clean_node_data(data: &Path) {
-    let root = data.join("runc");
+    let root = data.join("run").join("runc");
     let out = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output().unwrap();
     for id in String::from_utf8_lossy(&out.stdout).lines() {
         let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]).status();

@@ -101,8 +101,12 @@ impl NodeAgent {
     }
 
     fn containers(&self) -> Vec<String> {
-        let out =
-            Command::new("runc").arg("--root").arg(self.data().join("runc")).args(["list", "-q"]).output().unwrap();
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(self.data().join("run").join("runc"))
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
     }
 

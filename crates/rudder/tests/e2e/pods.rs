@@ -123,8 +123,12 @@ impl Agent {
 
     /// runc's containers for this agent.
     fn containers(&self) -> Vec<String> {
-        let out =
-            Command::new("runc").arg("--root").arg(self.data().join("runc")).args(["list", "-q"]).output().unwrap();
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(self.data().join("run").join("runc"))
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
     }
 }
@@ -140,7 +144,7 @@ impl Drop for Agent {
                 eprintln!("{l}");
             }
         }
-        let root = self.data().join("runc");
+        let root = self.data().join("run").join("runc");
         for id in self.containers() {
             let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", &id]).status();
         }

@@ -108,7 +108,7 @@ impl Server {
 }
 
 fn runc_root(dir: &Path) -> PathBuf {
-    dir.join("agent").join("runc")
+    dir.join("agent").join("run").join("runc")
 }
 
 impl Drop for Server {

@@ -78,7 +78,7 @@ impl Drop for Agent {
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
             eprintln!("--- agent log (last lines) ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
         }
-        let root = self.data().join("runc");
+        let root = self.data().join("run").join("runc");
         let listed = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output();
         for id in listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
             let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]).status();

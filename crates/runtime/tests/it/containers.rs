@@ -6,6 +6,7 @@ use runtime::container::{Runtime, RuntimeError, Status, bundle_files, wait_stopp
 use runtime::oci::ImageConfig;
 use runtime::registries::RegistryConfig;
 use runtime::runc::Runc;
+use runtime::snapshot::RootfsDirs;
 use runtime::spec::Resources;
 use runtime::testing::{ImageBuilder, LayerBuilder, LayerCompression, Registry, busybox_image, busybox_layer};
 use runtime::{Image, Puller, Reference};
@@ -181,6 +182,37 @@ pub fn whiteouts_hide_lower_files() {
             node.log_lines("wh"),
             ["stdout b", "stdout y", "stdout from the top layer", "stdout group", "stdout motd", "stdout passwd"]
         );
+    })
+}
+
+/// The agent's layout: the bundle (with the root filesystem's mount point) on a tmpfs,
+/// the writable layer on disk. What the container writes lands in the layer, and
+/// removing the root filesystem clears both places.
+pub fn the_writable_layer_lives_apart_from_the_bundle() {
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+    block_on(async {
+        let node = Node::new();
+        let (_registry, image) = pull(&node, &busybox_image()).await;
+        let run = node.data.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        rustix::mount::mount("tmpfs", &run, "tmpfs", rustix::mount::MountFlags::empty(), c"mode=0700").unwrap();
+        let _unmount = Unmount(run.clone());
+        let dirs = RootfsDirs::new(&run.join("split"), &node.data.join("layers").join("split"));
+        let options = node.bundle_at("split", &dirs, &image, &["sh", "-c", "echo kept > /written"], |_| {});
+        node.start("split", &options).await;
+        let state = wait_stopped(&node.runc, "split", LONG).await.unwrap();
+        assert_eq!(state.exit.unwrap().code, 0, "{:?}", node.log_lines("split"));
+        assert!(runtime::snapshot::is_mount_point(&dirs.rootfs));
+        assert_eq!(std::fs::read_to_string(dirs.layer.join("upper/written")).unwrap(), "kept\n");
+        assert!(!dirs.rootfs.parent().unwrap().join("upper").exists(), "nothing of the layer in the bundle");
+        node.runc.delete("split", false).await.unwrap();
+        runtime::snapshot::remove_rootfs_at(&dirs).unwrap();
+        assert!(!dirs.rootfs.exists() && !dirs.layer.exists(), "both places cleared");
     })
 }
 

@@ -36,6 +36,10 @@ const TESTS: &[(&str, Test)] = &[
     ("containers::echo_hello_to_completion", containers::echo_hello_to_completion),
     ("containers::sigterm_and_sigkill", containers::sigterm_and_sigkill),
     ("containers::whiteouts_hide_lower_files", containers::whiteouts_hide_lower_files),
+    (
+        "containers::the_writable_layer_lives_apart_from_the_bundle",
+        containers::the_writable_layer_lives_apart_from_the_bundle,
+    ),
     ("containers::missing_command_is_a_create_error", containers::missing_command_is_a_create_error),
     ("containers::oom_kill_is_recorded", containers::oom_kill_is_recorded),
     ("containers::a_new_driver_adopts_running_containers", containers::a_new_driver_adopts_running_containers),
@@ -173,11 +177,24 @@ impl Node {
         command: &[&str],
         configure: impl FnOnce(&mut ContainerConfig),
     ) -> CreateOptions {
-        let dir = self.container_dir(id);
+        self.bundle_at(id, &snapshot::RootfsDirs::in_bundle(&self.container_dir(id)), image, command, configure)
+    }
+
+    /// [`Node::bundle`] with the root filesystem's mount point (so the bundle) and
+    /// writable layer where `dirs` says.
+    pub fn bundle_at(
+        &self,
+        id: &str,
+        dirs: &snapshot::RootfsDirs,
+        image: &Image,
+        command: &[&str],
+        configure: impl FnOnce(&mut ContainerConfig),
+    ) -> CreateOptions {
+        let dir = dirs.rootfs.parent().unwrap().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         self.cleanup.containers.lock().unwrap().push((id.to_string(), dir.clone()));
         let layers = self.snapshots.prepare(&self.store, image).unwrap();
-        let rootfs = snapshot::mount_rootfs(&layers, &dir).unwrap();
+        let rootfs = snapshot::mount_rootfs_at(&layers, dirs).unwrap();
         let image_config = self.store.config(image).unwrap().config.unwrap_or_default();
         let mut config = ContainerConfig {
             rootfs,

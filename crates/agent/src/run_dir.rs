@@ -1,0 +1,93 @@
+//! The agent's volatile state directory ([`crate::Config::run_dir`]): a tmpfs of its
+//! own, mounted once and kept across agent restarts (running containers' bundles
+//! are in it), gone with the machine as the containers are.
+
+use std::io;
+use std::path::Path;
+
+/// Mount options: private to root, and bounded (a container's bundle and runc's state
+/// are a few KiB; the bound keeps a runaway runc log from taking the node's memory).
+const TMPFS_OPTIONS: &std::ffi::CStr = c"mode=0700,size=256m";
+
+/// Makes `dir` and mounts a tmpfs there unless one is there already. Where mounting
+/// is not allowed (no privilege) the directory serves as it is.
+pub fn prepare(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if runtime::snapshot::is_mount_point(dir) {
+        return Ok(());
+    }
+    match rustix::mount::mount(
+        "tmpfs",
+        dir,
+        "tmpfs",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+        TMPFS_OPTIONS,
+    ) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::info!(dir = %dir.display(), error = %e, "no tmpfs for the volatile state; it stays on disk");
+            Ok(())
+        }
+    }
+}
+
+/// Removes the containers an agent of the earlier layout left (runc's state and the
+/// bundles under the data dir): they would run on unseen.
+pub async fn remove_earlier_layout(config: &crate::Config) {
+    let root = config.data_dir.join("runc");
+    if !root.is_dir() || root == config.runc.root {
+        return;
+    }
+    let (runc, containers) = (config.runc.runc.clone(), config.data_dir.join("containers"));
+    let _ = tokio::task::spawn_blocking(move || {
+        let list = std::process::Command::new(&runc).arg("--root").arg(&root).args(["list", "-q"]).output();
+        let ids = list.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            tracing::info!(container = id, "removing a container of the earlier state layout");
+            let _ = std::process::Command::new(&runc)
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force", id])
+                .stderr(std::process::Stdio::null())
+                .status();
+            let bundle = containers.join(id);
+            let _ = runtime::snapshot::remove_rootfs(&bundle);
+            let _ = std::fs::remove_dir_all(&bundle);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tmpfs_once_kept_across_restarts() {
+        if !rustix::process::geteuid().is_root() {
+            // Mounting needs root (the agent always has it); without, the directory serves.
+            let dir = tempfile::tempdir().unwrap();
+            prepare(&dir.path().join("run")).unwrap();
+            assert!(dir.path().join("run").is_dir());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        prepare(&run).unwrap();
+        let mounted = || {
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            let target = run.display().to_string();
+            info.lines().filter(|l| l.split(' ').nth(4) == Some(&target)).map(str::to_string).collect::<Vec<_>>()
+        };
+        let first = mounted();
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(first[0].contains(" - tmpfs "), "{}", first[0]);
+        std::fs::write(run.join("kept"), b"x").unwrap();
+        // A restarted agent keeps what is there: no second tmpfs over it.
+        prepare(&run).unwrap();
+        assert_eq!(mounted().len(), 1);
+        assert!(run.join("kept").exists());
+        rustix::mount::unmount(&run, rustix::mount::UnmountFlags::empty()).unwrap();
+    }
+}
