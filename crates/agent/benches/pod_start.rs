@@ -24,8 +24,8 @@ const ROUNDS: &[usize] = &[1, 10, 50];
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// How many times the single-pod round runs.
 const SINGLE_REPEATS: usize = 10;
-/// How many times the 10-pod round runs (its p50 is then over 30 starts).
-const TEN_REPEATS: usize = 3;
+/// How many times the 10-pod round runs (its p50 is then over 50 starts).
+const TEN_REPEATS: usize = 5;
 
 async fn client(kubeconfig: &str) -> kube::Client {
     let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).expect("kubeconfig");

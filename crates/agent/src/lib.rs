@@ -137,8 +137,8 @@ impl Config {
         runtime::snapshot::RootfsDirs::new(&self.bundle_dir(id), &self.layer_dir(id))
     }
 
-    /// A pod's /etc files.
-    pub fn pod_etc_dir(&self, pod_uid: &str) -> PathBuf {
+    /// A pod's files on the tmpfs: its /etc files, its volumes that hold credentials.
+    pub fn pod_run_dir(&self, pod_uid: &str) -> PathBuf {
         self.run_dir.join("pods").join(pod_uid)
     }
 }
@@ -154,6 +154,8 @@ pub struct Ctx {
     pub network: Arc<dyn network::PodNetwork>,
     /// Events go out through here, after the pod starts under way ([`Ctx::starting`]).
     pub recorder: controllers::events::Recorder,
+    /// Whether [`Config::run_dir`] is a tmpfs (credential volumes go there then).
+    pub run_dir_in_memory: bool,
     /// Pod workers starting containers, until their status is written: events wait.
     pub starting: Arc<controllers::events::Busy>,
     pub lookup: Arc<lookup::PodCache>,
@@ -191,7 +193,8 @@ impl Agent {
     ) -> Result<Agent, AgentError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| AgentError::Io { path: config.data_dir.clone(), source })?;
-        run_dir::prepare(&config.run_dir).map_err(|source| AgentError::Io { path: config.run_dir.clone(), source })?;
+        let run_dir_in_memory = run_dir::prepare(&config.run_dir)
+            .map_err(|source| AgentError::Io { path: config.run_dir.clone(), source })?;
         let store = runtime::ImageStore::open(&config.image_dir.join("images"))?;
         let snapshots = runtime::snapshot::Snapshotter::open(&config.image_dir.join("snapshots"))?;
         let runc = runtime::runc::Runc::new(config.runc.clone())?;
@@ -230,6 +233,7 @@ impl Agent {
             network,
             recorder,
             starting,
+            run_dir_in_memory,
             lookup,
             tokens,
             config_maps,

@@ -45,10 +45,10 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
         for a in &containers {
             remove_orphan(&ctx.config, &*ctx.runtime, a).await;
         }
-        let _ = crate::volumes::tear_down(&ctx.config.data_dir.join("pod-data").join(&uid).join("volumes"));
+        let _ = crate::volumes::tear_down_dir(&ctx.config.data_dir.join("pod-data").join(&uid).join("volumes"));
         let _ = std::fs::remove_dir_all(ctx.config.data_dir.join("pod-data").join(&uid));
         let _ = std::fs::remove_dir_all(ctx.config.data_dir.join("pods").join(&uid));
-        let _ = std::fs::remove_dir_all(ctx.config.pod_etc_dir(&uid));
+        let _ = std::fs::remove_dir_all(ctx.config.pod_run_dir(&uid));
         let _ = ctx.network.remove(&uid).await;
     }
     // Sandboxes of pods that are gone (the containers may have gone first).
@@ -71,7 +71,7 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
         for e in entries.flatten() {
             let uid = e.file_name().to_string_lossy().into_owned();
             if !known.contains(&uid) {
-                let _ = crate::volumes::tear_down(&e.path().join("volumes"));
+                let _ = crate::volumes::tear_down_dir(&e.path().join("volumes"));
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

@@ -9,12 +9,12 @@ use std::path::Path;
 /// are a few KiB; the bound keeps a runaway runc log from taking the node's memory).
 const TMPFS_OPTIONS: &std::ffi::CStr = c"mode=0700,size=256m";
 
-/// Makes `dir` and mounts a tmpfs there unless one is there already. Where mounting
-/// is not allowed (no privilege) the directory serves as it is.
-pub fn prepare(dir: &Path) -> io::Result<()> {
+/// Makes `dir` and mounts a tmpfs there unless one is there already; says whether
+/// one is. Where mounting is not allowed (no privilege) the directory serves as it is.
+pub fn prepare(dir: &Path) -> io::Result<bool> {
     std::fs::create_dir_all(dir)?;
     if runtime::snapshot::is_mount_point(dir) {
-        return Ok(());
+        return Ok(on_tmpfs(dir));
     }
     match rustix::mount::mount(
         "tmpfs",
@@ -23,12 +23,19 @@ pub fn prepare(dir: &Path) -> io::Result<()> {
         rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
         TMPFS_OPTIONS,
     ) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
         Err(e) => {
             tracing::info!(dir = %dir.display(), error = %e, "no tmpfs for the volatile state; it stays on disk");
-            Ok(())
+            Ok(on_tmpfs(dir))
         }
     }
+}
+
+/// `TMPFS_MAGIC` of `statfs(2)`.
+const TMPFS_MAGIC: rustix::fs::FsWord = 0x0102_1994;
+
+fn on_tmpfs(dir: &Path) -> bool {
+    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type == TMPFS_MAGIC)
 }
 
 /// Removes the containers an agent of the earlier layout left (runc's state and the
@@ -74,7 +81,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
-        prepare(&run).unwrap();
+        assert!(prepare(&run).unwrap());
         let mounted = || {
             let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
             let target = run.display().to_string();
@@ -85,7 +92,7 @@ mod tests {
         assert!(first[0].contains(" - tmpfs "), "{}", first[0]);
         std::fs::write(run.join("kept"), b"x").unwrap();
         // A restarted agent keeps what is there: no second tmpfs over it.
-        prepare(&run).unwrap();
+        assert!(prepare(&run).unwrap());
         assert_eq!(mounted().len(), 1);
         assert!(run.join("kept").exists());
         rustix::mount::unmount(&run, rustix::mount::UnmountFlags::empty()).unwrap();

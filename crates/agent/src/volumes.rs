@@ -444,16 +444,27 @@ fn mount_tmpfs(dir: &Path, options: &str) -> Result<(), VolumeError> {
     })
 }
 
-/// Sets a volume up under `volumes_dir` (one directory per volume) and returns where
-/// its data is. Idempotent: run on every sync, it refreshes projected contents.
+/// Where a pod's volumes go, one directory each.
+#[derive(Debug, Clone)]
+pub struct VolumeDirs {
+    /// On disk: emptyDir, ConfigMaps, the downward API.
+    pub disk: PathBuf,
+    /// A directory on a tmpfs already (the agent's run dir), where volumes holding
+    /// credentials go without a tmpfs of their own; `None`: each gets its own.
+    pub memory: Option<PathBuf>,
+}
+
+/// Sets a volume up in `dirs` and returns where its data is. Idempotent: run on every
+/// sync, it refreshes projected contents.
 pub fn set_up(
     pod: &Pod,
     volume: &Volume,
-    volumes_dir: &Path,
+    dirs: &VolumeDirs,
     sources: &Sources,
     facts: &PodFacts,
 ) -> Result<VolumeSource, VolumeError> {
-    let dir = volumes_dir.join(&volume.name);
+    let in_memory = memory_backed(volume).then_some(dirs.memory.as_ref()).flatten();
+    let dir = in_memory.unwrap_or(&dirs.disk).join(&volume.name);
     if let Some(h) = &volume.host_path {
         let path = PathBuf::from(&h.path);
         check_host_path(&path, h.type_.as_deref().unwrap_or(""))?;
@@ -481,7 +492,10 @@ pub fn set_up(
     match projection(pod, volume, sources, facts)? {
         Some(files) => {
             std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-            if memory_backed(volume) {
+            if in_memory.is_some() {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
+                    .map_err(io_err("chmod", &dir))?;
+            } else if memory_backed(volume) {
                 // As the kubelet's wrapped memory emptyDir: sticky and world-writable
                 // at the root (the container sees it read-only).
                 mount_tmpfs(&dir, "mode=1777")?;
@@ -493,8 +507,14 @@ pub fn set_up(
     }
 }
 
-/// Unmounts tmpfs volumes and removes the pod's volume directories.
-pub fn tear_down(volumes_dir: &Path) -> Result<(), VolumeError> {
+/// Unmounts tmpfs volumes and removes the pod's volume directories, both places.
+pub fn tear_down(dirs: &VolumeDirs) -> Result<(), VolumeError> {
+    tear_down_dir(&dirs.disk)?;
+    dirs.memory.as_deref().map_or(Ok(()), tear_down_dir)
+}
+
+/// [`tear_down`] of one directory of volumes.
+pub fn tear_down_dir(volumes_dir: &Path) -> Result<(), VolumeError> {
     let Ok(entries) = std::fs::read_dir(volumes_dir) else { return Ok(()) };
     for e in entries.flatten() {
         let p = e.path();
@@ -709,7 +729,7 @@ mod tests {
     #[test]
     fn credentials_live_on_tmpfs_until_torn_down() {
         let dir = tempfile::tempdir().unwrap();
-        let volumes_dir = dir.path().join("volumes");
+        let volumes_dir = VolumeDirs { disk: dir.path().join("volumes"), memory: None };
         let secret = volume(json!({"name": "sec", "secret": {"secretName": "sec"}}));
         let cfg = volume(json!({"name": "cfg", "configMap": {"name": "cfg"}}));
         let f = PodFacts::default();
@@ -727,6 +747,21 @@ mod tests {
         set_up(&pod(), &secret, &volumes_dir, &sources(), &f).unwrap();
         tear_down(&volumes_dir).unwrap();
         assert!(!src.host_path.exists(), "unmounted and removed");
+
+        // With a directory on a tmpfs already (the agent's run dir): there, without a
+        // mount of its own; ConfigMaps stay on disk.
+        let memory = dir.path().join("run");
+        std::fs::create_dir_all(&memory).unwrap();
+        rustix::mount::mount("tmpfs", &memory, "tmpfs", rustix::mount::MountFlags::empty(), c"mode=0700").unwrap();
+        let dirs = VolumeDirs { disk: dir.path().join("volumes"), memory: Some(memory.join("volumes")) };
+        let src = set_up(&pod(), &secret, &dirs, &sources(), &f).unwrap();
+        let on_disk = set_up(&pod(), &cfg, &dirs, &sources(), &f).unwrap();
+        assert!(src.host_path.starts_with(&memory) && !runtime::snapshot::is_mount_point(&src.host_path));
+        assert!(on_disk.host_path.starts_with(dir.path().join("volumes")));
+        assert_eq!(std::fs::read(src.host_path.join("pw")).unwrap(), b"hunter2");
+        tear_down(&dirs).unwrap();
+        assert!(!src.host_path.exists() && !on_disk.host_path.exists(), "both places cleared");
+        rustix::mount::unmount(&memory, rustix::mount::UnmountFlags::empty()).unwrap();
     }
 
     #[test]

@@ -365,9 +365,17 @@ impl Worker {
         self.ctx.config.data_dir.join("pod-data").join(&self.uid)
     }
 
-    /// The pod's /etc files (hosts, hostname, resolv.conf): remade by every new agent.
-    fn etc_dir(&self) -> PathBuf {
-        self.ctx.config.pod_etc_dir(&self.uid)
+    /// The pod's files on the tmpfs: /etc files (hosts, hostname, resolv.conf),
+    /// remade by every new agent, and volumes that hold credentials.
+    fn run_dir(&self) -> PathBuf {
+        self.ctx.config.pod_run_dir(&self.uid)
+    }
+
+    fn volume_dirs(&self) -> volumes::VolumeDirs {
+        volumes::VolumeDirs {
+            disk: self.state_dir().join("volumes"),
+            memory: self.ctx.run_dir_in_memory.then(|| self.run_dir().join("volumes")),
+        }
     }
 
     fn facts(&self, pod: &Pod) -> PodFacts {
@@ -438,10 +446,10 @@ impl Worker {
     /// Sets up every volume; returns the first failure as the kubelet's event says it.
     fn set_up_volumes(&mut self, pod: &Pod) -> Result<(), String> {
         let facts = self.facts(pod);
-        let dir = self.state_dir().join("volumes");
+        let dirs = self.volume_dirs();
         let mut out = BTreeMap::new();
         for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-            match volumes::set_up(pod, v, &dir, &self.sources, &facts) {
+            match volumes::set_up(pod, v, &dirs, &self.sources, &facts) {
                 Ok(src) => {
                     out.insert(v.name.clone(), src);
                 }
@@ -519,7 +527,7 @@ impl Worker {
                 return Wake::After(Duration::from_secs(2));
             }
             let ips = self.facts(pod).pod_ips;
-            match crate::etc::write_pod_files(&self.etc_dir(), pod, &ips, &self.ctx.config.dns) {
+            match crate::etc::write_pod_files(&self.run_dir(), pod, &ips, &self.ctx.config.dns) {
                 Ok(files) => self.etc_files = Some(files),
                 Err(e) => tracing::warn!(pod = %pod_desc(pod), error = %e, "writing /etc files failed"),
             }
@@ -1280,7 +1288,7 @@ impl Worker {
         self.release_all().await;
         let _ = std::fs::remove_dir_all(self.pod_dir());
         let _ = std::fs::remove_dir_all(self.state_dir());
-        let _ = std::fs::remove_dir_all(self.etc_dir());
+        let _ = std::fs::remove_dir_all(self.run_dir());
         self.ctx.lookup.remove(&self.uid);
         if let Some(pod) = pod {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -1337,7 +1345,7 @@ impl Worker {
                 remove_container(&self.ctx.config, &*self.ctx.runtime, &cur).await;
             }
         }
-        if let Err(e) = volumes::tear_down(&self.state_dir().join("volumes")) {
+        if let Err(e) = volumes::tear_down(&self.volume_dirs()) {
             tracing::warn!(pod_uid = %self.uid, error = %e, "tearing down volumes failed");
         }
         self.ctx.tokens.forget_pod(&self.uid);
