@@ -146,12 +146,7 @@ impl Server {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for addr in &config.listen {
-            let socket =
-                UdpSocket::bind(addr).await.map_err(|source| Error::Bind { proto: "udp", addr: *addr, source })?;
-            // Port 0: TCP takes the port UDP got, so one address serves both.
-            let bound = socket.local_addr()?;
-            let listener =
-                TcpListener::bind(bound).await.map_err(|source| Error::Bind { proto: "tcp", addr: bound, source })?;
+            let (socket, listener) = bind_both(*addr).await?;
             udp.push(Arc::new(socket));
             tcp.push(listener);
         }
@@ -300,11 +295,39 @@ async fn serve_connection(
     }
 }
 
+/// A UDP socket and a TCP listener on one address. Port 0: TCP takes the port UDP got,
+/// so that one address serves both; a TCP connection may hold that port already (the
+/// kernel hands the same range out to outgoing connections), and then another is tried.
+async fn bind_both(addr: std::net::SocketAddr) -> Result<(UdpSocket, TcpListener), Error> {
+    const TRIES: usize = 16;
+    let mut tries = 0;
+    loop {
+        let socket = UdpSocket::bind(addr).await.map_err(|source| Error::Bind { proto: "udp", addr, source })?;
+        let bound = socket.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(listener) => return Ok((socket, listener)),
+            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries + 1 < TRIES => tries += 1,
+            Err(source) => return Err(Error::Bind { proto: "tcp", addr: bound, source }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cache::{Kind, ServiceEntry, ServiceKind};
     use crate::wire::{Name, RData, TYPE_A};
+
+    #[tokio::test]
+    async fn one_port_serves_udp_and_tcp_and_a_taken_one_is_an_error() {
+        let (udp, tcp) = bind_both("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let port = udp.local_addr().unwrap().port();
+        assert_eq!(tcp.local_addr().unwrap().port(), port);
+        // A port asked for by number is not swapped for another.
+        drop(udp);
+        let err = bind_both(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap_err();
+        assert!(matches!(err, Error::Bind { proto: "tcp", .. }), "{err}");
+    }
 
     async fn server(upstreams: Vec<SocketAddr>) -> (Vec<SocketAddr>, Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
         let config = Config {
