@@ -59,6 +59,73 @@ struct Current {
     image_id: String,
     started_at: Timestamp,
     exit: Option<ExitStatus>,
+    /// Where its termination message comes from ([`termination_message`]).
+    message: MessageSource,
+}
+
+/// Where a container's termination message comes from, as the kubelet reads it.
+#[derive(Debug, Clone, Default)]
+struct MessageSource {
+    /// The file bind-mounted at its `terminationMessagePath`.
+    file: Option<PathBuf>,
+    /// Its log, read when the file says nothing and the container failed
+    /// (`terminationMessagePolicy: FallbackToLogsOnError`).
+    fallback_log: Option<PathBuf>,
+}
+
+/// The most of a termination message file that is read (upstream's 4 KiB).
+const MESSAGE_FILE_BYTES: u64 = 4096;
+/// The most of the log a fallback message takes: its last lines and bytes.
+const MESSAGE_LOG_LINES: usize = 80;
+const MESSAGE_LOG_BYTES: usize = 2048;
+
+/// The termination message, as the kubelet's: what the container wrote to the file
+/// (at most 4 KiB), or, that being empty, the end of its log if it failed and its
+/// policy says so.
+fn termination_message(source: &MessageSource, exit_code: i32) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Some(file) = &source.file
+        && let Ok(f) = std::fs::File::open(file)
+    {
+        let mut bytes = Vec::new();
+        let _ = f.take(MESSAGE_FILE_BYTES).read_to_end(&mut bytes);
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    if text.is_empty()
+        && exit_code != 0
+        && let Some(log) = &source.fallback_log
+    {
+        text = log_tail(log);
+    }
+    (!text.is_empty()).then_some(text)
+}
+
+/// The content of a CRI log file's last [`MESSAGE_LOG_LINES`] lines, at most
+/// [`MESSAGE_LOG_BYTES`] of it (its end).
+fn log_tail(log: &std::path::Path) -> String {
+    let raw = std::fs::read_to_string(log).unwrap_or_default();
+    let records: Vec<_> = raw.lines().filter_map(runtime::logfile::parse_record).collect();
+    let mut lines = 0;
+    let mut start = records.len();
+    while start > 0 && lines < MESSAGE_LOG_LINES {
+        start -= 1;
+        if !records[start].partial {
+            lines += 1;
+        }
+    }
+    let mut text = String::new();
+    for r in &records[start..] {
+        text.push_str(&r.content);
+        if !r.partial {
+            text.push('\n');
+        }
+    }
+    let mut cut = text.len().saturating_sub(MESSAGE_LOG_BYTES);
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    text.split_off(cut)
 }
 
 struct ProbeHandle {
@@ -154,6 +221,11 @@ enum Wake {
     Done,
 }
 
+/// The termination message file of a container's `attempt`, beside its log.
+fn message_file(pod_dir: &std::path::Path, container: &str, attempt: i32) -> PathBuf {
+    pod_dir.join(container).join(format!("{attempt}.termination-log"))
+}
+
 fn parse_time(s: &str) -> Timestamp {
     s.parse().unwrap_or_else(|_| Timestamp::now())
 }
@@ -172,6 +244,7 @@ fn terminated(c: &Current, exit: &ExitStatus) -> ContainerStateTerminated {
         started_at: Some(Time(c.started_at)),
         finished_at: Some(Time(parse_time(&exit.finished_at))),
         container_id: Some(format!("runc://{}", c.id)),
+        message: termination_message(&c.message, exit.code),
         ..Default::default()
     }
 }
@@ -235,6 +308,12 @@ impl Worker {
                 image_id: a.image_id.clone(),
                 started_at: a.started_at.as_deref().map(parse_time).unwrap_or_else(Timestamp::now),
                 exit: if a.running { None } else { a.exit.clone() },
+                // The file is where this agent would have put it; the policy is in
+                // the pod, which a restarted agent's worker has not seen yet.
+                message: MessageSource {
+                    file: Some(message_file(&ctx.config.data_dir.join("pods").join(&uid), &a.name, a.attempt)),
+                    fallback_log: None,
+                },
             };
             if let Some(old) = r.current.take() {
                 if let Some(e) = &old.exit {
@@ -980,13 +1059,29 @@ impl Worker {
                 return Err(self.fail(pod, c, config_error(e.to_string())));
             }
         };
-        let mounts = match volumes::container_mounts(c, &self.volumes, &env) {
+        let mut mounts = match volumes::container_mounts(c, &self.volumes, &env) {
             Ok(m) => m,
             Err(e) => {
                 let _ = runtime::snapshot::remove_rootfs_at(&dirs);
                 return Err(self.fail(pod, c, config_error(e.to_string())));
             }
         };
+        let log_dir = self.pod_dir().join(&c.name);
+        let _ = std::fs::create_dir_all(&log_dir);
+        // The termination message file, writable whatever user the container runs
+        // as, at its terminationMessagePath (the kubelet's, on disk with the logs).
+        let path = c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into());
+        let message_path = message_file(&self.pod_dir(), &c.name, attempt);
+        let made = std::fs::write(&message_path, b"").and_then(|()| {
+            std::fs::set_permissions(&message_path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        });
+        if let Err(e) = made {
+            let _ = runtime::snapshot::remove_rootfs_at(&dirs);
+            return Err(self.fail(pod, c, create_error(format!("making the termination message file: {e}"))));
+        }
+        if !mounts.iter().any(|m| m.destination == path) {
+            mounts.push(volumes::BindMount { source: message_path.clone(), destination: path, read_only: false });
+        }
         let qos = crate::status::qos_class(pod.spec.as_ref().ok_or_else(|| config_error("no spec".into()))?);
         let default_sandbox =
             SandboxInfo { pod_uid: self.uid.clone(), ips: vec![], net_ns: None, ipc_ns: None, uts_ns: None };
@@ -1028,10 +1123,10 @@ impl Worker {
             let _ = runtime::snapshot::remove_rootfs_at(&dirs);
             return Err(self.fail(pod, c, create_error(format!("writing the bundle: {e}"))));
         }
-        let log_dir = self.pod_dir().join(&c.name);
-        let _ = std::fs::create_dir_all(&log_dir);
         let log_path = log_dir.join(format!("{attempt}.log"));
         let _ = std::fs::remove_file(&log_path);
+        let fallback = c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+        let message = MessageSource { file: Some(message_path), fallback_log: fallback.then(|| log_path.clone()) };
         // stdin and tty as the spec asks, so that `kubectl attach` has something to
         // write to and a terminal to show (the runtime sets process.terminal).
         let options = CreateOptions {
@@ -1070,6 +1165,7 @@ impl Worker {
             image_id: image.repo_digest(),
             started_at: Timestamp::now(),
             exit: None,
+            message,
         };
         // Keep the container that just ended; remove the one before it.
         let pod_dir = self.pod_dir();
@@ -1085,6 +1181,7 @@ impl Worker {
         if ran {
             r.restart_count = attempt;
             let _ = std::fs::remove_file(pod_dir.join(&c.name).join(format!("{}.log", attempt - 2)));
+            let _ = std::fs::remove_file(message_file(&pod_dir, &c.name, attempt - 2));
         }
         r.ran = true;
         r.current = Some(current);
@@ -1340,6 +1437,7 @@ impl Worker {
                     image_id: String::new(),
                     started_at: Timestamp::now(),
                     exit: None,
+                    message: MessageSource::default(),
                 };
                 stop_container(&*self.ctx.runtime, &cur, Instant::now()).await;
                 remove_container(&self.ctx.config, &*self.ctx.runtime, &cur).await;
@@ -1674,9 +1772,62 @@ pub async fn remove_orphan(config: &crate::Config, runtime: &dyn runtime::Runtim
         image_id: String::new(),
         started_at: Timestamp::now(),
         exit: a.exit.clone(),
+        message: MessageSource::default(),
     };
     if a.running {
         stop_container(runtime, &c, Instant::now() + Duration::from_secs(2)).await;
     }
     remove_container(config, runtime, &c).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_log(path: &std::path::Path, records: &[(&str, bool)]) {
+        let lines: Vec<String> = records
+            .iter()
+            .map(|(c, partial)| {
+                format!("2024-01-01T00:00:00.000000000Z stdout {} {c}", if *partial { "P" } else { "F" })
+            })
+            .collect();
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn termination_messages_as_the_kubelet_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, log) = (dir.path().join("0.termination-log"), dir.path().join("0.log"));
+        write_log(&log, &[("first", false), ("DO", true), ("NE", true)]);
+        let both = MessageSource { file: Some(file.clone()), fallback_log: Some(log.clone()) };
+        // Nothing in the file: the log only when the container failed.
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(termination_message(&both, 0), None);
+        assert_eq!(termination_message(&both, 1).as_deref(), Some("first\nDONE"));
+        let file_only = MessageSource { file: Some(file.clone()), fallback_log: None };
+        assert_eq!(termination_message(&file_only, 1), None);
+        // The file wins, up to 4 KiB of it.
+        std::fs::write(&file, "m".repeat(5000)).unwrap();
+        assert_eq!(termination_message(&both, 1).map(|m| m.len()), Some(4096));
+        // A missing file is no message.
+        assert_eq!(
+            termination_message(&MessageSource { file: Some(dir.path().join("none")), fallback_log: None }, 1),
+            None
+        );
+    }
+
+    #[test]
+    fn a_log_fallback_is_its_last_80_lines_and_2_kib() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("0.log");
+        let lines: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
+        let records: Vec<(&str, bool)> = lines.iter().map(|l| (l.as_str(), false)).collect();
+        write_log(&log, &records);
+        let tail = log_tail(&log);
+        assert!(tail.starts_with("line 20\n") && tail.ends_with("line 99\n"), "{tail}");
+        assert_eq!(tail.lines().count(), 80);
+        let long = "y".repeat(3000);
+        write_log(&log, &[(long.as_str(), false)]);
+        assert_eq!(log_tail(&log).len(), MESSAGE_LOG_BYTES);
+    }
 }

@@ -130,8 +130,10 @@ pub fn pump(mut source: impl Read, stream: &str, log: Arc<Mutex<LogWriter>>) -> 
             pending.drain(..MAX_LINE);
         }
     }
+    // Output that ends without a newline ends with a partial record, as containerd
+    // writes it: `kubectl logs` shows no newline that was never printed.
     if !pending.is_empty() {
-        write(&pending, false)?;
+        write(&pending, true)?;
     }
     Ok(())
 }
@@ -194,7 +196,7 @@ mod tests {
                 ("stdout", false, 5),
                 ("stdout", true, MAX_LINE),
                 ("stdout", false, 10),
-                ("stdout", false, 4),
+                ("stdout", true, 4),
                 ("stderr", false, 4),
             ]
         );

@@ -218,9 +218,19 @@ impl Runc {
             Some(report) => (report, "launcher"),
             None => (self.exec_shim(id, &args).await?, "exec"),
         };
-        let spawned = began.elapsed();
+        let mut spawned = began.elapsed();
         let mut line = String::new();
-        let read = tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(report).read_line(&mut line)).await;
+        let mut read =
+            tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(report).read_line(&mut line)).await;
+        if how == "launcher" && matches!(read, Ok(Ok(0))) && !options.bundle.join(bundle_files::SHIM_PID).exists() {
+            // The launcher took the request and ended before forking (the report pipe
+            // went with its socket): no shim ever ran, so one started by exec may.
+            tracing::warn!(container = id, "the shim launcher ended with a request; the shim is started by exec");
+            self.forget_launcher();
+            let report = self.exec_shim(id, &args).await?;
+            spawned = began.elapsed();
+            read = tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(report).read_line(&mut line)).await;
+        }
         tracing::debug!(
             container = id,
             how,
@@ -268,7 +278,7 @@ impl Runc {
     /// A shim forked by the launcher, if one runs and answers: the read end of the
     /// pipe it reports on.
     fn launched(&self, args: &ShimArgs) -> Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
-        let mut slot = self.launcher.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = self.launcher.lock().unwrap_or_else(|e| e.into_inner());
         let launcher = slot.as_ref()?;
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
         let report = tokio::net::unix::pipe::Receiver::from_owned_fd(read).ok()?;
@@ -276,12 +286,17 @@ impl Runc {
             Ok(()) => Some(Box::new(report)),
             Err(e) => {
                 tracing::warn!(error = %e, "the shim launcher is gone: this shim is started by exec, and a new launcher");
-                *slot = None;
                 drop(slot);
-                self.keep_launcher();
+                self.forget_launcher();
                 None
             }
         }
+    }
+
+    /// Drops the launcher (it ended) and starts a new one.
+    fn forget_launcher(&self) {
+        *self.launcher.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.keep_launcher();
     }
 
     /// A shim started by exec, given its arguments: its stdout, which it reports on.

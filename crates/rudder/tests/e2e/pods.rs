@@ -477,6 +477,46 @@ fn a_readiness_probe_gates_ready() {
 }
 
 #[test]
+fn termination_messages_come_from_the_file_or_the_log_as_upstream_conformance_asks() {
+    let (c, images, agent) = setup();
+    let k = c.kubectl(KUBECTL);
+    let image = images.busybox();
+    let container = |name: &str, script: &str, extra: &str| {
+        format!(
+            "  - name: {name}\n    image: {image}\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, '{script}']\n{extra}"
+        )
+    };
+    let fallback = "    terminationMessagePolicy: FallbackToLogsOnError\n";
+    let spec = format!(
+        "  restartPolicy: Never\n  containers:\n{}{}{}{}",
+        // From the file at the default path.
+        container("file", "echo -n OK > /dev/termination-log", ""),
+        // The file says nothing and the container failed: its log's end.
+        container("failed", "echo -n DONE; exit 1", fallback),
+        // It succeeded: no message, whatever the log says.
+        container("succeeded", "echo -n OK", fallback),
+        // Another user, another path.
+        container(
+            "custom",
+            "echo -n DONE > /dev/termination-custom-log",
+            "    terminationMessagePath: /dev/termination-custom-log\n    securityContext: {runAsUser: 1000}\n",
+        ),
+    );
+    apply(&k, &pod("messages", &agent.name, &spec));
+    let p = wait_pod(&k, "messages", "every container to end", |p| phase(p) == "Failed");
+    let message = |name: &str| {
+        let statuses = p["status"]["containerStatuses"].as_array().unwrap();
+        let s = statuses.iter().find(|s| s["name"] == name).unwrap();
+        s["state"]["terminated"]["message"].as_str().map(str::to_string)
+    };
+    assert_eq!(message("file").as_deref(), Some("OK"));
+    assert_eq!(message("failed").as_deref(), Some("DONE"));
+    assert_eq!(message("succeeded"), None);
+    assert_eq!(message("custom").as_deref(), Some("DONE"));
+    drop(agent);
+}
+
+#[test]
 fn an_oom_kill_is_reported() {
     let (c, images, agent) = setup();
     let k = c.kubectl(KUBECTL);
