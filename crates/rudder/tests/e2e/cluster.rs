@@ -23,7 +23,23 @@ pub struct Cluster {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now, for a server a test is about to start. Not one the
+/// kernel picks (port 0): those come from the range it also hands to outgoing
+/// connections (32768–60999 here), and the test's own kubectl or client connections
+/// could take it before the server binds it. Ports below that range, spread by
+/// process and by call, both of TCP and UDP free on every address.
+pub(crate) fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let port = FIRST + (offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))) % SPAN;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() && std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

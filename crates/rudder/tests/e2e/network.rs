@@ -19,7 +19,7 @@
 //! Needs root, runc, the CNI plugins, iproute2 and iptables.
 
 use crate::Cluster;
-use crate::cluster::Kubectl;
+use crate::cluster::{Kubectl, free_port};
 use crate::netlab::{Fabric, clean_node_data, pull_into};
 use crate::pods::{LONG, apply, block_on, condition, events, eventually, phase, pod_json, wait_pod};
 use runtime::sandbox::Cidr;
@@ -222,10 +222,6 @@ fn fetch_from_pod(k: &Kubectl, from: &str, ip: std::net::IpAddr, want: &str) {
         assert!(Instant::now() < deadline, "{from} -> {ip}:8080: {:?}{}", out.stdout, out.stderr);
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[test]

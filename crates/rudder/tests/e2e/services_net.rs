@@ -8,7 +8,7 @@
 //! has one test (two would fight over the table), a service CIDR no other test uses,
 //! and a fake upstream resolver (the machine may have no internet).
 
-use crate::cluster::eventually;
+use crate::cluster::{eventually, free_port};
 use crate::netcheck::{fake_upstream, http_get};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -21,10 +21,6 @@ const SERVICE_CIDR: &str = "10.99.7.0/24";
 const DNS_IP: &str = "10.99.7.10";
 const OUTSIDE_NAME: &str = "outside.example";
 const OUTSIDE_IP: [u8; 4] = [192, 0, 2, 77];
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// `rudder server` with its agent; stopped with SIGTERM on drop so that the proxy
 /// removes its table, then its containers and mounts are removed.
