@@ -118,13 +118,24 @@ impl Drop for Fabric {
     }
 }
 
+/// runc's state directory of an agent with its data in `data`, where `agent::Config`
+/// puts it.
+fn runc_root(data: &Path) -> PathBuf {
+    agent::Config::new("e2e", data.to_path_buf()).expect("agent config").runc.root
+}
+
+/// The containers runc has for the agent with its data in `data`.
+pub(crate) fn containers(data: &Path) -> Vec<String> {
+    let out = Command::new("runc").arg("--root").arg(runc_root(data)).args(["list", "-q"]).output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
 /// Removes what an agent left under its data dir: runc's containers, then the mounts
 /// (root filesystems, volumes, pod namespaces; their veths go with them).
 pub(crate) fn clean_node_data(data: &Path) {
-    let root = data.join("run").join("runc");
-    let out = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output().unwrap();
-    for id in String::from_utf8_lossy(&out.stdout).lines() {
-        let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]).status();
+    let root = runc_root(data);
+    for id in containers(data) {
+        let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", &id]).status();
     }
     let prefix = format!("{}/", data.display());
     let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")

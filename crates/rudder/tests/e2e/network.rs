@@ -101,13 +101,7 @@ impl NodeAgent {
     }
 
     fn containers(&self) -> Vec<String> {
-        let out = Command::new("runc")
-            .arg("--root")
-            .arg(self.data().join("run").join("runc"))
-            .args(["list", "-q"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        crate::netlab::containers(self.data())
     }
 
     fn sandbox_dir(&self, uid: &str) -> PathBuf {

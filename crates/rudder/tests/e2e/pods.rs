@@ -123,13 +123,7 @@ impl Agent {
 
     /// runc's containers for this agent.
     fn containers(&self) -> Vec<String> {
-        let out = Command::new("runc")
-            .arg("--root")
-            .arg(self.data().join("run").join("runc"))
-            .args(["list", "-q"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        crate::netlab::containers(self.data())
     }
 }
 
@@ -144,21 +138,8 @@ impl Drop for Agent {
                 eprintln!("{l}");
             }
         }
-        let root = self.data().join("run").join("runc");
-        for id in self.containers() {
-            let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", &id]).status();
-        }
-        // Root filesystems and tmpfs volumes under the data dir.
-        let prefix = self.data().display().to_string();
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        for m in mounts.iter().rev() {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
+        // Containers, then root filesystems and tmpfs volumes under the data dir.
+        crate::netlab::clean_node_data(self.data());
     }
 }
 

@@ -12,7 +12,7 @@ use crate::cluster::{eventually, free_port};
 use crate::netcheck::{fake_upstream, http_get};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -103,10 +103,6 @@ impl Server {
     }
 }
 
-fn runc_root(dir: &Path) -> PathBuf {
-    dir.join("agent").join("run").join("runc")
-}
-
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -126,21 +122,9 @@ impl Drop for Server {
                 eprintln!("{l}");
             }
         }
-        let root = runc_root(self.dir.path());
-        let out = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output();
-        for id in out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
-            let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]).status();
-        }
-        let prefix = self.dir.path().display().to_string();
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        for m in mounts.iter().rev() {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
+        // The agent's containers, then every mount under the server's data dir.
+        crate::netlab::clean_node_data(&self.dir.path().join("agent"));
+        crate::netlab::clean_node_data(self.dir.path());
     }
 }
 

@@ -78,21 +78,7 @@ impl Drop for Agent {
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
             eprintln!("--- agent log (last lines) ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
         }
-        let root = self.data().join("run").join("runc");
-        let listed = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output();
-        for id in listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
-            let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]).status();
-        }
-        let prefix = self.data().display().to_string();
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        for m in mounts.iter().rev() {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
+        crate::netlab::clean_node_data(self.data());
     }
 }
 
