@@ -137,6 +137,11 @@ impl Config {
         runtime::snapshot::RootfsDirs::new(&self.bundle_dir(id), &self.layer_dir(id))
     }
 
+    /// A pod's logs (`CONTAINER/ATTEMPT.log`) and termination message files.
+    pub fn pod_log_dir(&self, pod_uid: &str) -> PathBuf {
+        self.data_dir.join("pods").join(pod_uid)
+    }
+
     /// A pod's files on the tmpfs: its /etc files, its volumes that hold credentials.
     pub fn pod_run_dir(&self, pod_uid: &str) -> PathBuf {
         self.run_dir.join("pods").join(pod_uid)

@@ -47,7 +47,7 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
         }
         let _ = crate::volumes::tear_down_dir(&ctx.config.data_dir.join("pod-data").join(&uid).join("volumes"));
         let _ = std::fs::remove_dir_all(ctx.config.data_dir.join("pod-data").join(&uid));
-        let _ = std::fs::remove_dir_all(ctx.config.data_dir.join("pods").join(&uid));
+        let _ = std::fs::remove_dir_all(ctx.config.pod_log_dir(&uid));
         let _ = std::fs::remove_dir_all(ctx.config.pod_run_dir(&uid));
         let _ = ctx.network.remove(&uid).await;
     }

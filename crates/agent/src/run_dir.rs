@@ -97,4 +97,61 @@ mod tests {
         assert!(run.join("kept").exists());
         rustix::mount::unmount(&run, rustix::mount::UnmountFlags::empty()).unwrap();
     }
+
+    /// An earlier agent's container (runc's state in `DATA/runc`, its bundle in
+    /// `DATA/containers/ID`) is stopped and removed, and so is that state.
+    #[tokio::test]
+    async fn containers_of_the_earlier_layout_are_removed() {
+        let has_runc = std::process::Command::new("runc").arg("--version").output().is_ok();
+        if !rustix::process::geteuid().is_root() || !has_runc {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("node");
+        let config = crate::Config::new("n", data.clone()).unwrap();
+        let (old_root, bundle) = (data.join("runc"), data.join("containers").join("earlier"));
+        // Removes it even if the test fails.
+        struct Guard(std::path::PathBuf);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("runc")
+                    .arg("--root")
+                    .arg(&self.0)
+                    .args(["delete", "--force", "earlier"])
+                    .status();
+            }
+        }
+        let _guard = Guard(old_root.clone());
+        let bin = bundle.join("rootfs").join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+        let spec = runtime::spec::ContainerConfig {
+            rootfs: bundle.join("rootfs"),
+            command: ["/bin/busybox", "sleep", "1000"].map(String::from).to_vec(),
+            namespaces: runtime::spec::Namespaces { network: runtime::spec::NamespaceMode::Host, ..Default::default() },
+            ..Default::default()
+        };
+        runtime::spec::generate(&spec).unwrap().write(&bundle).unwrap();
+        let started = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(&old_root)
+            .args(["run", "--detach", "--bundle"])
+            .arg(&bundle)
+            .arg("earlier")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(started.success());
+        let state = std::fs::read_to_string(old_root.join("earlier").join("state.json")).unwrap();
+        let pid = serde_json::from_str::<serde_json::Value>(&state).unwrap()["init_process_pid"].as_i64().unwrap();
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+        remove_earlier_layout(&config).await;
+        assert!(!old_root.exists(), "the earlier state is gone");
+        assert!(!bundle.exists(), "and the bundle");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z"), "the container's process ended: {stat}");
+    }
 }

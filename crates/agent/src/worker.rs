@@ -101,10 +101,30 @@ fn termination_message(source: &MessageSource, exit_code: i32) -> Option<String>
     (!text.is_empty()).then_some(text)
 }
 
+/// How much of a log's end [`log_tail`] reads: [`MESSAGE_LOG_BYTES`] of content is
+/// at most that many records of one byte, each with its ~40 bytes of timestamp,
+/// stream and tag.
+const MESSAGE_LOG_READ: u64 = 128 * 1024;
+
 /// The content of a CRI log file's last [`MESSAGE_LOG_LINES`] lines, at most
-/// [`MESSAGE_LOG_BYTES`] of it (its end).
+/// [`MESSAGE_LOG_BYTES`] of it (its end). Reads only the file's end: a log may be
+/// many MiB.
 fn log_tail(log: &std::path::Path) -> String {
-    let raw = std::fs::read_to_string(log).unwrap_or_default();
+    use std::io::{Read, Seek, SeekFrom};
+    let mut raw = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(log) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let from = len.saturating_sub(MESSAGE_LOG_READ);
+        if f.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = f.take(MESSAGE_LOG_READ).read_to_end(&mut raw);
+        }
+        // Started mid-record: that one is not whole.
+        if from > 0 {
+            let first = raw.iter().position(|b| *b == b'\n').map_or(raw.len(), |i| i + 1);
+            raw.drain(..first);
+        }
+    }
+    let raw = String::from_utf8_lossy(&raw);
     let records: Vec<_> = raw.lines().filter_map(runtime::logfile::parse_record).collect();
     let mut lines = 0;
     let mut start = records.len();
@@ -311,7 +331,7 @@ impl Worker {
                 // The file is where this agent would have put it; the policy is in
                 // the pod, which a restarted agent's worker has not seen yet.
                 message: MessageSource {
-                    file: Some(message_file(&ctx.config.data_dir.join("pods").join(&uid), &a.name, a.attempt)),
+                    file: Some(message_file(&ctx.config.pod_log_dir(&uid), &a.name, a.attempt)),
                     fallback_log: None,
                 },
             };
@@ -437,7 +457,7 @@ impl Worker {
     }
 
     fn pod_dir(&self) -> PathBuf {
-        self.ctx.config.data_dir.join("pods").join(&self.uid)
+        self.ctx.config.pod_log_dir(&self.uid)
     }
 
     fn state_dir(&self) -> PathBuf {
@@ -1829,5 +1849,12 @@ mod tests {
         let long = "y".repeat(3000);
         write_log(&log, &[(long.as_str(), false)]);
         assert_eq!(log_tail(&log).len(), MESSAGE_LOG_BYTES);
+        // A log larger than what is read: its end, from whole records only.
+        let many: Vec<String> = (0..20_000).map(|i| format!("entry {i:05}")).collect();
+        let records: Vec<(&str, bool)> = many.iter().map(|l| (l.as_str(), false)).collect();
+        write_log(&log, &records);
+        assert!(std::fs::metadata(&log).unwrap().len() > MESSAGE_LOG_READ);
+        let tail = log_tail(&log);
+        assert!(tail.ends_with("entry 19999\n") && tail.lines().all(|l| l.starts_with("entry ")), "{tail}");
     }
 }
