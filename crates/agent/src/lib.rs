@@ -43,6 +43,7 @@ pub mod run_dir;
 pub mod sandbox;
 pub mod server;
 pub mod service_proxy;
+pub mod spread;
 pub mod stats;
 pub mod status;
 pub mod token;
@@ -127,9 +128,14 @@ impl Config {
         self.run_dir.join("containers").join(id)
     }
 
+    /// The containers' writable layers.
+    pub fn layers_dir(&self) -> PathBuf {
+        self.data_dir.join("containers")
+    }
+
     /// A container's writable layer.
     pub fn layer_dir(&self, id: &str) -> PathBuf {
-        self.data_dir.join("containers").join(id)
+        self.layers_dir().join(id)
     }
 
     /// Where a container's root filesystem is mounted and its writes go.
@@ -137,9 +143,24 @@ impl Config {
         runtime::snapshot::RootfsDirs::new(&self.bundle_dir(id), &self.layer_dir(id))
     }
 
+    /// The pods' logs, termination message files and disk volumes, a directory each.
+    pub fn pods_dir(&self) -> PathBuf {
+        self.data_dir.join("pods")
+    }
+
     /// A pod's logs (`CONTAINER/ATTEMPT.log`) and termination message files.
     pub fn pod_log_dir(&self, pod_uid: &str) -> PathBuf {
-        self.data_dir.join("pods").join(pod_uid)
+        self.pods_dir().join(pod_uid)
+    }
+
+    /// The pods' state kept on disk (volumes on disk, what ran), a directory each.
+    pub fn pod_states_dir(&self) -> PathBuf {
+        self.data_dir.join("pod-data")
+    }
+
+    /// A pod's state kept on disk.
+    pub fn pod_state_dir(&self, pod_uid: &str) -> PathBuf {
+        self.pod_states_dir().join(pod_uid)
     }
 
     /// A pod's files on the tmpfs: its /etc files, its volumes that hold credentials.
@@ -200,6 +221,11 @@ impl Agent {
             .map_err(|source| AgentError::Io { path: config.data_dir.clone(), source })?;
         let run_dir_in_memory = run_dir::prepare(&config.run_dir)
             .map_err(|source| AgentError::Io { path: config.run_dir.clone(), source })?;
+        for dir in [config.layers_dir(), config.pods_dir(), config.pod_states_dir()] {
+            let spread =
+                spread::spread_subdirectories(&dir).map_err(|source| AgentError::Io { path: dir.clone(), source })?;
+            tracing::debug!(dir = %dir.display(), spread, "subdirectories spread over the file system's groups");
+        }
         let store = runtime::ImageStore::open(&config.image_dir.join("images"))?;
         let snapshots = runtime::snapshot::Snapshotter::open(&config.image_dir.join("snapshots"))?;
         let runc = runtime::runc::Runc::new(config.runc.clone())?;
@@ -211,7 +237,7 @@ impl Agent {
         let puller = runtime::Puller::new(store, config.registry_config.clone());
         let starting = Arc::new(controllers::events::Busy::default());
         let recorder = controllers::events::Recorder::gated(client.clone(), "kubelet", starting.clone());
-        let lookup = Arc::new(lookup::PodCache::new(config.data_dir.clone()));
+        let lookup = Arc::new(lookup::PodCache::new(config.pods_dir()));
         let tokens = Arc::new(token::TokenManager::new(client.clone()));
         let cgroups = std::fs::read_to_string("/proc/self/cgroup")
             .map_err(|source| cgroups::CgroupError::Io { op: "reading", path: "/proc/self/cgroup".into(), source })

@@ -50,13 +50,14 @@ pub enum LookupError {
 }
 
 pub struct PodCache {
-    data_dir: PathBuf,
+    /// Where the pods' log directories are ([`crate::Config::pods_dir`]).
+    pods_dir: PathBuf,
     pods: Mutex<HashMap<(String, String), PodEntry>>,
 }
 
 impl PodCache {
-    pub fn new(data_dir: PathBuf) -> PodCache {
-        PodCache { data_dir, pods: Mutex::new(HashMap::new()) }
+    pub fn new(pods_dir: PathBuf) -> PodCache {
+        PodCache { pods_dir, pods: Mutex::new(HashMap::new()) }
     }
 
     pub fn update(&self, pod: &Pod, containers: Vec<ContainerEntry>) {
@@ -113,7 +114,7 @@ impl PodCache {
         Ok(Found {
             pod_uid: p.uid.clone(),
             container_id: c.container_id.clone(),
-            log_dir: self.data_dir.join("pods").join(&p.uid).join(&name),
+            log_dir: self.pods_dir.join(&p.uid).join(&name),
             restart_count: c.restart_count.max(0) as u32,
             tty,
             stdin,
@@ -157,7 +158,7 @@ mod tests {
 
     #[test]
     fn choosing_containers() {
-        let cache = PodCache::new("/d".into());
+        let cache = PodCache::new("/d/pods".into());
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": "web", "namespace": "ns", "uid": "u1"},
             "spec": {"containers": [{"name": "a", "tty": true}, {"name": "b"}]}
@@ -192,7 +193,7 @@ mod tests {
     #[test]
     fn the_streaming_server_sees_the_cache() {
         use crate::server::{LookupError as ServerError, PodLookup};
-        let cache = PodCache::new("/d".into());
+        let cache = PodCache::new("/d/pods".into());
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": "web", "namespace": "ns", "uid": "u1"},
             "spec": {"containers": [{"name": "a", "stdin": true, "tty": true}, {"name": "b"}]}

@@ -45,8 +45,8 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
         for a in &containers {
             remove_orphan(&ctx.config, &*ctx.runtime, a).await;
         }
-        let _ = crate::volumes::tear_down_dir(&ctx.config.data_dir.join("pod-data").join(&uid).join("volumes"));
-        let _ = std::fs::remove_dir_all(ctx.config.data_dir.join("pod-data").join(&uid));
+        let _ = crate::volumes::tear_down_dir(&ctx.config.pod_state_dir(&uid).join("volumes"));
+        let _ = std::fs::remove_dir_all(ctx.config.pod_state_dir(&uid));
         let _ = std::fs::remove_dir_all(ctx.config.pod_log_dir(&uid));
         let _ = std::fs::remove_dir_all(ctx.config.pod_run_dir(&uid));
         let _ = ctx.network.remove(&uid).await;
@@ -64,8 +64,7 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
         Err(e) => tracing::warn!(error = %e, "listing sandboxes failed"),
     }
     // Pod directories without containers (a crash between start and create).
-    let dirs =
-        [ctx.config.data_dir.join("pods"), ctx.config.data_dir.join("pod-data"), ctx.config.run_dir.join("pods")];
+    let dirs = [ctx.config.pods_dir(), ctx.config.pod_states_dir(), ctx.config.run_dir.join("pods")];
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for e in entries.flatten() {

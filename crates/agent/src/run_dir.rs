@@ -45,7 +45,7 @@ pub async fn remove_earlier_layout(config: &crate::Config) {
     if !root.is_dir() || root == config.runc.root {
         return;
     }
-    let (runc, containers) = (config.runc.runc.clone(), config.data_dir.join("containers"));
+    let (runc, containers) = (config.runc.runc.clone(), config.layers_dir());
     let _ = tokio::task::spawn_blocking(move || {
         let list = std::process::Command::new(&runc).arg("--root").arg(&root).args(["list", "-q"]).output();
         let ids = list.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();

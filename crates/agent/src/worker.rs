@@ -461,7 +461,7 @@ impl Worker {
     }
 
     fn state_dir(&self) -> PathBuf {
-        self.ctx.config.data_dir.join("pod-data").join(&self.uid)
+        self.ctx.config.pod_state_dir(&self.uid)
     }
 
     /// The pod's files on the tmpfs: /etc files (hosts, hostname, resolv.conf),
