@@ -1,6 +1,8 @@
 //! Pod start latency: create → Running seen through a watch, for 1, 10 and 50 pods
 //! created at once (image present), side by side with a bare `runc run --detach` of
-//! the same image and command; and the agent's idle RSS and RSS per running pod.
+//! the same image and command (all at once, and for bursts larger than the CPUs also
+//! one per CPU at a time, as the agent takes them, `agent::turns`); and the agent's
+//! idle RSS and RSS per running pod.
 //!
 //! Needs root, runc, docker-registry and busybox-static. Run with
 //! `cargo bench -p agent --bench pod_start`. The binary plays three parts: the
@@ -240,6 +242,9 @@ async fn orchestrate() {
         "pods", "agent p50", "agent p99", "bare runc p50", "bare runc p99", "ratio",
     );
     let (mut per_pod_rss, mut shim_rss) = (0.0, None);
+    // The agent starts one container per CPU at a time (`agent::turns`); the bare
+    // side is run both ways: all at once, and in turns as the agent does.
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     for &n in ROUNDS {
         // One start is one sample: repeat the single pod (both sides, in turn) so
         // that its p50 is a median, not whatever one run happened to take.
@@ -248,7 +253,7 @@ async fn orchestrate() {
             10 => TEN_REPEATS,
             _ => 1,
         };
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut theirs, mut in_turns) = (Vec::new(), Vec::new(), Vec::new());
         let (mut our_cpu, mut bare_cpu) = (Cpu::default(), Cpu::default());
         for rep in 0..repeats {
             let (times, cpu) = run_round(&pods, node, &image_ref, n, &format!("r{n}-{rep}"), agent_pid).await;
@@ -260,17 +265,33 @@ async fn orchestrate() {
                 shim_rss = shim_rss_kib();
             }
             delete_all(&pods).await;
-            let (times, cpu) = bare_round(&bare_root, &data, &layers, &image_config, n, rep).await;
+            let (times, cpu) = bare_round(&bare_root, &data, &layers, &image_config, n, rep, None).await;
             theirs.extend(times);
             bare_cpu.add(cpu);
+            if n > cpus {
+                let (times, _) = bare_round(&bare_root, &data, &layers, &image_config, n, rep, Some(cpus)).await;
+                in_turns.extend(times);
+            }
         }
         ours.sort();
         theirs.sort();
+        in_turns.sort();
         let (o50, o99, b50, b99) =
             (percentile(&ours, 0.5), percentile(&ours, 0.99), percentile(&theirs, 0.5), percentile(&theirs, 0.99));
+        let turns = if in_turns.is_empty() {
+            String::new()
+        } else {
+            let (t50, t99) = (percentile(&in_turns, 0.5), percentile(&in_turns, 0.99));
+            format!(
+                "   bare {cpus} at a time: p50 {:.1}ms p99 {:.1}ms, ratio {:.2}x",
+                ms(t50),
+                ms(t99),
+                o50.as_secs_f64() / t50.as_secs_f64().max(1e-9)
+            )
+        };
         let per = |x: f64| x / repeats as f64;
         println!(
-            "{n:>5} {:>10.1}ms {:>10.1}ms {:>12.1}ms {:>12.1}ms {:>7.2}x   {:.0} ({:.0} / {:.0} / {:.0} / {:.0}) | {:.0}",
+            "{n:>5} {:>10.1}ms {:>10.1}ms {:>12.1}ms {:>12.1}ms {:>7.2}x   {:.0} ({:.0} / {:.0} / {:.0} / {:.0}) | {:.0}{turns}",
             ms(o50),
             ms(o99),
             ms(b50),
@@ -448,10 +469,12 @@ async fn bare_round(
     image: &runtime::oci::ImageConfig,
     n: usize,
     rep: usize,
+    turns: Option<usize>,
 ) -> (Vec<Duration>, Cpu) {
+    let tag = if turns.is_some() { "t" } else { "b" };
     let mut bundles = Vec::new();
     for i in 0..n {
-        let dir = data.join("bare").join(format!("b{n}-{rep}-{i}"));
+        let dir = data.join("bare").join(format!("{tag}{n}-{rep}-{i}"));
         std::fs::create_dir_all(&dir).expect("bundle dir");
         let rootfs = runtime::snapshot::mount_rootfs(layers, &dir).expect("rootfs");
         let config = ContainerConfig {
@@ -462,7 +485,7 @@ async fn bare_round(
             ..ContainerConfig::default()
         };
         runtime::spec::generate(&config).expect("spec").write(&dir).expect("write");
-        bundles.push((format!("bare{n}-{rep}-{i}"), dir));
+        bundles.push((format!("bare{tag}{n}-{rep}-{i}"), dir));
     }
     // A quiet moment first, as the agent's round has before its creates: `runc run`
     // moves its init into a cgroup under the kernel's cgroup attach lock, which
@@ -472,13 +495,20 @@ async fn bare_round(
     // the time (BENCHMARKS.md, "Pod start"); with it both sides start cold.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cpu_before = Cpu::now(0, false);
-    mark("bare-start", &format!("b{n}-{rep}"));
+    mark("bare-start", &format!("{tag}{n}-{rep}"));
+    // With `turns`, as the agent runs them (`agent::turns`): that many at once, in
+    // order, each one's time counted from the round's start (its wait included).
+    let in_turns = turns.is_some();
+    let turns = tokio::sync::Semaphore::new(turns.unwrap_or(n).max(1));
+    let began = Instant::now();
     let runs = bundles.iter().map(|(id, dir)| {
         let root = root.to_path_buf();
         let id = id.clone();
         let dir = dir.clone();
+        let turns = &turns;
         async move {
-            let t = Instant::now();
+            let _turn = turns.acquire().await.expect("turn");
+            let t = if in_turns { began } else { Instant::now() };
             // The container inherits runc's stdio: no pipes, or waiting for them
             // would wait for the container.
             let status = tokio::process::Command::new("runc")
@@ -499,7 +529,7 @@ async fn bare_round(
     });
     let mut out = futures_util::future::join_all(runs).await;
     let cpu = Cpu::now(0, false).since(cpu_before);
-    mark("bare-end", &format!("b{n}-{rep}"));
+    mark("bare-end", &format!("{tag}{n}-{rep}"));
     for (id, dir) in &bundles {
         let _ = Command::new("runc").arg("--root").arg(root).args(["delete", "--force", id]).status();
         let _ = runtime::snapshot::remove_rootfs(dir);

@@ -47,6 +47,7 @@ pub mod spread;
 pub mod stats;
 pub mod status;
 pub mod token;
+pub mod turns;
 pub mod volumes;
 pub mod worker;
 
@@ -194,6 +195,8 @@ pub struct Ctx {
     pub cgroups: Option<cgroups::QosCgroups>,
     /// Bounds the pod status writes in flight (see [`STATUS_WRITES`]).
     pub status_writes: tokio::sync::Semaphore,
+    /// Turns for `runc run`, one per CPU ([`turns`]).
+    pub start_turns: turns::Turns,
 }
 
 /// How many pod status writes may be in flight at once. The client speaks HTTP/1.1,
@@ -271,6 +274,7 @@ impl Agent {
             secrets,
             cgroups,
             status_writes: tokio::sync::Semaphore::new(STATUS_WRITES),
+            start_turns: turns::Turns::per_cpu(),
         };
         Ok(Agent { ctx: Arc::new(ctx) })
     }

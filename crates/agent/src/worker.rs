@@ -1156,7 +1156,7 @@ impl Worker {
             tty: c.tty.unwrap_or(false),
         };
         let spec_done = Instant::now();
-        let run_result = self.ctx.runtime.run(&id, &options).await;
+        let run_result = self.ctx.start_turns.run(self.ctx.runtime.run(&id, &options)).await;
         tracing::debug!(
             pod = %pod_desc(pod),
             container = %c.name,
