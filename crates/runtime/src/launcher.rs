@@ -55,7 +55,7 @@ impl Launcher {
             rustix::net::SocketFlags::CLOEXEC,
             None,
         )
-        .map_err(errno)?;
+        .map_err(io::Error::from)?;
         let child = tokio::process::Command::new(program)
             .args(lead)
             .arg(LAUNCHER_FLAG)
@@ -93,7 +93,7 @@ impl Launcher {
             ) {
                 Ok(_) => return Ok(()),
                 Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(errno(e)),
+                Err(e) => return Err(io::Error::from(e)),
             }
         }
     }
@@ -185,10 +185,6 @@ fn fork_shim(socket: &mut OwnedFd, args: &ShimArgs, report: OwnedFd) {
 fn say_error(report: OwnedFd, message: &str) {
     let mut f = std::fs::File::from(report);
     let _ = writeln!(f, "error {}", message.replace('\n', " "));
-}
-
-fn errno(e: rustix::io::Errno) -> io::Error {
-    io::Error::from_raw_os_error(e.raw_os_error())
 }
 
 /// The two calls rustix leaves to libc: the one place here that needs `unsafe`.

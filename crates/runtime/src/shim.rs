@@ -207,25 +207,21 @@ pub fn run(args: &ShimArgs) -> i32 {
     }
 }
 
-fn errno(e: rustix::io::Errno) -> io::Error {
-    io::Error::from_raw_os_error(e.raw_os_error())
-}
-
 fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::File>) -> Result<(), String> {
     // Out of the agent's session and process group: signals meant for the agent
     // (a terminal's ^C, a service manager stopping it) must not reach the shim.
     let _ = rustix::process::setsid();
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-        .map_err(|e| format!("becoming a subreaper: {}", errno(e)))?;
+        .map_err(|e| format!("becoming a subreaper: {}", io::Error::from(e)))?;
     std::fs::write(args.bundle.join(bundle_files::SHIM_PID), rustix::process::getpid().as_raw_nonzero().to_string())
         .map_err(|e| format!("writing {}: {e}", bundle_files::SHIM_PID))?;
     let log = LogWriter::open(&args.log).map_err(|e| format!("opening log {}: {e}", args.log.display()))?;
     let log = Arc::new(Mutex::new(log));
 
-    let (out_r, out_w) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {}", errno(e)))?;
-    let (err_r, err_w) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {}", errno(e)))?;
+    let (out_r, out_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| format!("pipe: {}", io::Error::from(e)))?;
+    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| format!("pipe: {}", io::Error::from(e)))?;
     let pid_file = args.bundle.join(bundle_files::INIT_PID);
     let runc_log = args.bundle.join(bundle_files::RUNC_LOG);
     // Opened read-write, so that the container never sees end-of-file when an
@@ -335,7 +331,7 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
             Err(e) => {
                 // ECHILD: the process was never ours (it should have been); say so.
                 if let Some(d) = diag.as_mut() {
-                    let _ = writeln!(d, "waiting for {pid}: {}", errno(e));
+                    let _ = writeln!(d, "waiting for {pid}: {}", io::Error::from(e));
                 }
                 break None;
             }
@@ -372,7 +368,7 @@ fn run_inner(args: &ShimArgs, reported: &mut bool, diag: &mut Option<std::fs::Fi
 fn open_fifo(path: &Path) -> Result<std::fs::File, String> {
     let _ = std::fs::remove_file(path);
     rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::from_raw_mode(0o600))
-        .map_err(|e| format!("making {}: {}", path.display(), errno(e)))?;
+        .map_err(|e| format!("making {}: {}", path.display(), io::Error::from(e)))?;
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -400,7 +396,7 @@ fn receive_fd(listener: &std::os::unix::net::UnixListener) -> io::Result<OwnedFd
         ) {
             Ok(_) => break,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(errno(e)),
+            Err(e) => return Err(io::Error::from(e)),
         }
     }
     for message in control.drain() {

@@ -41,10 +41,6 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Sna
     move |source| SnapshotError::Io { op, path: path.to_path_buf(), source }
 }
 
-fn rio(e: rustix::io::Errno) -> io::Error {
-    io::Error::from_raw_os_error(e.raw_os_error())
-}
-
 /// The layer snapshots under one directory.
 #[derive(Debug, Clone)]
 pub struct Snapshotter {
@@ -209,7 +205,7 @@ pub fn mount_rootfs_at(lowers: &[PathBuf], dirs: &RootfsDirs) -> Result<PathBuf,
     let options = overlay_options(&lowers, &upper, &work)?;
     let data = std::ffi::CString::new(options).map_err(|_| SnapshotError::UnsafePath(dirs.layer.clone()))?;
     rustix::mount::mount("overlay", &rootfs, "overlay", rustix::mount::MountFlags::empty(), data.as_c_str())
-        .map_err(|e| SnapshotError::Mount { target: rootfs.clone(), source: rio(e) })?;
+        .map_err(|e| SnapshotError::Mount { target: rootfs.clone(), source: io::Error::from(e) })?;
     Ok(rootfs)
 }
 
@@ -231,10 +227,10 @@ pub fn remove_rootfs_at(dirs: &RootfsDirs) -> Result<(), SnapshotError> {
                 rustix::mount::unmount(rootfs, rustix::mount::UnmountFlags::DETACH).map_err(|e| SnapshotError::Io {
                     op: "unmounting",
                     path: rootfs.clone(),
-                    source: rio(e),
+                    source: io::Error::from(e),
                 })?;
             } else if e != rustix::io::Errno::INVAL {
-                return Err(SnapshotError::Io { op: "unmounting", path: rootfs.clone(), source: rio(e) });
+                return Err(SnapshotError::Io { op: "unmounting", path: rootfs.clone(), source: io::Error::from(e) });
             } else {
                 break;
             }

@@ -33,10 +33,6 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Unp
     move |source| UnpackError::Io { op, path: path.to_path_buf(), source }
 }
 
-fn rio(e: rustix::io::Errno) -> io::Error {
-    io::Error::from_raw_os_error(e.raw_os_error())
-}
-
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -267,7 +263,7 @@ fn apply_entry<R: Read>(entry: &mut tar::Entry<'_, R>, root: &Path) -> Result<Op
 
     if base_bytes == OPAQUE_WHITEOUT.as_bytes() {
         rustix::fs::lsetxattr(&parent, OVERLAY_OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
-            .map_err(|e| UnpackError::Io { op: "marking opaque", path: parent.clone(), source: rio(e) })?;
+            .map_err(|e| UnpackError::Io { op: "marking opaque", path: parent.clone(), source: io::Error::from(e) })?;
         return Ok(None);
     }
     if let Some(hidden) = base_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
@@ -284,7 +280,11 @@ fn apply_entry<R: Read>(entry: &mut tar::Entry<'_, R>, root: &Path) -> Result<Op
             rustix::fs::Mode::empty(),
             rustix::fs::makedev(0, 0),
         )
-        .map_err(|e| UnpackError::Io { op: "creating whiteout", path: target.clone(), source: rio(e) })?;
+        .map_err(|e| UnpackError::Io {
+            op: "creating whiteout",
+            path: target.clone(),
+            source: io::Error::from(e),
+        })?;
         return Ok(None);
     }
 
@@ -352,7 +352,7 @@ fn apply_entry<R: Read>(entry: &mut tar::Entry<'_, R>, root: &Path) -> Result<Op
             .map_err(|e| UnpackError::Io {
                 op: "creating device",
                 path: target.clone(),
-                source: rio(e),
+                source: io::Error::from(e),
             })?;
             set_metadata(&target, entry, false)?;
         }
@@ -391,7 +391,7 @@ fn set_metadata<R: Read>(path: &Path, entry: &mut tar::Entry<'_, R>, symlink: bo
         Some(rustix::fs::Gid::from_raw(gid)),
         nofollow,
     )
-    .map_err(|e| UnpackError::Io { op: "chown", path: path.to_path_buf(), source: rio(e) })?;
+    .map_err(|e| UnpackError::Io { op: "chown", path: path.to_path_buf(), source: io::Error::from(e) })?;
     if !symlink {
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err("chmod", path))?;
