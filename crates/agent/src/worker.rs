@@ -241,6 +241,16 @@ enum Wake {
     Done,
 }
 
+/// A worker's held events ([`Worker::hold_events`]).
+struct HeldEvents {
+    events: Vec<(controllers::events::Event, ObjectReference)>,
+    /// While events are held, this pod counts as starting on the node, and every
+    /// pod's events wait ([`Ctx::starting`]).
+    ///
+    /// [`Ctx::starting`]: crate::Ctx::starting
+    _starting: controllers::events::BusyGuard,
+}
+
 /// The termination message file of a container's `attempt`, beside its log.
 fn message_file(pod_dir: &std::path::Path, container: &str, attempt: i32) -> PathBuf {
     pod_dir.join(container).join(format!("{attempt}.termination-log"))
@@ -283,11 +293,7 @@ pub struct Worker {
     notify: Arc<Notify>,
     /// Events raised while containers start, held until the status is written (see
     /// [`Worker::hold_events`]); `None`: events go out at once.
-    held_events: Mutex<Option<Vec<(controllers::events::Event, ObjectReference)>>>,
-    /// Held with the events: this pod counts as starting on the node ([`Ctx::starting`]).
-    ///
-    /// [`Ctx::starting`]: crate::Ctx::starting
-    starting: Mutex<Option<controllers::events::BusyGuard>>,
+    held_events: Mutex<Option<HeldEvents>>,
     /// The pod reached a terminal phase and its containers were released.
     released: bool,
     /// Root filesystems being mounted ahead of a new pod's first starts, by
@@ -364,7 +370,6 @@ impl Worker {
             start_time: Timestamp::now(),
             notify: Arc::new(Notify::new()),
             held_events: Mutex::new(None),
-            starting: Mutex::new(None),
             released: false,
             mounted_ahead: BTreeMap::new(),
         }
@@ -422,7 +427,7 @@ impl Worker {
         let ev = event(kind, reason, reason, message);
         let reference = self.reference(pod, container);
         if let Some(held) = self.held_events.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            held.push((ev, reference));
+            held.events.push((ev, reference));
             return;
         }
         let recorder = self.ctx.recorder.clone();
@@ -439,15 +444,17 @@ impl Worker {
     /// Meanwhile the pod counts as starting, and the node's events (other pods' too)
     /// wait for no pod to be starting, so that statuses go out first.
     fn hold_events(&self) {
-        self.held_events.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Vec::new);
-        self.starting.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| self.ctx.starting.enter());
+        self.held_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| HeldEvents { events: Vec::new(), _starting: self.ctx.starting.enter() });
     }
 
     /// Publishes the held events, in order, and stops holding.
     fn release_events(&self) {
-        drop(self.starting.lock().unwrap_or_else(|e| e.into_inner()).take());
         let held = self.held_events.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let Some(held) = held.filter(|h| !h.is_empty()) else { return };
+        // Dropping the hold ends this pod's part in the node's starting work.
+        let Some(held) = held.map(|h| h.events).filter(|h| !h.is_empty()) else { return };
         let recorder = self.ctx.recorder.clone();
         tokio::spawn(async move {
             for (ev, reference) in held {
