@@ -164,9 +164,25 @@ impl Config {
         self.pod_states_dir().join(pod_uid)
     }
 
+    /// The pods' files on the tmpfs, a directory each.
+    pub fn pod_runs_dir(&self) -> PathBuf {
+        self.run_dir.join("pods")
+    }
+
     /// A pod's files on the tmpfs: its /etc files, its volumes that hold credentials.
     pub fn pod_run_dir(&self, pod_uid: &str) -> PathBuf {
-        self.run_dir.join("pods").join(pod_uid)
+        self.pod_runs_dir().join(pod_uid)
+    }
+
+    /// The three places that hold a directory per pod: logs, state on disk, files on
+    /// the tmpfs.
+    pub fn all_pods_dirs(&self) -> [PathBuf; 3] {
+        [self.pods_dir(), self.pod_states_dir(), self.pod_runs_dir()]
+    }
+
+    /// A pod's directory in each of [`Config::all_pods_dirs`].
+    pub fn pod_dirs(&self, pod_uid: &str) -> [PathBuf; 3] {
+        self.all_pods_dirs().map(|d| d.join(pod_uid))
     }
 }
 

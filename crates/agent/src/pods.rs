@@ -45,10 +45,9 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
         for a in &containers {
             remove_orphan(&ctx.config, &*ctx.runtime, a).await;
         }
-        let _ = crate::volumes::tear_down_dir(&ctx.config.pod_state_dir(&uid).join("volumes"));
-        let _ = std::fs::remove_dir_all(ctx.config.pod_state_dir(&uid));
-        let _ = std::fs::remove_dir_all(ctx.config.pod_log_dir(&uid));
-        let _ = std::fs::remove_dir_all(ctx.config.pod_run_dir(&uid));
+        for dir in ctx.config.pod_dirs(&uid) {
+            crate::volumes::remove_pod_dir(&dir);
+        }
         let _ = ctx.network.remove(&uid).await;
     }
     // Sandboxes of pods that are gone (the containers may have gone first).
@@ -64,14 +63,11 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
         Err(e) => tracing::warn!(error = %e, "listing sandboxes failed"),
     }
     // Pod directories without containers (a crash between start and create).
-    let dirs = [ctx.config.pods_dir(), ctx.config.pod_states_dir(), ctx.config.run_dir.join("pods")];
-    for dir in dirs {
+    for dir in ctx.config.all_pods_dirs() {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for e in entries.flatten() {
-            let uid = e.file_name().to_string_lossy().into_owned();
-            if !known.contains(&uid) {
-                let _ = crate::volumes::tear_down_dir(&e.path().join("volumes"));
-                let _ = std::fs::remove_dir_all(e.path());
+            if !known.contains(&*e.file_name().to_string_lossy()) {
+                crate::volumes::remove_pod_dir(&e.path());
             }
         }
     }

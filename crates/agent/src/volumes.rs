@@ -531,6 +531,13 @@ pub fn tear_down_dir(volumes_dir: &Path) -> Result<(), VolumeError> {
     }
 }
 
+/// Removes one of a pod's directories ([`crate::Config::pod_dirs`]), unmounting the
+/// volumes in it first.
+pub fn remove_pod_dir(dir: &Path) {
+    let _ = tear_down_dir(&dir.join("volumes"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A bind mount for a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {

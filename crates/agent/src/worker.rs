@@ -1410,9 +1410,9 @@ impl Worker {
             self.write_status(pod, true).await;
         }
         self.release_all().await;
-        let _ = std::fs::remove_dir_all(self.pod_dir());
-        let _ = std::fs::remove_dir_all(self.state_dir());
-        let _ = std::fs::remove_dir_all(self.run_dir());
+        for dir in self.ctx.config.pod_dirs(&self.uid) {
+            volumes::remove_pod_dir(&dir);
+        }
         self.ctx.lookup.remove(&self.uid);
         if let Some(pod) = pod {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
