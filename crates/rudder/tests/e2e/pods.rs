@@ -245,6 +245,16 @@ fn a_pod_runs_and_its_node_reports_in() {
     eventually(LONG, "the greeting in the log", || {
         agent.log_lines(&uid, "main", 0).contains(&"hello from web".to_string()).then_some(())
     });
+    // Where a directory per container or pod comes and goes, the agent had ext4
+    // spread them over its block groups (`agent::spread`).
+    let config = agent::Config::new("e2e", agent.data().to_path_buf()).expect("agent config");
+    for dir in [config.layers_dir(), config.pods_dir(), config.pod_states_dir()] {
+        const EXT4_MAGIC: rustix::fs::FsWord = 0xEF53;
+        if rustix::fs::statfs(&dir).expect("statfs").f_type == EXT4_MAGIC {
+            let flags = rustix::fs::ioctl_getflags(std::fs::File::open(&dir).expect("open")).expect("flags");
+            assert!(flags.contains(rustix::fs::IFlags::TOPDIR), "{} is not a top directory", dir.display());
+        }
+    }
     let ev = events(&k, "web");
     for reason in ["Pulling", "Pulled", "Created", "Started"] {
         assert!(ev.contains(reason), "no {reason} event:\n{ev}");
