@@ -74,10 +74,9 @@ async fn clean_orphans(ctx: &Ctx, orphans: HashMap<String, Vec<Adopted>>, known:
 }
 
 fn spawn_worker(ctx: &Arc<Ctx>, pod: Pod, adopted: Vec<Adopted>) -> Handle {
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
     tracing::debug!(pod = %crate::container::pod_desc(&pod), "a new pod for this node");
+    let worker = Worker::new(ctx.clone(), &pod, adopted);
     let (tx, rx) = watch::channel(Some(pod));
-    let worker = Worker::new(ctx.clone(), uid, adopted);
     let task = tokio::spawn(async move { worker.run(rx).await });
     Handle { tx, task }
 }

@@ -251,9 +251,26 @@ struct HeldEvents {
     _starting: controllers::events::BusyGuard,
 }
 
+/// The log of a container's `attempt` (what `kubectl logs` reads).
+fn log_file(pod_dir: &std::path::Path, container: &str, attempt: i32) -> PathBuf {
+    pod_dir.join(container).join(format!("{attempt}.log"))
+}
+
 /// The termination message file of a container's `attempt`, beside its log.
 fn message_file(pod_dir: &std::path::Path, container: &str, attempt: i32) -> PathBuf {
     pod_dir.join(container).join(format!("{attempt}.termination-log"))
+}
+
+/// Where the termination message of `pod`'s `container`, its `attempt`, comes from:
+/// its file, and its log if its policy is `FallbackToLogsOnError`.
+fn message_source(pod_dir: &std::path::Path, pod: &Pod, container: &str, attempt: i32) -> MessageSource {
+    let spec = pod.spec.as_ref();
+    let mut all = spec.into_iter().flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()));
+    let policy = all.find(|c| c.name == container).and_then(|c| c.termination_message_policy.as_deref());
+    MessageSource {
+        file: Some(message_file(pod_dir, container, attempt)),
+        fallback_log: (policy == Some("FallbackToLogsOnError")).then(|| log_file(pod_dir, container, attempt)),
+    }
 }
 
 fn parse_time(s: &str) -> Timestamp {
@@ -321,7 +338,9 @@ struct MountAhead {
 }
 
 impl Worker {
-    pub fn new(ctx: Arc<Ctx>, uid: String, adopted: Vec<Adopted>) -> Worker {
+    pub fn new(ctx: Arc<Ctx>, pod: &Pod, adopted: Vec<Adopted>) -> Worker {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let pod_dir = ctx.config.pod_log_dir(&uid);
         let mut records: BTreeMap<String, Record> = BTreeMap::new();
         let mut sorted = adopted;
         sorted.sort_by_key(|a| a.attempt);
@@ -334,12 +353,8 @@ impl Worker {
                 image_id: a.image_id.clone(),
                 started_at: a.started_at.as_deref().map(parse_time).unwrap_or_else(Timestamp::now),
                 exit: if a.running { None } else { a.exit.clone() },
-                // The file is where this agent would have put it; the policy is in
-                // the pod, which a restarted agent's worker has not seen yet.
-                message: MessageSource {
-                    file: Some(message_file(&ctx.config.pod_log_dir(&uid), &a.name, a.attempt)),
-                    fallback_log: None,
-                },
+                // Where this agent would have put it, as the start did.
+                message: message_source(&pod_dir, pod, &a.name, a.attempt),
             };
             if let Some(old) = r.current.take() {
                 if let Some(e) = &old.exit {
@@ -1098,6 +1113,7 @@ impl Worker {
         // The termination message file, writable whatever user the container runs
         // as, at its terminationMessagePath (the kubelet's, on disk with the logs).
         let path = c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into());
+        let message = message_source(&self.pod_dir(), pod, &c.name, attempt);
         let message_path = message_file(&self.pod_dir(), &c.name, attempt);
         let made = std::fs::write(&message_path, b"").and_then(|()| {
             std::fs::set_permissions(&message_path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
@@ -1150,10 +1166,8 @@ impl Worker {
             let _ = runtime::snapshot::remove_rootfs_at(&dirs);
             return Err(self.fail(pod, c, create_error(format!("writing the bundle: {e}"))));
         }
-        let log_path = log_dir.join(format!("{attempt}.log"));
+        let log_path = log_file(&self.pod_dir(), &c.name, attempt);
         let _ = std::fs::remove_file(&log_path);
-        let fallback = c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
-        let message = MessageSource { file: Some(message_path), fallback_log: fallback.then(|| log_path.clone()) };
         // stdin and tty as the spec asks, so that `kubectl attach` has something to
         // write to and a terminal to show (the runtime sets process.terminal).
         let options = CreateOptions {
@@ -1207,7 +1221,7 @@ impl Worker {
         }
         if ran {
             r.restart_count = attempt;
-            let _ = std::fs::remove_file(pod_dir.join(&c.name).join(format!("{}.log", attempt - 2)));
+            let _ = std::fs::remove_file(log_file(&pod_dir, &c.name, attempt - 2));
             let _ = std::fs::remove_file(message_file(&pod_dir, &c.name, attempt - 2));
         }
         r.ran = true;
@@ -1841,6 +1855,22 @@ mod tests {
             termination_message(&MessageSource { file: Some(dir.path().join("none")), fallback_log: None }, 1),
             None
         );
+    }
+
+    #[test]
+    fn the_message_source_follows_the_containers_policy_also_for_init_containers() {
+        let pod: Pod = serde_json::from_value(json!({"spec": {
+            "initContainers": [{"name": "setup", "terminationMessagePolicy": "FallbackToLogsOnError"}],
+            "containers": [{"name": "app"}, {"name": "tail", "terminationMessagePolicy": "FallbackToLogsOnError"}]
+        }}))
+        .unwrap();
+        let dir = std::path::Path::new("/p");
+        let app = message_source(dir, &pod, "app", 2);
+        assert_eq!(app.file, Some(PathBuf::from("/p/app/2.termination-log")));
+        assert_eq!(app.fallback_log, None);
+        assert_eq!(message_source(dir, &pod, "tail", 0).fallback_log, Some(PathBuf::from("/p/tail/0.log")));
+        assert_eq!(message_source(dir, &pod, "setup", 1).fallback_log, Some(PathBuf::from("/p/setup/1.log")));
+        assert_eq!(message_source(dir, &pod, "gone", 0).fallback_log, None);
     }
 
     #[test]
