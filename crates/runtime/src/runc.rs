@@ -214,35 +214,40 @@ impl Runc {
             tty: options.tty,
         };
         let began = std::time::Instant::now();
-        let (report, how) = match self.launched(&args) {
-            Some(report) => (report, "launcher"),
-            None => (self.exec_shim(id, &args).await?, "exec"),
+        let mut how = "launcher";
+        let report = match self.launched(&args) {
+            Some(report) => report,
+            None => {
+                how = "exec";
+                self.exec_shim(id, &args).await?
+            }
         };
         let mut spawned = began.elapsed();
-        let mut line = String::new();
-        let mut read =
-            tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(report).read_line(&mut line)).await;
-        if how == "launcher" && matches!(read, Ok(Ok(0))) && !options.bundle.join(bundle_files::SHIM_PID).exists() {
+        let mut read = read_report(report).await;
+        if how == "launcher"
+            && read.as_deref().is_ok_and(str::is_empty)
+            && !options.bundle.join(bundle_files::SHIM_PID).exists()
+        {
             // The launcher took the request and ended before forking (the report pipe
             // went with its socket): no shim ever ran, so one started by exec may.
             tracing::warn!(container = id, "the shim launcher ended with a request; the shim is started by exec");
             self.forget_launcher();
+            how = "exec after the launcher";
             let report = self.exec_shim(id, &args).await?;
             spawned = began.elapsed();
-            read = tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(report).read_line(&mut line)).await;
+            read = read_report(report).await;
         }
         tracing::debug!(
             container = id,
             how,
             spawn_ms = spawned.as_secs_f64() * 1e3,
             report_ms = began.elapsed().as_secs_f64() * 1e3,
-            report = line.trim(),
+            report = read.as_deref().map_or("", str::trim),
             "shim reported"
         );
         match read {
-            Err(_) => Err(RuntimeError::Shim { id: id.into(), message: format!("no report in {COMMAND_TIMEOUT:?}") }),
-            Ok(Err(e)) => Err(RuntimeError::Shim { id: id.into(), message: format!("reading its report: {e}") }),
-            Ok(Ok(_)) => {
+            Err(message) => Err(RuntimeError::Shim { id: id.into(), message }),
+            Ok(line) => {
                 let line = line.trim();
                 if line.starts_with("ok") {
                     self.remember(id, &options.bundle);
@@ -262,6 +267,20 @@ impl Runc {
     }
 }
 
+/// Where a shim reports: its stdout, or the pipe the launcher gave it.
+type Report = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// The shim's one-line report (empty if it ended without one), or why it could not
+/// be read.
+async fn read_report(report: Report) -> Result<String, String> {
+    let mut line = String::new();
+    match tokio::time::timeout(COMMAND_TIMEOUT, tokio::io::BufReader::new(report).read_line(&mut line)).await {
+        Err(_) => Err(format!("no report in {COMMAND_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(format!("reading its report: {e}")),
+        Ok(Ok(_)) => Ok(line),
+    }
+}
+
 /// Starts a shim (`shim`: program and leading arguments) that waits for its
 /// arguments on stdin ([`crate::shim::ARGS_ON_STDIN`]).
 fn start_shim(shim: &[OsString]) -> Result<tokio::process::Child, String> {
@@ -277,7 +296,7 @@ fn start_shim(shim: &[OsString]) -> Result<tokio::process::Child, String> {
 impl Runc {
     /// A shim forked by the launcher, if one runs and answers: the read end of the
     /// pipe it reports on.
-    fn launched(&self, args: &ShimArgs) -> Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
+    fn launched(&self, args: &ShimArgs) -> Option<Report> {
         let slot = self.launcher.lock().unwrap_or_else(|e| e.into_inner());
         let launcher = slot.as_ref()?;
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
@@ -300,11 +319,7 @@ impl Runc {
     }
 
     /// A shim started by exec, given its arguments: its stdout, which it reports on.
-    async fn exec_shim(
-        &self,
-        id: &str,
-        args: &ShimArgs,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, RuntimeError> {
+    async fn exec_shim(&self, id: &str, args: &ShimArgs) -> Result<Report, RuntimeError> {
         let mut child =
             start_shim(&self.config.shim).map_err(|message| RuntimeError::Shim { id: id.into(), message })?;
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
