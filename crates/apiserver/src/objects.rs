@@ -8,6 +8,37 @@ use serde_json::Value;
 use std::sync::Arc;
 use store::{Compare, KeyValue, Op, OpResult, RangeRequest, RangeResponse, Store, StoreError, Txn};
 
+/// An object as a write left it: the object its callers go on with (its
+/// `resourceVersion` set) and, when the write stored it as served, the bytes stored
+/// with their revision. The answer to the write is those bytes with the revision
+/// spliced in, as a GET of it would be, instead of a second serialisation of `obj`.
+pub struct Written {
+    pub obj: Value,
+    stored: Option<(Bytes, i64)>,
+}
+
+impl Written {
+    /// An object nothing was stored for (a dry run, a write that changed nothing, a
+    /// kind stored in another version than it is served in).
+    pub fn unstored(obj: Value) -> Written {
+        Written { obj, stored: None }
+    }
+
+    fn stored(res: &Resource, obj: Value, bytes: Bytes, revision: i64) -> Written {
+        let stored = api::convert::is_identity(res).then_some((bytes, revision));
+        Written { obj, stored }
+    }
+
+    /// The object as JSON: the stored bytes with the revision spliced in when there
+    /// are any, else `obj` serialised.
+    pub fn json(&self) -> Vec<u8> {
+        self.stored
+            .as_ref()
+            .and_then(|(bytes, rev)| crate::rawjson::with_resource_version(bytes, *rev))
+            .unwrap_or_else(|| serde_json::to_vec(&self.obj).unwrap_or_default())
+    }
+}
+
 pub struct Objects {
     pub store: Arc<dyn Store>,
 }
@@ -50,24 +81,27 @@ pub fn decode_as(res: &Resource, kv: &KeyValue) -> Result<Value, ApiError> {
 /// Written straight from the object (no copy of it), as every write does this.
 pub(crate) fn encode(res: &Resource, obj: &Value) -> Bytes {
     if api::convert::is_identity(res) {
-        return Bytes::from(serde_json::to_vec(&WithoutVersion(obj)).unwrap_or_default());
+        return Bytes::from(serde_json::to_vec(&Omitting(obj, &["resourceVersion"])).unwrap_or_default());
     }
     let copy = api::convert::to_storage(res, obj.clone());
-    Bytes::from(serde_json::to_vec(&WithoutVersion(&copy)).unwrap_or_default())
+    Bytes::from(serde_json::to_vec(&Omitting(&copy, &["resourceVersion"])).unwrap_or_default())
 }
 
-/// Serialises an object as it is, except `metadata.resourceVersion`.
-struct WithoutVersion<'a>(&'a Value);
+/// Serialises an object as it is, except the named members of its `metadata`.
+pub(crate) struct Omitting<'a>(pub &'a Value, pub &'a [&'a str]);
 
-impl serde::Serialize for WithoutVersion<'_> {
+impl serde::Serialize for Omitting<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let Value::Object(top) = self.0 else { return self.0.serialize(s) };
+        if self.1.is_empty() {
+            return self.0.serialize(s);
+        }
         let mut map = s.serialize_map(Some(top.len()))?;
         for (k, v) in top {
             match (k.as_str(), v) {
                 ("metadata", Value::Object(meta)) => {
-                    map.serialize_entry(k, &Skipping(meta, "resourceVersion"))?;
+                    map.serialize_entry(k, &Skipping(meta, self.1))?;
                 }
                 _ => map.serialize_entry(k, v)?,
             }
@@ -76,13 +110,13 @@ impl serde::Serialize for WithoutVersion<'_> {
     }
 }
 
-struct Skipping<'a>(&'a serde_json::Map<String, Value>, &'static str);
+struct Skipping<'a>(&'a serde_json::Map<String, Value>, &'a [&'a str]);
 
 impl serde::Serialize for Skipping<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(None)?;
-        for (k, v) in self.0.iter().filter(|(k, _)| k.as_str() != self.1) {
+        for (k, v) in self.0.iter().filter(|(k, _)| !self.1.contains(&k.as_str())) {
             map.serialize_entry(k, v)?;
         }
         map.end()
@@ -132,23 +166,40 @@ impl Objects {
     }
 
     /// Writes a new object; 409 AlreadyExists if the key is taken.
-    pub async fn create(&self, res: &Resource, key: &str, mut obj: Value) -> Result<Value, ApiError> {
-        let txn =
-            Txn::new().when([Compare::absent(key)]).and_then([Op::Put { key: key.into(), value: encode(res, &obj) }]);
+    pub async fn create(&self, res: &Resource, key: &str, obj: Value) -> Result<Value, ApiError> {
+        Ok(self.create_stored(res, key, obj).await?.obj)
+    }
+
+    /// [`Objects::create`], keeping the bytes stored for an answer made from them.
+    pub async fn create_stored(&self, res: &Resource, key: &str, mut obj: Value) -> Result<Written, ApiError> {
+        let value = encode(res, &obj);
+        let txn = Txn::new().when([Compare::absent(key)]).and_then([Op::Put { key: key.into(), value: value.clone() }]);
         let resp = self.store.txn(txn).await.map_err(store_error)?;
         if !resp.succeeded {
             return Err(ApiError::already_exists(res, name_of(&obj)));
         }
         set_resource_version(&mut obj, resp.revision);
-        Ok(obj)
+        Ok(Written::stored(res, obj, value, resp.revision))
     }
 
     /// Replaces an object whose revision is still `expected`; 409 Conflict otherwise,
     /// 404 if it is gone.
-    pub async fn update(&self, res: &Resource, key: &str, mut obj: Value, expected: i64) -> Result<Value, ApiError> {
+    pub async fn update(&self, res: &Resource, key: &str, obj: Value, expected: i64) -> Result<Value, ApiError> {
+        Ok(self.update_stored(res, key, obj, expected).await?.obj)
+    }
+
+    /// [`Objects::update`], keeping the bytes stored for an answer made from them.
+    pub async fn update_stored(
+        &self,
+        res: &Resource,
+        key: &str,
+        mut obj: Value,
+        expected: i64,
+    ) -> Result<Written, ApiError> {
+        let value = encode(res, &obj);
         let txn = Txn::new()
             .when([Compare::mod_revision(key, expected)])
-            .and_then([Op::Put { key: key.into(), value: encode(res, &obj) }])
+            .and_then([Op::Put { key: key.into(), value: value.clone() }])
             .or_else([Op::get(key)]);
         let resp = self.store.txn(txn).await.map_err(store_error)?;
         if !resp.succeeded {
@@ -158,7 +209,7 @@ impl Objects {
             };
         }
         set_resource_version(&mut obj, resp.revision);
-        Ok(obj)
+        Ok(Written::stored(res, obj, value, resp.revision))
     }
 
     /// Removes an object whose revision is still `expected`. Returns its last state,

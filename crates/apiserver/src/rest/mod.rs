@@ -12,6 +12,7 @@ mod write;
 pub use write::{new_uid, schema_of};
 
 use crate::Ctx;
+use crate::objects::Written;
 use crate::query::Query;
 use crate::wire::{self, Resp};
 use api::{ApiError, Resource};
@@ -134,6 +135,14 @@ pub fn object_response(t: &Target, req: &Request, code: http::StatusCode, obj: &
         return wire::json(code, &crate::table::partial(obj));
     }
     wire::json(code, obj)
+}
+
+/// Answers a write as [`object_response`] does, plain JSON from the bytes it stored.
+pub fn written_response(t: &Target, req: &Request, code: http::StatusCode, written: &Written) -> Resp {
+    if req.wants_table() || req.wants_metadata() {
+        return object_response(t, req, code, &written.obj);
+    }
+    wire::bytes_response(code, "application/json", written.json())
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {

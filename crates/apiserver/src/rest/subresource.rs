@@ -5,7 +5,7 @@
 use super::delete::{DeleteOptions, delete_object};
 use super::read::{Selectors, collect};
 use super::write::{Mode, commit, patch_with, read_patch, update_with};
-use super::{Request, Target, meta_str};
+use super::{Request, Target, meta_str, written_response};
 use crate::Ctx;
 use crate::body;
 use crate::wire::{self, Resp};
@@ -30,13 +30,13 @@ pub async fn handle(ctx: &Arc<Ctx>, t: &Target, sub: &str, mut req: Request) -> 
         }
         (Subresource::Status, &Method::PUT) => {
             let checked = super::write::read_object(t, &mut req).await?;
-            let obj = update_with(ctx, t, &req, checked.obj, Mode::Status).await?;
-            Ok(wire::with_warnings(wire::ok(&obj), &checked.warnings))
+            let written = update_with(ctx, t, &req, checked.obj, Mode::Status).await?;
+            Ok(wire::with_warnings(written_response(t, &req, http::StatusCode::OK, &written), &checked.warnings))
         }
         (Subresource::Status, &Method::PATCH) => {
             let (kind, patch) = read_patch(&mut req).await?;
-            let (_, obj, warnings) = patch_with(ctx, t, &req, kind, &patch, Mode::Status).await?;
-            Ok(wire::with_warnings(wire::ok(&obj), &warnings))
+            let (_, written, warnings) = patch_with(ctx, t, &req, kind, &patch, Mode::Status).await?;
+            Ok(wire::with_warnings(written_response(t, &req, http::StatusCode::OK, &written), &warnings))
         }
         (Subresource::Scale, &Method::GET) => {
             let (obj, _) =
@@ -130,8 +130,8 @@ async fn scale_write(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Re
         match commit(ctx, t, req.query.dry_run, &old, rev, new, Mode::Main, Some(&manager)).await {
             Err(e) if e.reason == "Conflict" && pinned.is_none() && attempt < 5 => continue,
             Err(e) => return Err(e),
-            Ok(obj) => {
-                let mut s = scale_of(&obj)?;
+            Ok(written) => {
+                let mut s = scale_of(&written.obj)?;
                 s["spec"]["replicas"] = json!(replicas);
                 return Ok(wire::ok(&s));
             }
@@ -166,13 +166,18 @@ async fn bind(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, Api
                 &format!("pod {} is already assigned to node \"{existing}\"", t.name()),
             ));
         }
-        let mut new = old.clone();
+        // The pod read is changed in place: a copy of it (and dropping two) cost as much
+        // as the rest of a binding.
+        let mut new = old;
         new["spec"]["nodeName"] = json!(node);
-        let mut conditions: Vec<Value> =
-            old.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-        conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": api::time::now_rfc3339()}));
-        new["status"]["conditions"] = json!(conditions);
+        let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": api::time::now_rfc3339()});
+        match new["status"]["conditions"].as_array_mut() {
+            Some(conditions) => {
+                conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                conditions.push(scheduled);
+            }
+            None => new["status"]["conditions"] = json!([scheduled]),
+        }
         if req.query.dry_run {
             return Ok(wire::json(http::StatusCode::CREATED, &api::status::success(201)));
         }
@@ -273,7 +278,7 @@ async fn mark_disruption_target(ctx: &Ctx, t: &Target, pod: &Value, rev: i64) ->
     }
     new["status"]["conditions"] = json!(conditions);
     let written = commit(ctx, t, false, pod, rev, new, Mode::Status, None).await?;
-    let rv = meta_str(&written, "resourceVersion").map(str::to_string);
+    let rv = meta_str(&written.obj, "resourceVersion").map(str::to_string);
     Ok(rv.filter(|rv| *rv != rev.to_string()))
 }
 
@@ -453,8 +458,8 @@ async fn finalize(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp,
     if !causes.is_empty() {
         return Err(ApiError::invalid(t.res.kind, t.res.group, t.name(), causes));
     }
-    let obj = commit(ctx, t, req.query.dry_run, &old, rev, new, Mode::Main, None).await?;
-    Ok(wire::ok(&obj))
+    let written = commit(ctx, t, req.query.dry_run, &old, rev, new, Mode::Main, None).await?;
+    Ok(written_response(t, req, http::StatusCode::OK, &written))
 }
 
 #[cfg(test)]

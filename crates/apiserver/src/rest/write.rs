@@ -1,8 +1,9 @@
 //! Create, update and patch: decode, default, validate, record field ownership, and
 //! write with optimistic concurrency.
 
-use super::{Request, Target, meta_str, object_response};
+use super::{Request, Target, meta_str, written_response};
 use crate::body::{self, Checked};
+use crate::objects::Written;
 use crate::patch::{self, PatchType};
 use crate::wire::{self, Resp};
 use crate::{Ctx, fieldmanager, strategy};
@@ -61,8 +62,8 @@ pub async fn read_object(t: &Target, req: &mut Request) -> Result<Checked, ApiEr
 pub async fn create(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, ApiError> {
     let Checked { obj, warnings } = read_object(t, req).await?;
     let manager = req.field_manager();
-    let obj = create_object(ctx, t, req, obj, Some(&manager)).await?;
-    Ok(wire::with_warnings(object_response(t, req, http::StatusCode::CREATED, &obj), &warnings))
+    let written = create_object(ctx, t, req, obj, Some(&manager)).await?;
+    Ok(wire::with_warnings(written_response(t, req, http::StatusCode::CREATED, &written), &warnings))
 }
 
 /// Checks that the namespace of a new object is the request's and that it may hold new
@@ -108,7 +109,7 @@ pub async fn create_object(
     req: &Request,
     mut obj: Value,
     manager: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<Written, ApiError> {
     let res = t.res;
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
@@ -166,12 +167,14 @@ pub async fn create_object(
         fieldmanager::update(None, &mut obj, manager, None, &res.api_version(), &now, schema);
     }
     if req.query.dry_run {
-        return Ok(obj);
+        return Ok(Written::unstored(obj));
     }
     let key = res.storage_key(t.namespace.as_deref(), &name);
     match plan {
-        Some(plan) => ctx.services.create(ctx.objects.store.as_ref(), res, &key, obj, plan).await,
-        None => ctx.objects.create(res, &key, obj).await,
+        Some(plan) => {
+            ctx.services.create(ctx.objects.store.as_ref(), res, &key, obj, plan).await.map(Written::unstored)
+        }
+        None => ctx.objects.create_stored(res, &key, obj).await,
     }
 }
 
@@ -203,7 +206,7 @@ pub async fn commit(
     mut new: Value,
     mode: Mode,
     manager: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<Written, ApiError> {
     let res = t.res;
     let name = t.name().to_string();
     if let Some(rv) = meta_str(&new, "resourceVersion").filter(|rv| !rv.is_empty())
@@ -275,36 +278,39 @@ pub async fn commit(
         fieldmanager::update(Some(old), &mut new, manager, sub, &res.api_version(), &now, schema);
     }
     if crate::objects::same_but_version(&new, old) {
-        return Ok(old.clone());
+        return Ok(Written::unstored(old.clone()));
     }
     let key = t.key();
     if deletion_complete(res, &new) {
         if dry_run {
-            return Ok(new);
+            return Ok(Written::unstored(new));
         }
         if is_service(res) {
-            return ctx.services.delete(ctx.objects.store.as_ref(), res, &key, &name, rev, old).await;
+            let store = ctx.objects.store.as_ref();
+            return ctx.services.delete(store, res, &key, &name, rev, old).await.map(Written::unstored);
         }
-        return ctx.objects.delete(res, &key, &name, rev).await;
+        return ctx.objects.delete(res, &key, &name, rev).await.map(Written::unstored);
     }
     if dry_run {
         crate::objects::set_resource_version(&mut new, rev);
-        return Ok(new);
+        return Ok(Written::unstored(new));
     }
     match plan {
-        Some(plan) => ctx.services.update(ctx.objects.store.as_ref(), res, &key, new, rev, plan).await,
-        None => ctx.objects.update(res, &key, new, rev).await,
+        Some(plan) => {
+            ctx.services.update(ctx.objects.store.as_ref(), res, &key, new, rev, plan).await.map(Written::unstored)
+        }
+        None => ctx.objects.update_stored(res, &key, new, rev).await,
     }
 }
 
 pub async fn update(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, ApiError> {
     let Checked { obj, warnings } = read_object(t, req).await?;
-    let obj = update_with(ctx, t, req, obj, Mode::Main).await?;
-    Ok(wire::with_warnings(object_response(t, req, http::StatusCode::OK, &obj), &warnings))
+    let written = update_with(ctx, t, req, obj, Mode::Main).await?;
+    Ok(wire::with_warnings(written_response(t, req, http::StatusCode::OK, &written), &warnings))
 }
 
 /// PUT of a whole object (main resource or status).
-pub async fn update_with(ctx: &Ctx, t: &Target, req: &Request, obj: Value, mode: Mode) -> Result<Value, ApiError> {
+pub async fn update_with(ctx: &Ctx, t: &Target, req: &Request, obj: Value, mode: Mode) -> Result<Written, ApiError> {
     match meta_str(&obj, "name") {
         Some(n) if n != t.name() => {
             return Err(ApiError::bad_request(format!(
@@ -377,8 +383,8 @@ pub async fn read_patch(req: &mut Request) -> Result<(PatchType, Value), ApiErro
 
 pub async fn patch(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, ApiError> {
     let (kind, patch) = read_patch(req).await?;
-    let (code, obj, warnings) = patch_with(ctx, t, req, kind, &patch, Mode::Main).await?;
-    Ok(wire::with_warnings(object_response(t, req, code, &obj), &warnings))
+    let (code, written, warnings) = patch_with(ctx, t, req, kind, &patch, Mode::Main).await?;
+    Ok(wire::with_warnings(written_response(t, req, code, &written), &warnings))
 }
 
 /// PATCH of the main resource or the status, retrying on a concurrent write unless
@@ -390,7 +396,7 @@ pub async fn patch_with(
     kind: PatchType,
     patch: &Value,
     mode: Mode,
-) -> Result<(http::StatusCode, Value, Vec<String>), ApiError> {
+) -> Result<(http::StatusCode, Written, Vec<String>), ApiError> {
     let res = t.res;
     let manager = req.field_manager();
     let pinned = patch.pointer("/metadata/resourceVersion").is_some();
@@ -482,5 +488,61 @@ mod tests {
         let ns = api::registry::find("", "v1", "namespaces").unwrap();
         let terminating = json!({"metadata":{"deletionTimestamp":"x"},"spec":{"finalizers":["kubernetes"]}});
         assert!(!deletion_complete(ns, &terminating));
+    }
+
+    /// Writes answer from the bytes they stored: what each answers is what a GET
+    /// right after it reads, whatever the verb.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_answer_what_they_stored() {
+        use http_body_util::BodyExt;
+        use tower_service::Service;
+        let (_dir, server) = crate::test_server().await;
+        let mut client =
+            crate::loopback::Loopback::new(server.ctx.clone(), &server.pki.admin_token, "test/1.0").unwrap();
+        let mut call = async |method: &str, path: &str, content_type: &str, body: Value| {
+            let req = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(http::header::CONTENT_TYPE, content_type)
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+                .unwrap();
+            let resp = client.call(req).await.unwrap();
+            let code = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (code, serde_json::from_slice::<Value>(&body).unwrap())
+        };
+        let deployments = "/apis/apps/v1/namespaces/default/deployments";
+        let one = format!("{deployments}/one");
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "one"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let json = "application/json";
+        let merge = "application/merge-patch+json";
+        let (code, created) = call("POST", deployments, json, deployment).await;
+        assert_eq!(code, http::StatusCode::CREATED, "{created}");
+        let (_, stored) = call("GET", &one, json, Value::Null).await;
+        assert_eq!(created, stored);
+        assert!(created["metadata"]["managedFields"].is_array(), "{created}");
+
+        let mut replaced = stored.clone();
+        replaced["spec"]["replicas"] = json!(3);
+        let writes = [
+            ("PUT", one.clone(), json, replaced),
+            ("PATCH", one.clone(), merge, json!({"metadata": {"labels": {"x": "y"}}})),
+            ("PATCH", format!("{one}/status"), merge, json!({"status": {"replicas": 2}})),
+            ("PUT", format!("{one}/status"), json, Value::Null),
+        ];
+        let mut last = stored;
+        for (method, path, content_type, body) in writes {
+            // The status PUT sends the object as it stands.
+            let body = if body.is_null() { last.clone() } else { body };
+            let (code, answer) = call(method, &path, content_type, body).await;
+            assert_eq!(code, http::StatusCode::OK, "{method} {path}: {answer}");
+            let (_, stored) = call("GET", &one, json, Value::Null).await;
+            assert_eq!(answer, stored, "{method} {path}");
+            last = stored;
+        }
+        assert_eq!((&last["spec"]["replicas"], &last["status"]["replicas"]), (&json!(3), &json!(2)));
+        server.shutdown().await;
     }
 }
