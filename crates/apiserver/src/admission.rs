@@ -33,6 +33,23 @@ fn global_default(classes: &[Value]) -> Option<&Value> {
         .min_by_key(|c| c.get("value").and_then(Value::as_i64).unwrap_or(0))
 }
 
+/// [`global_default`] of the stored classes, read for every pod created without a
+/// class. Only classes whose stored bytes hold `"globalDefault":true` are parsed:
+/// stored objects are compact JSON, and inside a JSON string that quote would be
+/// escaped, so no other class can be the default.
+async fn stored_global_default(ctx: &Ctx) -> Result<Option<Value>, ApiError> {
+    const MARK: &[u8] = b"\"globalDefault\":true";
+    let res = priority_classes();
+    let page = ctx.objects.range(store::RangeRequest::prefix(&res.storage_prefix())).await?;
+    let marked = page
+        .kvs
+        .iter()
+        .filter(|kv| kv.value.windows(MARK.len()).any(|w| w == MARK))
+        .map(|kv| crate::objects::decode_as(res, kv))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(global_default(&marked).cloned())
+}
+
 /// Mutates and checks a new object; a dry run writes nothing, here either.
 pub async fn admit_create(ctx: &Ctx, res: &Resource, obj: &mut Value, dry_run: bool) -> Result<(), ApiError> {
     match (res.group, res.kind) {
@@ -59,8 +76,7 @@ async fn admit_pod_priority(ctx: &Ctx, res: &Resource, pod: &mut Value) -> Resul
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
     let wanted = pod.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or_default().to_string();
     let (class_name, priority, policy) = if wanted.is_empty() {
-        let classes = all_classes(ctx).await?;
-        match global_default(&classes) {
+        match stored_global_default(ctx).await? {
             Some(c) => (
                 c.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
                 c.get("value").and_then(Value::as_i64).unwrap_or(0),
