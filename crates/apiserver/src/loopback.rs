@@ -30,7 +30,14 @@ pub struct Loopback {
     /// Requests run on the API server's runtime, so a busy client cannot hold the
     /// workers that serve everyone else, and the reverse.
     runtime: tokio::runtime::Handle,
+    without_managed_fields: bool,
 }
+
+/// Marks an in-process request whose lists and watches may leave out objects'
+/// `metadata.managedFields`. A request extension, which only this transport can set:
+/// nothing a client sends over the network turns it on.
+#[derive(Debug, Clone, Copy)]
+pub struct WithoutManagedFields;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoopbackError {
@@ -52,7 +59,17 @@ impl Loopback {
             authorization,
             user_agent: HeaderValue::from_str(user_agent)?,
             runtime: tokio::runtime::Handle::try_current()?,
+            without_managed_fields: false,
         })
+    }
+
+    /// Lists and watches through this transport leave out `metadata.managedFields`,
+    /// for control loops that never read them: upstream's controller manager and
+    /// scheduler strip them from their informers' caches (`TransformStripManagedFields`)
+    /// after decoding; here they are not sent, so neither decoded nor kept.
+    pub fn without_managed_fields(mut self) -> Loopback {
+        self.without_managed_fields = true;
+        self
     }
 }
 
@@ -77,6 +94,9 @@ where
         headers.insert(http::header::AUTHORIZATION, self.authorization.clone());
         if !headers.contains_key(http::header::USER_AGENT) {
             headers.insert(http::header::USER_AGENT, self.user_agent.clone());
+        }
+        if self.without_managed_fields {
+            req.extensions_mut().insert(WithoutManagedFields);
         }
         let answer = self.runtime.spawn(server::route(self.ctx.clone(), req));
         Box::pin(async move {
@@ -114,6 +134,65 @@ mod tests {
         let mut bad = Loopback::new(server.ctx.clone(), "not-a-token", "test/1.0").unwrap();
         let resp = bad.call(get("/api/v1/namespaces")).await.unwrap();
         assert_eq!(resp.status(), http::StatusCode::UNAUTHORIZED);
+        server.shutdown().await;
+    }
+
+    async fn body_json(resp: Resp) -> serde_json::Value {
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_control_loop_lists_and_watches_without_managed_fields() {
+        let (_dir, server) = ctx().await;
+        let token = &server.pki.admin_token;
+        let mut full = Loopback::new(server.ctx.clone(), token, "full/1.0").unwrap();
+        let mut lean = Loopback::new(server.ctx.clone(), token, "lean/1.0").unwrap().without_managed_fields();
+        let cm = |name: &str| {
+            let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "b"}});
+            http::Request::post("/api/v1/namespaces/default/configmaps")
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(http_body_util::Full::new(Bytes::from(serde_json::to_vec(&cm).unwrap())))
+                .unwrap()
+        };
+        let created = body_json(full.call(cm("one")).await.unwrap()).await;
+        assert!(created["metadata"]["managedFields"].is_array(), "{created}");
+        let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+
+        let list = "/api/v1/namespaces/default/configmaps";
+        let full_list = body_json(full.call(get(list)).await.unwrap()).await;
+        let lean_list = body_json(lean.call(get(list)).await.unwrap()).await;
+        let mut want = full_list.clone();
+        want["items"][0]["metadata"].as_object_mut().unwrap().remove("managedFields");
+        assert!(full_list["items"][0]["metadata"]["managedFields"].is_array());
+        assert_eq!(lean_list, want);
+
+        // A watch: the initial state, then a change from the feed, in both shapes.
+        let mut watches = Vec::new();
+        for query in ["watch=true".to_string(), format!("watch=true&resourceVersion={rv}")] {
+            let resp = lean.call(get(&format!("{list}?{query}&timeoutSeconds=5"))).await.unwrap();
+            watches.push(resp.into_body());
+        }
+        let metadata_only = http::Request::get(format!("{list}?watch=true&resourceVersion={rv}&timeoutSeconds=5"))
+            .header(http::header::ACCEPT, "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        watches.push(lean.call(metadata_only).await.unwrap().into_body());
+        full.call(cm("two")).await.unwrap();
+        for (i, mut body) in watches.into_iter().enumerate() {
+            let mut seen = Vec::new();
+            while seen.len() < 2 - usize::from(i > 0) {
+                let frame = body.frame().await.unwrap().unwrap();
+                let Ok(data) = frame.into_data() else { continue };
+                for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    seen.push(serde_json::from_slice::<serde_json::Value>(line).unwrap());
+                }
+            }
+            for event in &seen {
+                let meta = &event["object"]["metadata"];
+                assert!(meta["name"].is_string() && meta.get("managedFields").is_none(), "watch {i}: {event}");
+            }
+            assert_eq!(seen.last().unwrap()["object"]["metadata"]["name"], "two", "watch {i}");
+        }
         server.shutdown().await;
     }
 

@@ -63,6 +63,59 @@ pub fn with_resource_version(stored: &[u8], rv: i64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The stored JSON of an object without its `metadata.managedFields`; `None` when
+/// it has none (or the bytes are not the shape this expects).
+pub fn without_managed_fields(json: &[u8]) -> Option<Vec<u8>> {
+    let (start, end) = metadata_span(json)?;
+    let (cut_from, cut_to) = member_span(&json[start..end], b"managedFields")?;
+    let (cut_from, cut_to) = (start + cut_from, start + cut_to);
+    let mut out = Vec::with_capacity(json.len() - (cut_to - cut_from));
+    out.extend_from_slice(&json[..cut_from]);
+    out.extend_from_slice(&json[cut_to..]);
+    Some(out)
+}
+
+/// The bytes to cut from a JSON object (exactly one) to remove its member `key`,
+/// with the comma that joined it to the others; `None` if it has no such member or
+/// is not well formed.
+fn member_span(object: &[u8], key: &[u8]) -> Option<(usize, usize)> {
+    let mut s = Scan { b: object, i: 0 };
+    s.eat(b'{')?;
+    // Where the previous member's value ended: a later member is cut from there, so
+    // its leading comma goes with it.
+    let mut previous_end = None;
+    loop {
+        s.ws();
+        if s.peek()? == b'}' {
+            return None;
+        }
+        let key_start = s.i;
+        let this = s.string()?;
+        s.ws();
+        s.eat(b':')?;
+        s.ws();
+        s.value()?;
+        let value_end = s.i;
+        s.ws();
+        let delimiter = s.next()?;
+        if this == key {
+            return match (previous_end, delimiter) {
+                (Some(end), _) => Some((end, value_end)),
+                // The first member: cut up to the next one.
+                (None, b',') => {
+                    s.ws();
+                    Some((key_start, s.i))
+                }
+                (None, _) => Some((key_start, value_end)),
+            };
+        }
+        match delimiter {
+            b',' => previous_end = Some(value_end),
+            _ => return None,
+        }
+    }
+}
+
 /// Whether a JSON object (the bytes of exactly one) has `key` at its top level;
 /// `None` if it is not well formed.
 fn has_key(object: &[u8], key: &[u8]) -> Option<bool> {
@@ -177,6 +230,29 @@ mod tests {
 
     fn parse(b: &[u8]) -> Value {
         serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn leaves_out_managed_fields_wherever_they_stand() {
+        let mf = json!([{"manager": "m", "fieldsV1": {"f:metadata": {"f:managedFields": {}}}}]);
+        for meta in [
+            json!({"managedFields": mf, "name": "x", "labels": {"managedFields": "v"}}),
+            json!({"name": "x", "managedFields": mf, "uid": "u"}),
+            json!({"name": "x", "uid": "u", "managedFields": mf}),
+            json!({"managedFields": mf}),
+        ] {
+            let obj =
+                json!({"apiVersion": "v1", "data": {"managedFields": "}\"{["}, "kind": "ConfigMap", "metadata": meta});
+            let out = without_managed_fields(&serde_json::to_vec(&obj).unwrap()).unwrap();
+            let mut want = obj.clone();
+            want["metadata"].as_object_mut().unwrap().remove("managedFields");
+            assert_eq!(parse(&out), want, "{}", String::from_utf8_lossy(&out));
+        }
+        // Spaced out, as another writer might have stored it.
+        let spaced = br#"{ "metadata" : { "name" : "x" , "managedFields" : [ {"a": 1} ] } , "kind": "K" }"#;
+        assert_eq!(parse(&without_managed_fields(spaced).unwrap()), json!({"metadata": {"name": "x"}, "kind": "K"}));
+        let none = serde_json::to_vec(&json!({"metadata": {"name": "x"}, "spec": {"managedFields": []}})).unwrap();
+        assert_eq!(without_managed_fields(&none), None);
     }
 
     #[test]

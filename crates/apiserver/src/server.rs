@@ -205,6 +205,7 @@ async fn resource(ctx: &Arc<Ctx>, group: &str, version: &str, rest: &[&str], req
         accept: header(http::header::ACCEPT),
         content_type: header(http::header::CONTENT_TYPE),
         user_agent: header(http::header::USER_AGENT).unwrap_or_default(),
+        without_managed_fields: parts.extensions.get::<crate::loopback::WithoutManagedFields>().is_some(),
         body: Some(std::sync::Mutex::new(body)),
     };
     let verb = parts.method.as_str().to_string();

@@ -63,6 +63,12 @@ pub struct Change {
     /// The object as `PartialObjectMetadata`, made once for the clients that watch
     /// metadata only (the garbage collector watches every resource so).
     partial: OnceLock<Bytes>,
+    /// The event line without the object's `metadata.managedFields`, made once for
+    /// the in-process control loops, which never read them (see
+    /// [`crate::loopback::Loopback::without_managed_fields`]).
+    lean: OnceLock<Bytes>,
+    /// `partial` without the managedFields, for the same.
+    lean_partial: OnceLock<Bytes>,
     /// When the feed received it.
     at: std::time::Instant,
 }
@@ -74,19 +80,42 @@ impl Change {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
 
-    /// The object reduced to its metadata, as `PartialObjectMetadata` JSON.
-    pub fn partial(&self) -> &Bytes {
-        self.partial.get_or_init(|| match crate::rawjson::metadata_span(&self.json) {
-            Some((start, end)) => {
-                let head = br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#;
-                let mut out = Vec::with_capacity(head.len() + end - start + 1);
-                out.extend_from_slice(head);
-                out.extend_from_slice(&self.json[start..end]);
-                out.push(b'}');
-                Bytes::from(out)
-            }
-            None => Bytes::from(serde_json::to_vec(&crate::table::partial(&self.object())).unwrap_or_default()),
+    /// The event line of this change's own kind, the object without its
+    /// `metadata.managedFields`.
+    pub fn lean_line(&self) -> &Bytes {
+        self.lean.get_or_init(|| match crate::rawjson::without_managed_fields(&self.json) {
+            Some(json) => event_line(self.kind.as_str(), &json),
+            None => self.line.clone(),
         })
+    }
+
+    /// The object reduced to its metadata, as `PartialObjectMetadata` JSON, with or
+    /// without its `managedFields`.
+    pub fn partial(&self, without_managed_fields: bool) -> &Bytes {
+        if without_managed_fields {
+            let line = self.lean_line();
+            let json = line.slice(EVENT_HEAD.len() + self.kind.as_str().len() + EVENT_MID.len()..line.len() - 2);
+            return self.lean_partial.get_or_init(|| partial_of(&json));
+        }
+        self.partial.get_or_init(|| partial_of(&self.json))
+    }
+}
+
+/// An object's JSON reduced to its metadata, as `PartialObjectMetadata` JSON.
+fn partial_of(json: &[u8]) -> Bytes {
+    match crate::rawjson::metadata_span(json) {
+        Some((start, end)) => {
+            let head = br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#;
+            let mut out = Vec::with_capacity(head.len() + end - start + 1);
+            out.extend_from_slice(head);
+            out.extend_from_slice(&json[start..end]);
+            out.push(b'}');
+            Bytes::from(out)
+        }
+        None => {
+            let obj = serde_json::from_slice(json).unwrap_or(Value::Null);
+            Bytes::from(serde_json::to_vec(&crate::table::partial(&obj)).unwrap_or_default())
+        }
     }
 }
 
@@ -181,13 +210,16 @@ impl Feed {
     }
 }
 
+const EVENT_HEAD: &[u8] = b"{\"type\":\"";
+const EVENT_MID: &[u8] = b"\",\"object\":";
+
 /// A watch event line: `{"type":KIND,"object":OBJECT}` and a newline, the object
 /// already JSON. (The object's bytes end the line but for its last two bytes.)
 pub fn event_line(kind: &str, object: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(object.len() + 32);
-    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(EVENT_HEAD);
     out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(EVENT_MID);
     out.extend_from_slice(object);
     out.extend_from_slice(b"}\n");
     Bytes::from(out)
@@ -226,6 +258,8 @@ pub fn change_from_event(res: &Resource, e: &store::Event) -> Result<Change, Api
         view: if last.value.is_empty() { Value::Null } else { view(last)? },
         prev: e.prev.as_ref().map(view).transpose()?,
         partial: OnceLock::new(),
+        lean: OnceLock::new(),
+        lean_partial: OnceLock::new(),
         at: std::time::Instant::now(),
     })
 }
@@ -374,9 +408,27 @@ mod tests {
         assert!(c.view.get("spec").is_none(), "only what selectors read: {}", c.view);
         assert_eq!(c.prev.as_ref().unwrap()["metadata"]["labels"], json!({"app": "a"}));
         assert_eq!(
-            parse(c.partial()),
+            parse(c.partial(false)),
             json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": want["metadata"]})
         );
+        // Without managedFields (there are none here): the same.
+        assert_eq!(parse(c.lean_line()), parse(&c.line));
+        assert_eq!(parse(c.partial(true)), parse(c.partial(false)));
+
+        // With managedFields, the lean forms leave them out and keep all else.
+        let mut managed = after.clone();
+        managed["metadata"]["managedFields"] = json!([{"manager": "m", "fieldsV1": {"f:status": {}}}]);
+        let e = store::Event { kind: EventType::Put, kv: kv(&managed, 10), prev: Some(kv(&after, 9)) };
+        let c = change_from_event(pods, &e).unwrap();
+        let mut lean = want.clone();
+        lean["metadata"]["resourceVersion"] = json!("10");
+        assert_eq!(parse(c.lean_line()), json!({"type": "MODIFIED", "object": lean}));
+        assert_eq!(
+            parse(c.partial(true)),
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": lean["metadata"]})
+        );
+        assert_eq!(parse(c.partial(false))["metadata"]["managedFields"], managed["metadata"]["managedFields"]);
+        assert_eq!(parse(&c.line)["object"]["metadata"]["managedFields"], managed["metadata"]["managedFields"]);
 
         // A deletion sends the last state, at the deletion's revision.
         let gone = KeyValue { value: Bytes::new(), ..kv(&after, 12) };

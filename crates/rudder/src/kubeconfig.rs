@@ -19,8 +19,22 @@ pub async fn client(kubeconfig: &str, program: &str) -> anyhow::Result<kube::Cli
 /// DNS, the server's own agent): the same API, authenticated by `token`, reached
 /// in-process instead of over loopback TLS (see `apiserver::loopback`).
 pub fn in_process(ctx: &std::sync::Arc<apiserver::Ctx>, token: &str, program: &str) -> anyhow::Result<kube::Client> {
-    let transport = apiserver::loopback::Loopback::new(ctx.clone(), token, &user_agent(program))?;
-    Ok(kube::Client::new(transport, "default"))
+    Ok(kube::Client::new(loopback(ctx, token, program)?, "default"))
+}
+
+/// [`in_process`] for a control loop (controllers, scheduler, DNS): its lists and
+/// watches come without `metadata.managedFields`, which none of them reads, so its
+/// informers neither decode nor keep them (upstream's strip them after decoding).
+pub fn control_loop(ctx: &std::sync::Arc<apiserver::Ctx>, token: &str, program: &str) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::new(loopback(ctx, token, program)?.without_managed_fields(), "default"))
+}
+
+fn loopback(
+    ctx: &std::sync::Arc<apiserver::Ctx>,
+    token: &str,
+    program: &str,
+) -> anyhow::Result<apiserver::loopback::Loopback> {
+    Ok(apiserver::loopback::Loopback::new(ctx.clone(), token, &user_agent(program))?)
 }
 
 /// Upstream components name themselves `program/version (os/arch) ...`; the program

@@ -47,6 +47,9 @@ pub struct Request {
     pub accept: Option<String>,
     pub content_type: Option<String>,
     pub user_agent: String,
+    /// Lists and watches leave out objects' `metadata.managedFields`: set only by
+    /// the in-process transport, for control loops that never read them.
+    pub without_managed_fields: bool,
     /// In a mutex only to make `&Request` shareable across await points (a boxed body
     /// is `Send` but not `Sync`); it is taken once, never locked twice.
     pub body: Option<std::sync::Mutex<wire::ReqBody>>,

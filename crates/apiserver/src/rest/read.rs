@@ -133,7 +133,13 @@ fn decoded(res: &Resource, sel: &Selectors, kv: &store::KeyValue) -> Result<Opti
 /// A stored object of a kind stored as served, as JSON, if the selectors keep it:
 /// its bytes with the revision spliced in (as GET and the watch feeds send it), the
 /// selectors reading only what they match on. Nothing is parsed whole or serialised.
-fn stored_json(res: &Resource, sel: &Selectors, kv: &store::KeyValue) -> Result<Option<Vec<u8>>, ApiError> {
+/// With `without_managed_fields`, the object's `metadata.managedFields` are left out.
+fn stored_json(
+    res: &Resource,
+    sel: &Selectors,
+    kv: &store::KeyValue,
+    without_managed_fields: bool,
+) -> Result<Option<Vec<u8>>, ApiError> {
     if !sel.is_empty() {
         let view = api::fields::selectable(res, &kv.value)
             .map_err(|e| ApiError::internal(format!("stored object {} does not decode: {e}", kv.key)))?;
@@ -141,9 +147,13 @@ fn stored_json(res: &Resource, sel: &Selectors, kv: &store::KeyValue) -> Result<
             return Ok(None);
         }
     }
-    match crate::rawjson::with_resource_version(&kv.value, kv.mod_revision) {
-        Some(bytes) => Ok(Some(bytes)),
-        None => Ok(Some(serde_json::to_vec(&decode(kv)?).unwrap_or_default())),
+    let json = match crate::rawjson::with_resource_version(&kv.value, kv.mod_revision) {
+        Some(bytes) => bytes,
+        None => serde_json::to_vec(&decode(kv)?).unwrap_or_default(),
+    };
+    match without_managed_fields.then(|| crate::rawjson::without_managed_fields(&json)).flatten() {
+        Some(lean) => Ok(Some(lean)),
+        None => Ok(Some(json)),
     }
 }
 
@@ -264,9 +274,11 @@ pub async fn list(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Api
         _ => None,
     };
     if !req.wants_table() && !req.wants_metadata() && api::convert::is_identity(t.res) && by_name.is_none() {
-        let page = collect_with(ctx, &prefix, &sel, rev, start.as_deref(), limit, |kv| stored_json(t.res, &sel, kv))
-            .await
-            .map_err(expired)?;
+        let page = collect_with(ctx, &prefix, &sel, rev, start.as_deref(), limit, |kv| {
+            stored_json(t.res, &sel, kv, req.without_managed_fields)
+        })
+        .await
+        .map_err(expired)?;
         let head = json!({"kind": t.res.list_kind(), "apiVersion": t.res.api_version(), "metadata": list_meta(&page)});
         // The list's head, then its items' bytes as they are: `{...,"items":[a,b]}`.
         let mut body = serde_json::to_vec(&head).unwrap_or_default();

@@ -5,6 +5,7 @@
 use super::read::{ContinueToken, Selectors, collect};
 use super::{Request, Target};
 use crate::Ctx;
+use crate::objects::Omitting;
 use crate::watch::{Change, Kind, Next, Start, event_line};
 use crate::wire::{self, ChannelBody, Resp};
 use api::{ApiError, Resource};
@@ -27,6 +28,8 @@ struct Format {
     include: Option<String>,
     /// Upstream sends Table column definitions only with the first event.
     columns_sent: bool,
+    /// Objects without `metadata.managedFields` (an in-process control loop).
+    without_managed_fields: bool,
 }
 
 impl Format {
@@ -37,10 +40,12 @@ impl Format {
             self.columns_sent = true;
             return Bytes::from(format!("{}\n", json!({"type": kind, "object": t})));
         }
+        let omit: &[&str] = if self.without_managed_fields { &["managedFields"] } else { &[] };
         if self.metadata && kind != "BOOKMARK" && kind != "ERROR" {
-            return Bytes::from(format!("{}\n", json!({"type": kind, "object": crate::table::partial(obj)})));
+            let partial = crate::table::partial(obj);
+            return event_line(kind, &serde_json::to_vec(&Omitting(&partial, omit)).unwrap_or_default());
         }
-        event_line(kind, &serde_json::to_vec(obj).unwrap_or_default())
+        event_line(kind, &serde_json::to_vec(&Omitting(obj, omit)).unwrap_or_default())
     }
 
     /// An event's line for a change from the feed, which carries the stored shape
@@ -54,12 +59,15 @@ impl Format {
             return self.line(kind, &c.object());
         }
         if self.metadata {
-            return event_line(kind, c.partial());
+            return event_line(kind, c.partial(self.without_managed_fields));
         }
-        if kind == c.kind.as_str() {
-            return c.line.clone();
+        match (kind == c.kind.as_str(), self.without_managed_fields) {
+            (true, false) => c.line.clone(),
+            (true, true) => c.lean_line().clone(),
+            // Another kind than the change's own (a selector transition): rare enough
+            // to send the object whole.
+            (false, _) => event_line(kind, &c.json),
         }
-        event_line(kind, &c.json)
     }
 }
 
@@ -137,6 +145,7 @@ pub async fn serve(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Ap
         metadata: req.wants_metadata(),
         include: req.query.include_object.clone(),
         columns_sent: false,
+        without_managed_fields: req.without_managed_fields,
     };
     let mut initial = Vec::new();
     let (start, mut last) = if send_initial {
