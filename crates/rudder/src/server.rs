@@ -158,7 +158,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &args.data_dir.join("node-token"),
         format!("{}\n", server.pki.node_token()).as_bytes(),
     )?;
-    let admin = |program| kubeconfig::in_process(&server.ctx, &server.pki.admin_token, program);
+    let admin = |program| kubeconfig::control_loop(&server.ctx, &server.pki.admin_token, program);
     let controllers = spawn_control_loops(
         admin("kube-controller-manager")?,
         admin("kube-scheduler")?,
@@ -249,11 +249,7 @@ fn spawn_control_loops(
     scheduler: kube::Client,
     config: controllers::Config,
 ) -> std::io::Result<tokio::sync::oneshot::Sender<()>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("control-loops")
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new().name("control-loops".into()).spawn(move || {
         runtime.block_on(async move {
