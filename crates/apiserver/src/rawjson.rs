@@ -113,6 +113,13 @@ fn member_span(object: &[u8], key: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
+/// Whether a stored object's metadata has `key`; `None` when the bytes are not the
+/// shape this expects.
+pub fn metadata_has_key(json: &[u8], key: &[u8]) -> Option<bool> {
+    let (start, end) = metadata_span(json)?;
+    has_key(&json[start..end], key)
+}
+
 /// Whether a JSON object (the bytes of exactly one) has `key` at its top level;
 /// `None` if it is not well formed.
 fn has_key(object: &[u8], key: &[u8]) -> Option<bool> {
@@ -277,6 +284,18 @@ mod tests {
     fn empty_metadata_and_whitespace() {
         let out = with_resource_version(br#" { "metadata" : { } , "n": -1.5e3 } "#, 7).unwrap();
         assert_eq!(parse(&out), json!({"metadata": {"resourceVersion": "7"}, "n": -1500.0}));
+    }
+
+    #[test]
+    fn finds_keys_of_the_metadata_only() {
+        let obj =
+            json!({"metadata": {"name": "x", "labels": {"deletionTimestamp": "a"}}, "spec": {"deletionTimestamp": 1}});
+        let bytes = serde_json::to_vec(&obj).unwrap();
+        assert_eq!(metadata_has_key(&bytes, b"deletionTimestamp"), Some(false));
+        assert_eq!(metadata_has_key(&bytes, b"name"), Some(true));
+        let marked = serde_json::to_vec(&json!({"metadata": {"deletionTimestamp": null}})).unwrap();
+        assert_eq!(metadata_has_key(&marked, b"deletionTimestamp"), Some(true));
+        assert_eq!(metadata_has_key(b"[]", b"name"), None);
     }
 
     #[test]

@@ -85,9 +85,20 @@ async fn admit_namespace(ctx: &Ctx, t: &Target, obj: &mut Value) -> Result<Optio
         _ => obj["metadata"]["namespace"] = json!(ns),
     }
     let namespaces = api::registry::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
-    match ctx.objects.get(namespaces, &namespaces.storage_key(None, &ns)).await? {
+    // Read on every create: whether the namespace is marked for deletion is read off
+    // its stored bytes, not a parse of it.
+    let stored =
+        ctx.objects.store.get(&namespaces.storage_key(None, &ns)).await.map_err(crate::objects::store_error)?;
+    let terminating = match &stored {
+        None => None,
+        Some(kv) => Some(match crate::rawjson::metadata_has_key(&kv.value, b"deletionTimestamp") {
+            Some(marked) => marked,
+            None => crate::objects::decode(kv)?.pointer("/metadata/deletionTimestamp").is_some(),
+        }),
+    };
+    match terminating {
         None => Err(ApiError::not_found(namespaces, &ns)),
-        Some((n, _)) if n.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::forbidden(format!(
+        Some(true) => Err(ApiError::forbidden(format!(
             "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
             t.res.qualified_plural(),
             meta_str(obj, "name").unwrap_or_default()
@@ -490,26 +501,61 @@ mod tests {
         assert!(!deletion_complete(ns, &terminating));
     }
 
+    /// Sends one request in-process; its status and JSON answer.
+    async fn call(
+        client: &mut crate::loopback::Loopback,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Value,
+    ) -> (http::StatusCode, Value) {
+        use http_body_util::BodyExt;
+        use tower_service::Service;
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .unwrap();
+        let resp = client.call(req).await.unwrap();
+        let code = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (code, serde_json::from_slice::<Value>(&body).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn creates_need_a_namespace_that_is_not_terminating() {
+        let (_dir, server) = crate::test_server().await;
+        let mut client =
+            crate::loopback::Loopback::new(server.ctx.clone(), &server.pki.admin_token, "test/1.0").unwrap();
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        let json = "application/json";
+        let (code, answer) = call(&mut client, "POST", "/api/v1/namespaces/nowhere/configmaps", json, cm.clone()).await;
+        assert_eq!((code.as_u16(), &answer["reason"]), (404, &json!("NotFound")), "{answer}");
+
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "going"}});
+        assert!(call(&mut client, "POST", "/api/v1/namespaces", json, ns).await.0.is_success());
+        let path = "/api/v1/namespaces/going/configmaps";
+        assert!(call(&mut client, "POST", path, json, cm.clone()).await.0.is_success());
+        // Its finalizer keeps it Terminating (no namespace controller runs here).
+        let (code, gone) = call(&mut client, "DELETE", "/api/v1/namespaces/going", json, json!({})).await;
+        assert!(code.is_success() && gone["metadata"]["deletionTimestamp"].is_string(), "{gone}");
+        let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}});
+        let (code, answer) = call(&mut client, "POST", path, json, other).await;
+        assert_eq!(code.as_u16(), 403, "{answer}");
+        assert_eq!(answer["details"]["causes"][0]["reason"], "NamespaceTerminating", "{answer}");
+        server.shutdown().await;
+    }
+
     /// Writes answer from the bytes they stored: what each answers is what a GET
     /// right after it reads, whatever the verb.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_answer_what_they_stored() {
-        use http_body_util::BodyExt;
-        use tower_service::Service;
         let (_dir, server) = crate::test_server().await;
         let mut client =
             crate::loopback::Loopback::new(server.ctx.clone(), &server.pki.admin_token, "test/1.0").unwrap();
         let mut call = async |method: &str, path: &str, content_type: &str, body: Value| {
-            let req = http::Request::builder()
-                .method(method)
-                .uri(path)
-                .header(http::header::CONTENT_TYPE, content_type)
-                .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
-                .unwrap();
-            let resp = client.call(req).await.unwrap();
-            let code = resp.status();
-            let body = resp.into_body().collect().await.unwrap().to_bytes();
-            (code, serde_json::from_slice::<Value>(&body).unwrap())
+            call(&mut client, method, path, content_type, body).await
         };
         let deployments = "/apis/apps/v1/namespaces/default/deployments";
         let one = format!("{deployments}/one");

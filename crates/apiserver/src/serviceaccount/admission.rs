@@ -169,12 +169,18 @@ pub async fn admit_pod(ctx: &Ctx, pod: &mut Value, dry_run: bool) -> Result<(), 
     }
     if automount(pod, &sa) && mount_token(pod, &random_suffix()).is_some() {
         use api::rootca::{DESCRIPTION, DESCRIPTION_ANNOTATION, KEY};
-        let cm = json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": ROOT_CA_CONFIG_MAP, "annotations": {DESCRIPTION_ANNOTATION: DESCRIPTION}},
-            "data": {KEY: ctx.ca_pem},
-        });
-        ensure(ctx, resource("configmaps")?, &namespace, cm, dry_run).await?;
+        let cms = resource("configmaps")?;
+        // On every pod create: that the ConfigMap is there is a read of its key, not
+        // a parse of it.
+        let key = cms.storage_key(Some(&namespace), ROOT_CA_CONFIG_MAP);
+        if ctx.objects.store.get(&key).await.map_err(crate::objects::store_error)?.is_none() {
+            let cm = json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": ROOT_CA_CONFIG_MAP, "annotations": {DESCRIPTION_ANNOTATION: DESCRIPTION}},
+                "data": {KEY: ctx.ca_pem},
+            });
+            ensure(ctx, cms, &namespace, cm, dry_run).await?;
+        }
     }
     Ok(())
 }
