@@ -77,8 +77,9 @@ fn carry_generation(res: &Resource, new: &mut Value, old: &Value) {
 
 /// A status write changes only the status (and metadata a controller may touch).
 pub fn prepare_for_status_update(res: &Resource, new: &mut Value, old: &Value) {
-    let status = new.get("status").cloned();
-    let metadata = new.get("metadata").cloned();
+    // Taken out, not copied: the rest of `new` is replaced by `old` below.
+    let status = new.get_mut("status").map(Value::take);
+    let rv = new.pointer_mut("/metadata/resourceVersion").map(Value::take);
     *new = old.clone();
     match status {
         Some(s) => new["status"] = s,
@@ -91,8 +92,8 @@ pub fn prepare_for_status_update(res: &Resource, new: &mut Value, old: &Value) {
     // Upstream lets status writers change labels, annotations, finalizers and owner
     // references only through the main resource; keep the old metadata but the
     // resourceVersion precondition the client sent.
-    if let Some(rv) = metadata.as_ref().and_then(|m| m.get("resourceVersion")) {
-        new["metadata"]["resourceVersion"] = rv.clone();
+    if let Some(rv) = rv {
+        new["metadata"]["resourceVersion"] = rv;
     }
     let _ = res;
 }
