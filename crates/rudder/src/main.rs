@@ -74,7 +74,12 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // The simulated nodes' work is small and evenly spread: on one thread it is not
+    // handed between workers (waking and parking them cost it more than its work).
+    let runtime = match cli.command {
+        Command::Sim(_) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+    };
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args).await,
