@@ -19,8 +19,44 @@ pub fn media_type(content_type: Option<&str>) -> String {
 /// Builds a JSON value while noting the paths of keys given twice in one object (the
 /// last one wins, as in Go's decoder; `fieldValidation=Strict` refuses them).
 struct Noting<'a> {
-    path: String,
+    /// Where this value is: a chain up to the document's root, spelled out only for
+    /// a duplicate (every create's body passes through here, and duplicates are rare).
+    at: Option<&'a Step<'a>>,
     duplicates: &'a RefCell<Vec<String>>,
+}
+
+struct Step<'a> {
+    parent: Option<&'a Step<'a>>,
+    part: Part<'a>,
+}
+
+enum Part<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl Step<'_> {
+    /// `a.b[2].c`, as upstream names a field.
+    fn path(&self) -> String {
+        let mut steps = Vec::new();
+        let mut at = Some(self);
+        while let Some(step) = at {
+            steps.push(&step.part);
+            at = step.parent;
+        }
+        let mut out = String::new();
+        for part in steps.iter().rev() {
+            match part {
+                Part::Key(k) if out.is_empty() => out.push_str(k),
+                Part::Key(k) => {
+                    out.push('.');
+                    out.push_str(k);
+                }
+                Part::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Noting<'_> {
@@ -61,20 +97,30 @@ impl<'de> Visitor<'de> for Noting<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(v) = seq
-            .next_element_seed(Noting { path: format!("{}[{}]", self.path, out.len()), duplicates: self.duplicates })?
-        {
-            out.push(v);
+        loop {
+            let step = Step { parent: self.at, part: Part::Index(out.len()) };
+            match seq.next_element_seed(Noting { at: Some(&step), duplicates: self.duplicates })? {
+                Some(v) => out.push(v),
+                None => return Ok(Value::Array(out)),
+            }
         }
-        Ok(Value::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
-            let v = map.next_value_seed(Noting { path: path.clone(), duplicates: self.duplicates })?;
-            if out.insert(key, v).is_some() {
-                self.duplicates.borrow_mut().push(path);
+            let v = {
+                let step = Step { parent: self.at, part: Part::Key(&key) };
+                map.next_value_seed(Noting { at: Some(&step), duplicates: self.duplicates })?
+            };
+            match out.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(v);
+                }
+                serde_json::map::Entry::Occupied(mut slot) => {
+                    let step = Step { parent: self.at, part: Part::Key(slot.key()) };
+                    self.duplicates.borrow_mut().push(step.path());
+                    slot.insert(v);
+                }
             }
         }
         Ok(Value::Object(out))
@@ -85,7 +131,7 @@ impl<'de> Visitor<'de> for Noting<'_> {
 pub fn parse_json_noting_duplicates(bytes: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
     let duplicates = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let v = Noting { path: String::new(), duplicates: &duplicates }.deserialize(&mut de)?;
+    let v = Noting { at: None, duplicates: &duplicates }.deserialize(&mut de)?;
     de.end()?;
     Ok((v, duplicates.into_inner()))
 }
@@ -253,6 +299,8 @@ mod tests {
         assert_eq!(warned.warnings, vec!["duplicate field \"metadata.name\""]);
         let nested = parse_object_noting_duplicates(br#"{"a":[{"b":1,"b":2}]}"#, None).unwrap();
         assert_eq!(nested.1, vec!["a[0].b"]);
+        let deep = br#"{"k":1,"k":2,"x":{"y":[0,{"z":{"w":1,"w":2}}]},"a":{"b":[[{"c":1,"c":2}]]}}"#;
+        assert_eq!(parse_object_noting_duplicates(deep, None).unwrap().1, vec!["k", "x.y[1].z.w", "a.b[0][0].c"]);
     }
 
     #[test]
