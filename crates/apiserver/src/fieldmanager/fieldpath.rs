@@ -124,6 +124,32 @@ impl Ord for PathElement {
     }
 }
 
+/// One step of a path a walk is at, borrowed: a field's name, or an element it has.
+#[derive(Clone, Copy)]
+pub(crate) enum Step<'a> {
+    Field(&'a str),
+    Elem(&'a PathElement),
+}
+
+impl Step<'_> {
+    pub(crate) fn owned_element(&self) -> PathElement {
+        match self {
+            Step::Field(name) => PathElement::Field((*name).to_string()),
+            Step::Elem(pe) => (*pe).clone(),
+        }
+    }
+
+    /// How `pe` orders against this step, as against [`Step::owned_element`].
+    fn cmp_from(&self, pe: &PathElement) -> Ordering {
+        match (self, pe) {
+            (Step::Field(name), PathElement::Field(f)) => f.as_bytes().cmp(name.as_bytes()),
+            // Fields rank first.
+            (Step::Field(_), other) => other.rank().cmp(&0),
+            (Step::Elem(e), other) => other.cmp(e),
+        }
+    }
+}
+
 impl PartialOrd for PathElement {
     fn partial_cmp(&self, other: &PathElement) -> Option<Ordering> {
         Some(self.cmp(other))
@@ -224,28 +250,38 @@ impl Set {
     }
 
     pub fn insert(&mut self, path: &[PathElement]) {
+        self.insert_with(path, |set, pe| set.cmp(pe), PathElement::clone);
+    }
+
+    /// [`Set::insert`] of a path borrowed from a walk: its elements are copied only
+    /// where the set gains a node (a create's field walk inserts every leaf).
+    pub(crate) fn insert_steps(&mut self, path: &[Step<'_>]) {
+        self.insert_with(path, |set, step| step.cmp_from(set), Step::owned_element);
+    }
+
+    fn insert_with<T>(
+        &mut self,
+        path: &[T],
+        cmp: impl Fn(&PathElement, &T) -> Ordering,
+        owned: impl Fn(&T) -> PathElement,
+    ) {
         let Some((last, prefix)) = path.split_last() else {
             return;
         };
         let mut node = self;
         for pe in prefix {
-            node = node.descend(pe);
+            let at = match node.children.binary_search_by(|(c, _)| cmp(c, pe)) {
+                Ok(at) => at,
+                Err(at) => {
+                    node.children.insert(at, (owned(pe), Set::default()));
+                    at
+                }
+            };
+            node = &mut node.children[at].1;
         }
-        if let Err(at) = node.members.binary_search(last) {
-            node.members.insert(at, last.clone());
+        if let Err(at) = node.members.binary_search_by(|m| cmp(m, last)) {
+            node.members.insert(at, owned(last));
         }
-    }
-
-    /// The child set under `pe`, created when missing.
-    fn descend(&mut self, pe: &PathElement) -> &mut Set {
-        let at = match self.children.binary_search_by(|(c, _)| c.cmp(pe)) {
-            Ok(at) => at,
-            Err(at) => {
-                self.children.insert(at, (pe.clone(), Set::default()));
-                at
-            }
-        };
-        &mut self.children[at].1
     }
 
     pub fn has(&self, path: &[PathElement]) -> bool {
@@ -1152,6 +1188,29 @@ mod tests {
         assert_eq!(b.union(&a), a.union(&b));
         assert_eq!(a.union(&b).len(), 5);
         assert!(a.difference(&a).is_empty());
+    }
+
+    #[test]
+    fn borrowed_steps_insert_as_their_elements_do() {
+        let key = PathElement::Key(vec![("name".into(), json!("c"))]);
+        let value = PathElement::Value(json!("v"));
+        let index = PathElement::Index(2);
+        let paths: Vec<Vec<Step<'_>>> = vec![
+            vec![Step::Field("spec"), Step::Field("containers"), Step::Elem(&key), Step::Field("image")],
+            vec![Step::Field("spec"), Step::Field("containers"), Step::Elem(&key)],
+            vec![Step::Field("spec"), Step::Elem(&index)],
+            vec![Step::Field("spec"), Step::Elem(&value), Step::Field("a")],
+            vec![Step::Field("spec"), Step::Field("b")],
+            vec![Step::Field("metadata"), Step::Field("labels"), Step::Field("x")],
+            vec![Step::Field("spec"), Step::Field("containers"), Step::Elem(&key), Step::Field("image")],
+        ];
+        let (mut borrowed, mut owned) = (Set::new(), Set::new());
+        for path in &paths {
+            borrowed.insert_steps(path);
+            owned.insert(&path.iter().map(Step::owned_element).collect::<Vec<_>>());
+        }
+        assert_eq!(borrowed, owned);
+        assert_eq!(borrowed.to_fields_v1(), owned.to_fields_v1());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! (`merge` with a merge key is a map-list, `merge` alone a set); everything the schema
 //! does not describe is an atomic leaf.
 
-use super::fieldpath::{Path, PathElement, Set, values_equal};
+use super::fieldpath::{Path, PathElement, Set, Step, values_equal};
 use api::schema::{Field, Node, Schemas, Type};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -263,12 +263,6 @@ pub(crate) struct At<'a> {
     parent: Option<&'a At<'a>>,
 }
 
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    Field(&'a str),
-    Elem(&'a PathElement),
-}
-
 impl<'a> At<'a> {
     pub const ROOT: At<'static> = At { step: None, parent: None };
 
@@ -280,19 +274,20 @@ impl<'a> At<'a> {
         At { step: Some(Step::Elem(pe)), parent: Some(self) }
     }
 
-    fn to_vec(self) -> Vec<PathElement> {
-        let mut out = Vec::new();
-        let mut at = Some(&self);
+    /// The steps from the root to here.
+    fn steps(&self) -> Vec<Step<'a>> {
+        let mut out = Vec::with_capacity(8);
+        let mut at = Some(self);
         while let Some(node) = at {
-            match node.step {
-                Some(Step::Field(name)) => out.push(PathElement::Field(name.to_string())),
-                Some(Step::Elem(pe)) => out.push(pe.clone()),
-                None => {}
-            }
+            out.extend(node.step);
             at = node.parent;
         }
         out.reverse();
         out
+    }
+
+    fn to_vec(self) -> Vec<PathElement> {
+        self.steps().iter().map(Step::owned_element).collect()
     }
 
     fn error(&self, message: impl Into<String>) -> TypedErrors {
@@ -510,9 +505,9 @@ impl CompareWalker {
         }
         if !in_leaf {
             if lhs.is_none() {
-                self.out.added.insert(&at.to_vec());
+                self.out.added.insert_steps(&at.steps());
             } else if rhs.is_none() {
-                self.out.removed.insert(&at.to_vec());
+                self.out.removed.insert_steps(&at.steps());
             }
         }
         Ok(())
@@ -525,11 +520,11 @@ impl CompareWalker {
         *in_leaf = true;
         match (lhs, rhs) {
             (None, None) => {}
-            (None, _) => self.out.added.insert(&at.to_vec()),
-            (_, None) => self.out.removed.insert(&at.to_vec()),
+            (None, _) => self.out.added.insert_steps(&at.steps()),
+            (_, None) => self.out.removed.insert_steps(&at.steps()),
             (Some(l), Some(r)) => {
                 if !values_equal(l, r) {
-                    self.out.modified.insert(&at.to_vec());
+                    self.out.modified.insert_steps(&at.steps());
                 }
             }
         }
@@ -638,20 +633,20 @@ impl CompareWalker {
                 (0..=1, 0..=1) => self.compare(l.first().copied(), r.first().copied(), items, &here)?,
                 (2.., 2..) => {
                     if l.len() != r.len() || l.iter().zip(&r).any(|(a, b)| !values_equal(a, b)) {
-                        self.out.modified.insert(&here.to_vec());
+                        self.out.modified.insert_steps(&here.steps());
                     }
                 }
                 (2.., _) => {
                     if let Some(first) = r.first() {
                         self.compare(None, Some(first), items, &here)?;
                     }
-                    self.out.removed.insert(&here.to_vec());
+                    self.out.removed.insert_steps(&here.steps());
                 }
                 (_, _) => {
                     if let Some(first) = l.first() {
                         self.compare(Some(first), None, items, &here)?;
                     }
-                    self.out.added.insert(&here.to_vec());
+                    self.out.added.insert_steps(&here.steps());
                 }
             }
         }
