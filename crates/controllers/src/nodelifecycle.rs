@@ -439,11 +439,16 @@ impl State {
     /// MarkPodsNotReady), so that Services stop sending it traffic at once.
     fn not_ready_check(&mut self, key: &PodKey) {
         let Some(pod) = self.pods.items.get(key) else { return };
-        if !pod.ready || self.pod_ops.contains(&(key.clone(), PodOp::NotReady)) {
+        if !pod.ready {
             return;
         }
+        // Checked for every pod every monitor pass: the node first, as nearly all are
+        // Ready, then the pending operations (whose lookup copies the key).
         let Some(node) = self.nodes.items.get(&pod.node) else { return };
         if taints::ready_status(conditions(node)) == Some("True") || taints::ready_status(conditions(node)).is_none() {
+            return;
+        }
+        if self.pod_ops.contains(&(key.clone(), PodOp::NotReady)) {
             return;
         }
         self.pod_ops.insert((key.clone(), PodOp::NotReady));
@@ -591,7 +596,7 @@ impl State {
         let wall = Timestamp::now();
         let names: Vec<String> = self.nodes.items.keys().cloned().collect();
         let mut readiness: Vec<Option<String>> = Vec::with_capacity(names.len());
-        let mut effective: HashMap<String, Option<String>> = HashMap::with_capacity(names.len());
+        let mut effective: HashMap<&str, Option<String>> = HashMap::with_capacity(names.len());
         let mut to_silence = Vec::new();
         for name in &names {
             let Some(node) = self.nodes.items.get(name) else { continue };
@@ -603,7 +608,10 @@ impl State {
                     format!("Node {name} event: Registered Node {name} in Controller"),
                 );
             }
-            let probe = self.probes.entry(name.clone()).or_insert_with(|| Probe::new(now));
+            if !self.probes.contains_key(name) {
+                self.probes.insert(name.clone(), Probe::new(now));
+            }
+            let Some(probe) = self.probes.get(name) else { continue };
             let mut ready = taints::ready_status(conditions(node)).map(str::to_string);
             let grace = health::grace_for(
                 ready.as_deref(),
@@ -619,7 +627,10 @@ impl State {
                 ready = Some("Unknown".into());
                 to_silence.push((name.clone(), node.metadata.resource_version.clone(), new));
             }
-            let was = self.last_ready.insert(name.clone(), ready.clone()).flatten();
+            let was = match self.last_ready.get_mut(name) {
+                Some(last) => std::mem::replace(last, ready.clone()),
+                None => self.last_ready.insert(name.clone(), ready.clone()).flatten(),
+            };
             if was.as_deref() == Some("True") && ready.as_deref() != Some("True") {
                 self.writer.node_event(
                     node,
@@ -632,9 +643,9 @@ impl State {
             if !excluded {
                 readiness.push(ready.clone());
             }
-            effective.insert(name.clone(), ready);
+            effective.insert(name, ready);
         }
-        self.last_ready.retain(|n, _| effective.contains_key(n));
+        self.last_ready.retain(|n, _| effective.contains_key(n.as_str()));
         let disrupted = health::full_disruption(readiness.iter().map(|r| r.as_deref()));
         if disrupted != self.disrupted {
             self.disrupted = disrupted;
@@ -661,7 +672,7 @@ impl State {
         for name in &names {
             let Some(node) = self.nodes.items.get(name) else { continue };
             if !self.node_writes.contains(name) {
-                let ready = effective.get(name).cloned().flatten();
+                let ready = effective.get(name.as_str()).cloned().flatten();
                 let no_execute = if disrupted { None } else { taints::no_execute_key(ready.as_deref()) };
                 let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
                 if let Some(wanted) =
@@ -680,16 +691,16 @@ impl State {
             }
             // Level-triggered repairs: retries of whatever failed before. Index entries
             // of pods gone or moved (a name reused on another node) are dropped here.
-            let pods: Vec<PodKey> = self.by_node.get(name).map(|s| s.iter().cloned().collect()).unwrap_or_default();
-            for key in pods {
-                if self.pods.items.get(&key).is_none_or(|p| p.node != *name) {
-                    if let Some(s) = self.by_node.get_mut(name) {
-                        s.remove(&key);
-                    }
-                    continue;
-                }
-                self.force_delete_check(&key);
-                self.not_ready_check(&key);
+            // The node's set is taken out while its pods are checked (the checks do not
+            // touch it), not copied: this runs for every pod every pass.
+            let Some(mut pods) = self.by_node.get_mut(name).map(std::mem::take) else { continue };
+            pods.retain(|key| self.pods.items.get(key).is_some_and(|p| p.node == *name));
+            for key in &pods {
+                self.force_delete_check(key);
+                self.not_ready_check(key);
+            }
+            if let Some(slot) = self.by_node.get_mut(name) {
+                slot.extend(pods);
             }
         }
         self.by_node.retain(|n, s| !s.is_empty() || self.nodes.items.contains_key(n));
