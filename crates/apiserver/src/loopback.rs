@@ -63,10 +63,12 @@ impl Loopback {
         })
     }
 
-    /// Lists and watches through this transport leave out `metadata.managedFields`,
-    /// for control loops that never read them: upstream's controller manager and
-    /// scheduler strip them from their informers' caches (`TransformStripManagedFields`)
-    /// after decoding; here they are not sent, so neither decoded nor kept.
+    /// Lists and watches through this transport, of objects as JSON or as metadata,
+    /// leave out `metadata.managedFields`, for control loops that never read them:
+    /// upstream's controller manager and scheduler strip them from their informers'
+    /// caches (`TransformStripManagedFields`) after decoding; here they are mostly not
+    /// sent, so neither decoded nor kept. (Tables, lists by name and kinds served in
+    /// another version than stored still carry them.)
     pub fn without_managed_fields(mut self) -> Loopback {
         self.without_managed_fields = true;
         self
@@ -109,7 +111,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tower_service::Service;
 
@@ -141,24 +143,36 @@ mod tests {
         serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
     }
 
+    /// Sends one request in-process; its status and JSON answer.
+    pub(crate) async fn call(
+        client: &mut Loopback,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: serde_json::Value,
+    ) -> (http::StatusCode, serde_json::Value) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let resp = client.call(req).await.unwrap();
+        (resp.status(), body_json(resp).await)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_control_loop_lists_and_watches_without_managed_fields() {
         let (_dir, server) = ctx().await;
         let token = &server.pki.admin_token;
         let mut full = Loopback::new(server.ctx.clone(), token, "full/1.0").unwrap();
         let mut lean = Loopback::new(server.ctx.clone(), token, "lean/1.0").unwrap().without_managed_fields();
-        let cm = |name: &str| {
-            let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "b"}});
-            http::Request::post("/api/v1/namespaces/default/configmaps")
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(http_body_util::Full::new(Bytes::from(serde_json::to_vec(&cm).unwrap())))
-                .unwrap()
-        };
-        let created = body_json(full.call(cm("one")).await.unwrap()).await;
+        let cm = |name: &str| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "b"}});
+        let list = "/api/v1/namespaces/default/configmaps";
+        let (_, created) = call(&mut full, "POST", list, "application/json", cm("one")).await;
         assert!(created["metadata"]["managedFields"].is_array(), "{created}");
         let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
 
-        let list = "/api/v1/namespaces/default/configmaps";
         let full_list = body_json(full.call(get(list)).await.unwrap()).await;
         let lean_list = body_json(lean.call(get(list)).await.unwrap()).await;
         let mut want = full_list.clone();
@@ -177,7 +191,7 @@ mod tests {
             .body(http_body_util::Empty::new())
             .unwrap();
         watches.push(lean.call(metadata_only).await.unwrap().into_body());
-        full.call(cm("two")).await.unwrap();
+        call(&mut full, "POST", list, "application/json", cm("two")).await;
         for (i, mut body) in watches.into_iter().enumerate() {
             let mut seen = Vec::new();
             while seen.len() < 2 - usize::from(i > 0) {

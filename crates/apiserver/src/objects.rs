@@ -18,12 +18,17 @@ pub struct Written {
 }
 
 impl Written {
-    /// An object nothing was stored for (a dry run, a write that changed nothing, a
-    /// kind stored in another version than it is served in).
+    /// An object whose answer is serialised from it: nothing was stored (a dry run,
+    /// a write that changed nothing), or the write went another way than
+    /// [`Objects::create_stored`] and [`Objects::update_stored`] (Services, whose
+    /// addresses are written in the same transaction; an update that completes a
+    /// deletion).
     pub fn unstored(obj: Value) -> Written {
         Written { obj, stored: None }
     }
 
+    /// What a write stored; a kind stored in another version than it is served in is
+    /// answered from `obj`.
     fn stored(res: &Resource, obj: Value, bytes: Bytes, revision: i64) -> Written {
         let stored = api::convert::is_identity(res).then_some((bytes, revision));
         Written { obj, stored }
@@ -159,10 +164,15 @@ impl Objects {
 
     /// The object and its revision, if it exists.
     pub async fn get(&self, res: &Resource, key: &str) -> Result<Option<(Value, i64)>, ApiError> {
-        match self.store.get(key).await.map_err(store_error)? {
+        match self.get_stored(key).await? {
             Some(kv) => Ok(Some((decode_as(res, &kv)?, kv.mod_revision))),
             None => Ok(None),
         }
+    }
+
+    /// The stored bytes under `key`, unparsed, if there are any.
+    pub async fn get_stored(&self, key: &str) -> Result<Option<KeyValue>, ApiError> {
+        self.store.get(key).await.map_err(store_error)
     }
 
     /// Writes a new object; 409 AlreadyExists if the key is taken.

@@ -76,6 +76,12 @@ pub fn without_managed_fields(json: &[u8]) -> Option<Vec<u8>> {
 /// with the comma that joined it to the others; `None` if it has no such member or
 /// is not well formed.
 fn member_span(object: &[u8], key: &[u8]) -> Option<(usize, usize)> {
+    find_member(object, key)?
+}
+
+/// Where to cut member `key` out of a JSON object (exactly one), as [`member_span`]
+/// says: `Some(None)` if it has no such member, `None` if it is not well formed.
+fn find_member(object: &[u8], key: &[u8]) -> Option<Option<(usize, usize)>> {
     let mut s = Scan { b: object, i: 0 };
     s.eat(b'{')?;
     // Where the previous member's value ended: a later member is cut from there, so
@@ -84,7 +90,7 @@ fn member_span(object: &[u8], key: &[u8]) -> Option<(usize, usize)> {
     loop {
         s.ws();
         if s.peek()? == b'}' {
-            return None;
+            return Some(None);
         }
         let key_start = s.i;
         let this = s.string()?;
@@ -96,18 +102,19 @@ fn member_span(object: &[u8], key: &[u8]) -> Option<(usize, usize)> {
         s.ws();
         let delimiter = s.next()?;
         if this == key {
-            return match (previous_end, delimiter) {
-                (Some(end), _) => Some((end, value_end)),
+            return Some(Some(match (previous_end, delimiter) {
+                (Some(end), _) => (end, value_end),
                 // The first member: cut up to the next one.
                 (None, b',') => {
                     s.ws();
-                    Some((key_start, s.i))
+                    (key_start, s.i)
                 }
-                (None, _) => Some((key_start, value_end)),
-            };
+                (None, _) => (key_start, value_end),
+            }));
         }
         match delimiter {
             b',' => previous_end = Some(value_end),
+            b'}' => return Some(None),
             _ => return None,
         }
     }
@@ -123,27 +130,7 @@ pub fn metadata_has_key(json: &[u8], key: &[u8]) -> Option<bool> {
 /// Whether a JSON object (the bytes of exactly one) has `key` at its top level;
 /// `None` if it is not well formed.
 fn has_key(object: &[u8], key: &[u8]) -> Option<bool> {
-    let mut s = Scan { b: object, i: 0 };
-    s.eat(b'{')?;
-    loop {
-        s.ws();
-        if s.peek()? == b'}' {
-            return Some(false);
-        }
-        if s.string()? == key {
-            return Some(true);
-        }
-        s.ws();
-        s.eat(b':')?;
-        s.ws();
-        s.value()?;
-        s.ws();
-        match s.next()? {
-            b',' => continue,
-            b'}' => return Some(false),
-            _ => return None,
-        }
-    }
+    find_member(object, key).map(|m| m.is_some())
 }
 
 struct Scan<'a> {

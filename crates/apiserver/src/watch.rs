@@ -93,9 +93,11 @@ impl Change {
     /// without its `managedFields`.
     pub fn partial(&self, without_managed_fields: bool) -> &Bytes {
         if without_managed_fields {
-            let line = self.lean_line();
-            let json = line.slice(EVENT_HEAD.len() + self.kind.as_str().len() + EVENT_MID.len()..line.len() - 2);
-            return self.lean_partial.get_or_init(|| partial_of(&json));
+            // Cut from the metadata alone, not from a copy of the whole object.
+            return self.lean_partial.get_or_init(|| {
+                let partial = partial_of(&self.json);
+                crate::rawjson::without_managed_fields(&partial).map_or(partial, Bytes::from)
+            });
         }
         self.partial.get_or_init(|| partial_of(&self.json))
     }

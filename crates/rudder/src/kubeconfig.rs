@@ -23,8 +23,9 @@ pub fn in_process(ctx: &std::sync::Arc<apiserver::Ctx>, token: &str, program: &s
 }
 
 /// [`in_process`] for a control loop (controllers, scheduler, DNS): its lists and
-/// watches come without `metadata.managedFields`, which none of them reads, so its
-/// informers neither decode nor keep them (upstream's strip them after decoding).
+/// watches come without `metadata.managedFields` (see
+/// `Loopback::without_managed_fields`), which none of them reads, so its informers
+/// neither decode nor keep them (upstream's strip them after decoding).
 pub fn control_loop(ctx: &std::sync::Arc<apiserver::Ctx>, token: &str, program: &str) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::new(loopback(ctx, token, program)?.without_managed_fields(), "default"))
 }

@@ -239,7 +239,7 @@ async fn run_agent(client: kube::Client, config: agent::Config, network: Option<
     }
 }
 
-/// Runs the controllers and the scheduler on a runtime (and OS threads) of their own
+/// Runs the controllers and the scheduler on a runtime (and an OS thread) of their own
 /// until the returned sender is dropped. A burst of reconciling then cannot hold the
 /// API server's workers between two of its await points: the kernel shares the cores
 /// between the two, as it would between separate processes, and request latency does

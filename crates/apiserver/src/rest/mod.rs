@@ -47,8 +47,10 @@ pub struct Request {
     pub accept: Option<String>,
     pub content_type: Option<String>,
     pub user_agent: String,
-    /// Lists and watches leave out objects' `metadata.managedFields`: set only by
-    /// the in-process transport, for control loops that never read them.
+    /// Lists and watches of objects as JSON or as metadata may leave out their
+    /// `metadata.managedFields` (tables, lists by name and kinds served in another
+    /// version than stored still carry them): set only by the in-process transport,
+    /// for control loops that never read them.
     pub without_managed_fields: bool,
     /// In a mutex only to make `&Request` shareable across await points (a boxed body
     /// is `Send` but not `Sync`); it is taken once, never locked twice.

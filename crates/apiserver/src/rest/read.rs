@@ -13,7 +13,7 @@ use std::sync::Arc;
 use store::{RangeRequest, prefix_end};
 
 pub async fn get(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, ApiError> {
-    let kv = ctx.objects.store.get(&t.key()).await.map_err(crate::objects::store_error)?;
+    let kv = ctx.objects.get_stored(&t.key()).await?;
     let kv = kv.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
     // Plain JSON of a kind stored as served: the stored bytes with the revision
     // spliced in, as the watch feeds send them, with no parse and no serialisation.
@@ -302,7 +302,15 @@ pub async fn list(ctx: &Arc<Ctx>, t: &Target, req: &Request) -> Result<Resp, Api
         return Ok(wire::ok(&crate::table::of_list(t.res, &page.items, meta, req.query.include_object.as_deref())));
     }
     if req.wants_metadata() {
-        return Ok(wire::ok(&crate::table::partial_list(meta, &page.items)));
+        let mut list = crate::table::partial_list(meta, &page.items);
+        if req.without_managed_fields {
+            for item in list["items"].as_array_mut().into_iter().flatten() {
+                if let Some(m) = item.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("managedFields");
+                }
+            }
+        }
+        return Ok(wire::ok(&list));
     }
     Ok(wire::ok(&list_object(t.res, meta, page.items)))
 }

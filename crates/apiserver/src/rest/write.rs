@@ -87,8 +87,7 @@ async fn admit_namespace(ctx: &Ctx, t: &Target, obj: &mut Value) -> Result<Optio
     let namespaces = api::registry::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
     // Read on every create: whether the namespace is marked for deletion is read off
     // its stored bytes, not a parse of it.
-    let stored =
-        ctx.objects.store.get(&namespaces.storage_key(None, &ns)).await.map_err(crate::objects::store_error)?;
+    let stored = ctx.objects.get_stored(&namespaces.storage_key(None, &ns)).await?;
     let terminating = match &stored {
         None => None,
         Some(kv) => Some(match crate::rawjson::metadata_has_key(&kv.value, b"deletionTimestamp") {
@@ -476,6 +475,7 @@ pub async fn patch_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loopback::tests::call;
 
     #[test]
     fn uids_and_suffixes_have_upstream_shapes() {
@@ -499,28 +499,6 @@ mod tests {
         let ns = api::registry::find("", "v1", "namespaces").unwrap();
         let terminating = json!({"metadata":{"deletionTimestamp":"x"},"spec":{"finalizers":["kubernetes"]}});
         assert!(!deletion_complete(ns, &terminating));
-    }
-
-    /// Sends one request in-process; its status and JSON answer.
-    async fn call(
-        client: &mut crate::loopback::Loopback,
-        method: &str,
-        path: &str,
-        content_type: &str,
-        body: Value,
-    ) -> (http::StatusCode, Value) {
-        use http_body_util::BodyExt;
-        use tower_service::Service;
-        let req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::CONTENT_TYPE, content_type)
-            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
-            .unwrap();
-        let resp = client.call(req).await.unwrap();
-        let code = resp.status();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (code, serde_json::from_slice::<Value>(&body).unwrap())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,7 +173,7 @@ pub async fn admit_pod(ctx: &Ctx, pod: &mut Value, dry_run: bool) -> Result<(), 
         // On every pod create: that the ConfigMap is there is a read of its key, not
         // a parse of it.
         let key = cms.storage_key(Some(&namespace), ROOT_CA_CONFIG_MAP);
-        if ctx.objects.store.get(&key).await.map_err(crate::objects::store_error)?.is_none() {
+        if ctx.objects.get_stored(&key).await?.is_none() {
             let cm = json!({
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": ROOT_CA_CONFIG_MAP, "annotations": {DESCRIPTION_ANNOTATION: DESCRIPTION}},
