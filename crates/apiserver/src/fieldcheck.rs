@@ -5,6 +5,7 @@
 
 use api::schema::{Node, Schemas, Type};
 use serde_json::Value;
+use std::fmt::Write;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Findings {
@@ -97,7 +98,9 @@ fn walk(s: &Schemas, node: &Node, v: &mut Value, path: &mut String, f: &mut Find
             if let Some(item) = node.items.as_deref() {
                 for (i, child) in items.iter_mut().enumerate() {
                     let len = path.len();
-                    path.push_str(&format!("[{i}]"));
+                    // Written into the one buffer, not formatted apart: every element of
+                    // every write's object passes here.
+                    let _ = write!(path, "[{i}]");
                     walk(s, item, child, path, f);
                     path.truncate(len);
                 }
