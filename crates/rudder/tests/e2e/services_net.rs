@@ -135,13 +135,25 @@ fn pod(name: &str, labels: &str, image: &str, command: &str) -> String {
 }
 
 fn wait_ready(s: &Server, name: &str) {
-    eventually(LONG, &format!("pod {name} Ready"), || {
+    let deadline = Instant::now() + LONG;
+    loop {
         let p = s.json(&["get", "pod", name]);
         let ready = p["status"]["conditions"]
             .as_array()
             .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-        ready.then_some(())
-    });
+        if ready {
+            return;
+        }
+        // What the pod got to says which part stalled: the scheduler (no node), the
+        // agent (no container status) or the container.
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {LONG:?} waiting for pod {name} Ready; node {}, status {}",
+            p["spec"]["nodeName"],
+            p["status"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
