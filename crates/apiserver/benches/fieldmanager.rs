@@ -5,11 +5,13 @@
 //! Run with `cargo bench -p apiserver --bench fieldmanager [-- NAME-FILTER]`; prints
 //! operations per second.
 
+mod common;
+
 use api::schema::Schemas;
 use apiserver::fieldmanager::{apply, update};
+use common::time;
 use serde_json::{Value, json};
 use std::hint::black_box;
-use std::time::Instant;
 
 const ITERATIONS: u32 = 5_000;
 const T0: &str = "2024-05-01T10:00:00Z";
@@ -72,21 +74,6 @@ fn stored(image: &str) -> Value {
     obj
 }
 
-fn time(name: &str, mut op: impl FnMut()) {
-    // `cargo bench -p apiserver --bench fieldmanager -- update` runs only the matching cases.
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-        return;
-    }
-    let start = Instant::now();
-    for _ in 0..ITERATIONS {
-        op();
-    }
-    let elapsed = start.elapsed();
-    let per_second = f64::from(ITERATIONS) / elapsed.as_secs_f64();
-    println!("{name:<44} {ITERATIONS} in {elapsed:>10.2?}  {per_second:>12.0} ops/s");
-}
-
 fn main() {
     let schema = Schemas::get().for_kind("apps", "v1", "Deployment").expect("Deployment schema");
 
@@ -105,7 +92,7 @@ fn main() {
     assert_eq!(live["metadata"]["managedFields"].as_array().map(Vec::len), Some(3), "three managers");
 
     let fresh = stored("nginx:1.25");
-    time("update: create", || {
+    time("update: create", ITERATIONS, || {
         let mut new = fresh.clone();
         update(None, black_box(&mut new), "kubectl-client-side-apply", None, "apps/v1", T1, schema);
         black_box(new);
@@ -113,7 +100,7 @@ fn main() {
 
     let mut edited = live.clone();
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.26");
-    time("update: change one field, 3 managers", || {
+    time("update: change one field, 3 managers", ITERATIONS, || {
         let mut new = edited.clone();
         update(Some(black_box(&live)), &mut new, "kubectl-edit", None, "apps/v1", T1, schema);
         black_box(new);
@@ -121,37 +108,37 @@ fn main() {
 
     let mut status = live.clone();
     status["status"]["readyReplicas"] = json!(4);
-    time("update: status subresource", || {
+    time("update: status subresource", ITERATIONS, || {
         let mut new = status.clone();
         update(Some(black_box(&live)), &mut new, "kube-controller-manager", Some("status"), "apps/v1", T1, schema);
         black_box(new);
     });
 
-    time("update: unchanged object", || {
+    time("update: unchanged object", ITERATIONS, || {
         let mut new = live.clone();
         update(Some(black_box(&live)), &mut new, "kubectl-edit", None, "apps/v1", T1, schema);
         black_box(new);
     });
 
     let applied_config = config("nginx:1.25");
-    time("apply: create", || {
+    time("apply: create", ITERATIONS, || {
         black_box(apply(None, black_box(&applied_config), "kubectl", false, schema, "apps/v1", T1).unwrap());
     });
 
     let mut ssa = apply(None, &applied_config, "kubectl", false, schema, "apps/v1", T0).expect("apply");
     ssa["metadata"]["uid"] = json!("6f1c0b9e-2c1d-4c59-9d0e-1b8f0d1e4a11");
-    time("apply: same configuration again (no-op)", || {
+    time("apply: same configuration again (no-op)", ITERATIONS, || {
         black_box(apply(Some(black_box(&ssa)), &applied_config, "kubectl", false, schema, "apps/v1", T1).unwrap());
     });
 
     let changed = config("nginx:1.26");
     let out = apply(Some(&ssa), &changed, "kubectl", false, schema, "apps/v1", T1).expect("apply");
     assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.26");
-    time("apply: change the image", || {
+    time("apply: change the image", ITERATIONS, || {
         black_box(apply(Some(black_box(&ssa)), &changed, "kubectl", false, schema, "apps/v1", T1).unwrap());
     });
 
-    time("apply: over client-side apply (3 managers)", || {
+    time("apply: over client-side apply (3 managers)", ITERATIONS, || {
         black_box(apply(Some(black_box(&live)), &changed, "kubectl", true, schema, "apps/v1", T1).unwrap());
     });
 }

@@ -3,11 +3,13 @@
 //!
 //! Run with `cargo bench -p apiserver --bench patch`; prints operations per second.
 
+mod common;
+
 use api::schema::Schemas;
 use apiserver::patch::{json, merge, strategic};
+use common::time;
 use serde_json::{Value, json};
 use std::hint::black_box;
-use std::time::Instant;
 
 const ITERATIONS: u32 = 10_000;
 
@@ -51,16 +53,6 @@ fn deployment() -> Value {
     })
 }
 
-fn time(name: &str, mut op: impl FnMut()) {
-    let start = Instant::now();
-    for _ in 0..ITERATIONS {
-        op();
-    }
-    let elapsed = start.elapsed();
-    let per_second = f64::from(ITERATIONS) / elapsed.as_secs_f64();
-    println!("{name:<40} {ITERATIONS} in {elapsed:>10.2?}  {per_second:>12.0} ops/s");
-}
-
 fn main() {
     let original = deployment();
     let schema = Schemas::get().for_kind("apps", "v1", "Deployment");
@@ -75,18 +67,18 @@ fn main() {
     let patched = strategic::apply(&original, &apply_patch, schema).expect("kubectl's patch applies");
     assert_eq!(patched["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.26");
 
-    time("strategic merge patch (kubectl apply)", || {
+    time("strategic merge patch (kubectl apply)", ITERATIONS, || {
         black_box(strategic::apply(black_box(&original), black_box(&apply_patch), schema).unwrap());
     });
     let scale = json!({"spec": {"replicas": 5}});
-    time("json merge patch (kubectl scale)", || {
+    time("json merge patch (kubectl scale)", ITERATIONS, || {
         black_box(merge::apply(black_box(&original), black_box(&scale)));
     });
     let undo = json!([
         {"op": "replace", "path": "/spec/template", "value": original["spec"]["template"].clone()},
         {"op": "replace", "path": "/metadata/annotations", "value": {"deployment.kubernetes.io/revision": "4"}}
     ]);
-    time("json patch (kubectl rollout undo)", || {
+    time("json patch (kubectl rollout undo)", ITERATIONS, || {
         black_box(json::apply(black_box(&original), black_box(&undo)).unwrap());
     });
 }

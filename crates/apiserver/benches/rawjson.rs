@@ -6,12 +6,14 @@
 //! Run with `cargo bench -p apiserver --bench rawjson`; prints operations per second
 //! and the time of one.
 
+mod common;
+
 use api::schema::Schemas;
 use apiserver::fieldmanager::update;
 use apiserver::rawjson::{metadata_span, with_resource_version, without_managed_fields};
+use common::time;
 use serde_json::{Value, json};
 use std::hint::black_box;
-use std::time::Instant;
 
 const ITERATIONS: u32 = 200_000;
 const T0: &str = "2026-11-25T10:00:00Z";
@@ -42,17 +44,6 @@ fn pod() -> Value {
     })
 }
 
-fn time(name: &str, mut op: impl FnMut()) {
-    let start = Instant::now();
-    for _ in 0..ITERATIONS {
-        op();
-    }
-    let elapsed = start.elapsed();
-    let per_second = f64::from(ITERATIONS) / elapsed.as_secs_f64();
-    let each = elapsed / ITERATIONS;
-    println!("{name:<40} {per_second:>12.0} ops/s  {each:>9.2?} each");
-}
-
 fn main() {
     let schema = Schemas::get().for_kind("", "v1", "Pod").expect("Pod schema");
     let created = {
@@ -73,16 +64,16 @@ fn main() {
     let stored = serde_json::to_vec(&running).expect("serialises");
     println!("a stored pod of {} bytes", stored.len());
 
-    time("with_resource_version", || {
+    time("with_resource_version", ITERATIONS, || {
         black_box(with_resource_version(black_box(&stored), 123_456));
     });
-    time("metadata_span", || {
+    time("metadata_span", ITERATIONS, || {
         black_box(metadata_span(black_box(&stored)));
     });
-    time("without_managed_fields", || {
+    time("without_managed_fields", ITERATIONS, || {
         black_box(without_managed_fields(black_box(&stored)));
     });
-    time("parse whole (serde_json::Value), to compare", || {
+    time("parse whole (serde_json::Value), to compare", ITERATIONS, || {
         black_box(serde_json::from_slice::<Value>(black_box(&stored)).ok());
     });
 }
