@@ -126,7 +126,7 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_as_the_token_user_and_refuses_a_bad_token() {
         let (_dir, server) = ctx().await;
-        let mut good = Loopback::new(server.ctx.clone(), &server.pki.admin_token, "test/1.0").unwrap();
+        let mut good = admin(&server, "test/1.0");
         let resp = good.call(get("/api/v1/namespaces/default")).await.unwrap();
         assert_eq!(resp.status(), http::StatusCode::OK);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -141,6 +141,11 @@ pub(crate) mod tests {
 
     async fn body_json(resp: Resp) -> serde_json::Value {
         serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    }
+
+    /// A test server's administrator, in-process, introducing itself as `agent`.
+    pub(crate) fn admin(server: &crate::ApiServer, agent: &str) -> Loopback {
+        Loopback::new(server.ctx.clone(), &server.pki.admin_token, agent).unwrap()
     }
 
     /// Sends one request in-process; its status and JSON answer.
@@ -164,9 +169,8 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_control_loop_lists_and_watches_without_managed_fields() {
         let (_dir, server) = ctx().await;
-        let token = &server.pki.admin_token;
-        let mut full = Loopback::new(server.ctx.clone(), token, "full/1.0").unwrap();
-        let mut lean = Loopback::new(server.ctx.clone(), token, "lean/1.0").unwrap().without_managed_fields();
+        let mut full = admin(&server, "full/1.0");
+        let mut lean = admin(&server, "lean/1.0").without_managed_fields();
         let cm = |name: &str| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "b"}});
         let list = "/api/v1/namespaces/default/configmaps";
         let (_, created) = call(&mut full, "POST", list, "application/json", cm("one")).await;
@@ -213,7 +217,7 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_take_the_user_agent_as_field_manager() {
         let (_dir, server) = ctx().await;
-        let mut client = Loopback::new(server.ctx.clone(), &server.pki.admin_token, "loop-test/1.0 (linux)").unwrap();
+        let mut client = admin(&server, "loop-test/1.0 (linux)");
         let cm =
             serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}});
         let req = http::Request::post("/api/v1/namespaces/default/configmaps")

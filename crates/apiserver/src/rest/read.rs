@@ -351,8 +351,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn get_answers_the_stored_bytes_with_the_revision() {
         let (_dir, server) = crate::test_server().await;
-        let mut client =
-            crate::loopback::Loopback::new(server.ctx.clone(), &server.pki.admin_token, "read-test/1.0").unwrap();
+        let mut client = crate::loopback::tests::admin(&server, "read-test/1.0");
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "b"}}, "data": {"k": "v \"q\" ü"}});
         let create = http::Request::post("/api/v1/namespaces/default/configmaps")
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -384,8 +383,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lists_answer_the_stored_bytes() {
         let (_dir, server) = crate::test_server().await;
-        let mut client =
-            crate::loopback::Loopback::new(server.ctx.clone(), &server.pki.admin_token, "read-test/1.0").unwrap();
+        let mut client = crate::loopback::tests::admin(&server, "read-test/1.0");
         for (name, tier) in [("a", "web"), ("b", "db"), ("c", "web")] {
             let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"tier": tier}}, "data": {"k": name}});
             let create = http::Request::post("/api/v1/namespaces/default/configmaps")

@@ -504,8 +504,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn creates_need_a_namespace_that_is_not_terminating() {
         let (_dir, server) = crate::test_server().await;
-        let mut client =
-            crate::loopback::Loopback::new(server.ctx.clone(), &server.pki.admin_token, "test/1.0").unwrap();
+        let mut client = crate::loopback::tests::admin(&server, "test/1.0");
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
         let json = "application/json";
         let (code, answer) = call(&mut client, "POST", "/api/v1/namespaces/nowhere/configmaps", json, cm.clone()).await;
@@ -530,8 +529,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_answer_what_they_stored() {
         let (_dir, server) = crate::test_server().await;
-        let mut client =
-            crate::loopback::Loopback::new(server.ctx.clone(), &server.pki.admin_token, "test/1.0").unwrap();
+        let mut client = crate::loopback::tests::admin(&server, "test/1.0");
         let mut call = async |method: &str, path: &str, content_type: &str, body: Value| {
             call(&mut client, method, path, content_type, body).await
         };
