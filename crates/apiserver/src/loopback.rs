@@ -183,6 +183,13 @@ pub(crate) mod tests {
         want["items"][0]["metadata"].as_object_mut().unwrap().remove("managedFields");
         assert!(full_list["items"][0]["metadata"]["managedFields"].is_array());
         assert_eq!(lean_list, want);
+        let metadata_list = http::Request::get(list)
+            .header(http::header::ACCEPT, "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let metadata_list = body_json(lean.call(metadata_list).await.unwrap()).await;
+        assert_eq!(metadata_list["kind"], "PartialObjectMetadataList", "{metadata_list}");
+        assert_eq!(metadata_list["items"][0]["metadata"], want["items"][0]["metadata"]);
 
         // A watch: the initial state, then a change from the feed, in both shapes.
         let mut watches = Vec::new();
