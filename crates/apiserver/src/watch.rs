@@ -212,16 +212,13 @@ impl Feed {
     }
 }
 
-const EVENT_HEAD: &[u8] = b"{\"type\":\"";
-const EVENT_MID: &[u8] = b"\",\"object\":";
-
 /// A watch event line: `{"type":KIND,"object":OBJECT}` and a newline, the object
 /// already JSON. (The object's bytes end the line but for its last two bytes.)
 pub fn event_line(kind: &str, object: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(object.len() + 32);
-    out.extend_from_slice(EVENT_HEAD);
+    out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(EVENT_MID);
+    out.extend_from_slice(b"\",\"object\":");
     out.extend_from_slice(object);
     out.extend_from_slice(b"}\n");
     Bytes::from(out)

@@ -151,10 +151,8 @@ fn stored_json(
         Some(bytes) => bytes,
         None => serde_json::to_vec(&decode(kv)?).unwrap_or_default(),
     };
-    match without_managed_fields.then(|| crate::rawjson::without_managed_fields(&json)).flatten() {
-        Some(lean) => Ok(Some(lean)),
-        None => Ok(Some(json)),
-    }
+    let lean = without_managed_fields.then(|| crate::rawjson::without_managed_fields(&json)).flatten();
+    Ok(Some(lean.unwrap_or(json)))
 }
 
 /// The paging of [`collect`]: `item` turns a stored object into a page item, or
