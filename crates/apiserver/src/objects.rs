@@ -207,19 +207,33 @@ impl Objects {
         expected: i64,
     ) -> Result<Written, ApiError> {
         let value = encode(res, &obj);
+        let revision = self.update_bytes(res, key, name_of(&obj), value.clone(), expected).await?;
+        set_resource_version(&mut obj, revision);
+        Ok(Written::stored(res, obj, value, revision))
+    }
+
+    /// [`Objects::update`] of bytes already in their stored form (an edit of the
+    /// stored bytes that never parsed them); returns the write's revision.
+    pub async fn update_bytes(
+        &self,
+        res: &Resource,
+        key: &str,
+        name: &str,
+        value: Bytes,
+        expected: i64,
+    ) -> Result<i64, ApiError> {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, expected)])
-            .and_then([Op::Put { key: key.into(), value: value.clone() }])
+            .and_then([Op::Put { key: key.into(), value }])
             .or_else([Op::get(key)]);
         let resp = self.store.txn(txn).await.map_err(store_error)?;
         if !resp.succeeded {
             return match resp.results.first() {
-                Some(OpResult::Get(Some(_))) => Err(ApiError::stale(res, name_of(&obj))),
-                _ => Err(ApiError::not_found(res, name_of(&obj))),
+                Some(OpResult::Get(Some(_))) => Err(ApiError::stale(res, name)),
+                _ => Err(ApiError::not_found(res, name)),
             };
         }
-        set_resource_version(&mut obj, resp.revision);
-        Ok(Written::stored(res, obj, value, resp.revision))
+        Ok(resp.revision)
     }
 
     /// Removes an object whose revision is still `expected`. Returns its last state,

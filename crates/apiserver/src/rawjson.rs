@@ -133,6 +133,88 @@ fn has_key(object: &[u8], key: &[u8]) -> Option<bool> {
     find_member(object, key).map(|m| m.is_some())
 }
 
+/// Where member `key` is, or would go, in a JSON object.
+#[derive(Debug, PartialEq)]
+pub enum Slot {
+    /// The span of its value.
+    Value(usize, usize),
+    /// Where to insert `"key":value`, and whether a comma goes before or after it.
+    Insert { at: usize, comma_before: bool, comma_after: bool },
+}
+
+/// Where member `key` of a JSON object (the bytes of exactly one) is, or where it
+/// goes to keep the keys in order as a stored object (serialised from a sorted map)
+/// has them: before the first greater key. `None` if the object is not well formed or
+/// a key has an escape (its raw bytes would not sort as the key does).
+pub fn slot(object: &[u8], key: &[u8]) -> Option<Slot> {
+    let mut s = Scan { b: object, i: 0 };
+    s.eat(b'{')?;
+    let mut previous_end = None;
+    loop {
+        s.ws();
+        if s.peek()? == b'}' {
+            return Some(match previous_end {
+                Some(at) => Slot::Insert { at, comma_before: true, comma_after: false },
+                None => Slot::Insert { at: s.i, comma_before: false, comma_after: false },
+            });
+        }
+        let key_start = s.i;
+        let this = s.string()?;
+        if this.contains(&b'\\') {
+            return None;
+        }
+        if this > key {
+            return Some(Slot::Insert { at: key_start, comma_before: false, comma_after: true });
+        }
+        s.ws();
+        s.eat(b':')?;
+        s.ws();
+        let value_start = s.i;
+        s.value()?;
+        if this == key {
+            return Some(Slot::Value(value_start, s.i));
+        }
+        previous_end = Some(s.i);
+        s.ws();
+        match s.next()? {
+            b',' => {}
+            b'}' => return Some(Slot::Insert { at: previous_end?, comma_before: true, comma_after: false }),
+            _ => return None,
+        }
+    }
+}
+
+/// The bytes of a member for [`Slot::Insert`]: `"key":value` with its commas.
+pub fn member_text(key: &str, value: &[u8], comma_before: bool, comma_after: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + value.len() + 5);
+    if comma_before {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(value);
+    if comma_after {
+        out.push(b',');
+    }
+    out
+}
+
+/// `json` with each `(from, to, bytes)` replacing the bytes in `from..to`; the
+/// ranges must not overlap.
+pub fn splice(json: &[u8], mut edits: Vec<(usize, usize, Vec<u8>)>) -> Vec<u8> {
+    edits.sort_by_key(|e| e.0);
+    let mut out = Vec::with_capacity(json.len() + edits.iter().map(|e| e.2.len()).sum::<usize>());
+    let mut at = 0;
+    for (from, to, bytes) in edits {
+        out.extend_from_slice(&json[at..from]);
+        out.extend_from_slice(&bytes);
+        at = to;
+    }
+    out.extend_from_slice(&json[at..]);
+    out
+}
+
 struct Scan<'a> {
     b: &'a [u8],
     i: usize,
@@ -283,6 +365,27 @@ mod tests {
         let marked = serde_json::to_vec(&json!({"metadata": {"deletionTimestamp": null}})).unwrap();
         assert_eq!(metadata_has_key(&marked, b"deletionTimestamp"), Some(true));
         assert_eq!(metadata_has_key(b"[]", b"name"), None);
+    }
+
+    #[test]
+    fn slots_keep_the_keys_in_order() {
+        let o = br#"{"b":1,"d":{"x":[1]}}"#;
+        assert_eq!(slot(o, b"b"), Some(Slot::Value(5, 6)));
+        assert_eq!(slot(o, b"d"), Some(Slot::Value(11, 20)));
+        assert_eq!(slot(o, b"a"), Some(Slot::Insert { at: 1, comma_before: false, comma_after: true }));
+        assert_eq!(slot(o, b"c"), Some(Slot::Insert { at: 7, comma_before: false, comma_after: true }));
+        assert_eq!(slot(o, b"e"), Some(Slot::Insert { at: 20, comma_before: true, comma_after: false }));
+        assert_eq!(slot(b"{ }", b"a"), Some(Slot::Insert { at: 2, comma_before: false, comma_after: false }));
+        for key in ["a", "c", "e"] {
+            let Some(Slot::Insert { at, comma_before, comma_after }) = slot(o, key.as_bytes()) else { panic!() };
+            let out = splice(o, vec![(at, at, member_text(key, b"0", comma_before, comma_after))]);
+            let mut want: Value = parse(o);
+            want[key] = 0.into();
+            assert_eq!(out, serde_json::to_vec(&want).unwrap());
+        }
+        assert_eq!(slot(br#"{"a\u0062":1}"#, b"c"), None, "an escaped key");
+        assert_eq!(slot(br#"{"a":1"#, b"b"), None);
+        assert_eq!(slot(b"[]", b"a"), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod delete;
 pub mod proxy;
 pub(crate) mod read;
-mod subresource;
+pub(crate) mod subresource;
 mod watch;
 mod write;
 

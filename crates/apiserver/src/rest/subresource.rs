@@ -149,45 +149,146 @@ async fn bind(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, Api
         return Err(ApiError::invalid("Binding", "", t.name(), causes));
     }
     let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let uid = binding.pointer("/metadata/uid").and_then(Value::as_str);
+    let bound = || Ok(wire::json(http::StatusCode::CREATED, &api::status::success(201)));
     for attempt in 1..=5 {
-        let (old, rev) = ctx.objects.get(t.res, &t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
-        if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str)
-            && Some(uid) != meta_str(&old, "uid")
-        {
-            return Err(ApiError::conflict(t.res, t.name(), "the pod's UID does not match the binding's"));
-        }
-        if old.pointer("/metadata/deletionTimestamp").is_some() {
-            return Err(ApiError::conflict(t.res, t.name(), "pod is being deleted, cannot be assigned to a host"));
-        }
-        if let Some(existing) = old.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-            return Err(ApiError::conflict(
-                t.res,
-                t.name(),
-                &format!("pod {} is already assigned to node \"{existing}\"", t.name()),
-            ));
-        }
-        // The pod read is changed in place: a copy of it (and dropping two) cost as much
-        // as the rest of a binding.
-        let mut new = old;
-        new["spec"]["nodeName"] = json!(node);
-        let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": api::time::now_rfc3339()});
-        match new["status"]["conditions"].as_array_mut() {
-            Some(conditions) => {
-                conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-                conditions.push(scheduled);
+        let kv = ctx.objects.get_stored(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
+        let now = api::time::now_rfc3339();
+        // A pod as the scheduler finds it (unbound, no PodScheduled condition, not
+        // being deleted) is bound by editing its stored bytes: parsing the pod into a
+        // tree, serialising it and dropping the tree were most of a binding's cost.
+        // Any other pod takes the way below, which also says what is wrong.
+        let edited = api::convert::is_identity(t.res).then(|| bind_stored(&kv.value, uid, &node, &now)).flatten();
+        let written = match edited {
+            Some(_) if req.query.dry_run => return bound(),
+            Some(bytes) => ctx.objects.update_bytes(t.res, &t.key(), t.name(), bytes.into(), kv.mod_revision).await,
+            None => {
+                let old = crate::objects::decode_as(t.res, &kv)?;
+                if let Some(uid) = uid
+                    && Some(uid) != meta_str(&old, "uid")
+                {
+                    return Err(ApiError::conflict(t.res, t.name(), "the pod's UID does not match the binding's"));
+                }
+                if old.pointer("/metadata/deletionTimestamp").is_some() {
+                    return Err(ApiError::conflict(
+                        t.res,
+                        t.name(),
+                        "pod is being deleted, cannot be assigned to a host",
+                    ));
+                }
+                if let Some(existing) = old.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+                {
+                    return Err(ApiError::conflict(
+                        t.res,
+                        t.name(),
+                        &format!("pod {} is already assigned to node \"{existing}\"", t.name()),
+                    ));
+                }
+                // The pod read is changed in place: a copy of it (and dropping two)
+                // cost as much as the rest of a binding.
+                let mut new = old;
+                bind_tree(&mut new, &node, &now);
+                if req.query.dry_run {
+                    return bound();
+                }
+                ctx.objects.update(t.res, &t.key(), new, kv.mod_revision).await.map(|_| 0)
             }
-            None => new["status"]["conditions"] = json!([scheduled]),
-        }
-        if req.query.dry_run {
-            return Ok(wire::json(http::StatusCode::CREATED, &api::status::success(201)));
-        }
-        match ctx.objects.update(t.res, &t.key(), new, rev).await {
+        };
+        match written {
             Err(e) if e.reason == "Conflict" && attempt < 5 => continue,
             Err(e) => return Err(e),
-            Ok(_) => return Ok(wire::json(http::StatusCode::CREATED, &api::status::success(201))),
+            Ok(_) => return bound(),
         }
     }
     Err(ApiError::stale(t.res, t.name()))
+}
+
+/// The PodScheduled condition a binding sets.
+fn scheduled_condition(now: &str) -> Value {
+    json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now})
+}
+
+/// Binds a parsed pod: `spec.nodeName`, and a PodScheduled=True condition in place
+/// of any other.
+pub(crate) fn bind_tree(pod: &mut Value, node: &str, now: &str) {
+    pod["spec"]["nodeName"] = json!(node);
+    let scheduled = scheduled_condition(now);
+    match pod["status"]["conditions"].as_array_mut() {
+        Some(conditions) => {
+            conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+            conditions.push(scheduled);
+        }
+        None => pod["status"]["conditions"] = json!([scheduled]),
+    }
+}
+
+/// [`bind_tree`] done on a pod's stored bytes, giving the bytes `bind_tree` and a
+/// serialisation would (keys in order, nothing else touched); `None` unless the pod
+/// is the usual case: its UID is `uid` when one is given, it is not being deleted,
+/// its `spec.nodeName` is absent or empty and it has no PodScheduled condition.
+pub(crate) fn bind_stored(stored: &[u8], uid: Option<&str>, node: &str, now: &str) -> Option<Vec<u8>> {
+    use crate::rawjson::{Slot, member_text, slot};
+    let (meta_start, meta_end) = crate::rawjson::metadata_span(stored)?;
+    let meta = &stored[meta_start..meta_end];
+    if let Some(uid) = uid {
+        let Slot::Value(from, to) = slot(meta, b"uid")? else { return None };
+        if meta[from..to] != *serde_json::to_vec(uid).ok()? {
+            return None;
+        }
+    }
+    if matches!(slot(meta, b"deletionTimestamp")?, Slot::Value(..)) {
+        return None;
+    }
+    let mut edits = Vec::with_capacity(2);
+    let Slot::Value(spec_start, spec_end) = slot(stored, b"spec")? else { return None };
+    let spec = stored.get(spec_start..spec_end).filter(|s| s.first() == Some(&b'{'))?;
+    let node_json = serde_json::to_vec(node).ok()?;
+    match slot(spec, b"nodeName")? {
+        Slot::Value(from, to) if &spec[from..to] == b"\"\"" => {
+            edits.push((spec_start + from, spec_start + to, node_json));
+        }
+        Slot::Value(..) => return None,
+        Slot::Insert { at, comma_before, comma_after } => {
+            edits.push((
+                spec_start + at,
+                spec_start + at,
+                member_text("nodeName", &node_json, comma_before, comma_after),
+            ));
+        }
+    }
+    let condition = serde_json::to_vec(&scheduled_condition(now)).ok()?;
+    match slot(stored, b"status")? {
+        Slot::Value(status_start, status_end) => {
+            let status = stored.get(status_start..status_end).filter(|s| s.first() == Some(&b'{'))?;
+            match slot(status, b"conditions")? {
+                Slot::Value(from, to) => {
+                    let conditions = &status[from..to];
+                    if conditions.first() != Some(&b'[') || memchr::memmem::find(conditions, b"PodScheduled").is_some()
+                    {
+                        return None;
+                    }
+                    let empty = conditions[1..conditions.len() - 1].iter().all(u8::is_ascii_whitespace);
+                    let mut added = Vec::with_capacity(condition.len() + 1);
+                    if !empty {
+                        added.push(b',');
+                    }
+                    added.extend_from_slice(&condition);
+                    let at = status_start + to - 1;
+                    edits.push((at, at, added));
+                }
+                Slot::Insert { at, comma_before, comma_after } => {
+                    let list = [b"[".as_slice(), &condition, b"]"].concat();
+                    let at = status_start + at;
+                    edits.push((at, at, member_text("conditions", &list, comma_before, comma_after)));
+                }
+            }
+        }
+        Slot::Insert { at, comma_before, comma_after } => {
+            let status = [b"{\"conditions\":[".as_slice(), &condition, b"]}"].concat();
+            edits.push((at, at, member_text("status", &status, comma_before, comma_after)));
+        }
+    }
+    Some(crate::rawjson::splice(stored, edits))
 }
 
 /// Deletes a pod unless the PodDisruptionBudget that covers it allows no more
@@ -465,6 +566,118 @@ async fn finalize(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loopback::tests::call;
+
+    const NOW: &str = "2024-05-06T07:08:09Z";
+
+    /// What the tree way stores for a pod bound to `node`.
+    fn bound_by_tree(stored: &Value, node: &str) -> Vec<u8> {
+        let mut pod = stored.clone();
+        bind_tree(&mut pod, node, NOW);
+        serde_json::to_vec(&pod).unwrap()
+    }
+
+    #[test]
+    fn binding_the_stored_bytes_stores_what_the_tree_way_does() {
+        let base = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "d", "uid": "u-1", "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}], "nodeSelector": {"x": "y"}, "os": {"name": "linux"},
+                     "initContainers": [], "priority": 0}});
+        let mut shapes = vec![base.clone()];
+        let mut no_status = base.clone();
+        no_status["spec"]["nodeName"] = json!("");
+        shapes.push(no_status);
+        let mut pending = base.clone();
+        pending["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        shapes.push(pending.clone());
+        let mut empty_conditions = pending.clone();
+        empty_conditions["status"]["conditions"] = json!([]);
+        shapes.push(empty_conditions);
+        let mut other_conditions = pending.clone();
+        other_conditions["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+        shapes.push(other_conditions);
+        let mut empty_status = base.clone();
+        empty_status["status"] = json!({});
+        shapes.push(empty_status);
+        // Keys after `status` at the top, only `nodeName`-later keys in the spec.
+        shapes.push(json!({"kind": "Pod", "metadata": {"name": "q"}, "spec": {"os": {}}, "zzz": 1}));
+        shapes.push(json!({"metadata": {"name": "q"}, "spec": {}}));
+        for pod in shapes {
+            let stored = serde_json::to_vec(&pod).unwrap();
+            for node in ["n1", "a \"quoted\" \u{e9} node"] {
+                let fast = bind_stored(&stored, Some("u-1").filter(|_| pod["metadata"]["uid"] == "u-1"), node, NOW)
+                    .unwrap_or_else(|| panic!("no byte edit for {pod}"));
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    String::from_utf8(bound_by_tree(&pod, node)).unwrap(),
+                    "for {pod}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn binding_leaves_other_pods_to_the_tree_way() {
+        let pod = |at: &str, value: Value| {
+            let mut p = json!({"metadata": {"name": "p", "uid": "u-1"}, "spec": {"containers": []}});
+            if let Some((parent, key)) = at.split_once('/') {
+                p[parent][key] = value;
+            }
+            serde_json::to_vec(&p).unwrap()
+        };
+        let cases = [
+            (pod("", json!(null)), Some("u-2")),
+            (pod("metadata/deletionTimestamp", json!("2024-01-01T00:00:00Z")), None),
+            (pod("spec/nodeName", json!("elsewhere")), None),
+            (pod("spec/nodeName", json!(null)), None),
+            (pod("status/conditions", json!([{"type": "PodScheduled", "status": "False"}])), None),
+            (br#"{"metadata":{"name":"p"},"spec":{},"status":"weird"}"#.to_vec(), None),
+            (br#"{"metadata":{"name":"p"}}"#.to_vec(), None),
+            (br#"{"metadata":{"name":"p"},"spec":[]}"#.to_vec(), None),
+        ];
+        for (stored, uid) in cases {
+            assert_eq!(bind_stored(&stored, uid, "n", NOW), None, "{}", String::from_utf8_lossy(&stored));
+        }
+        let fine = pod("", json!(null));
+        assert!(bind_stored(&fine, Some("u-1"), "n", NOW).is_some());
+    }
+
+    /// Both ways through the API: the usual binding, then ones that must be refused
+    /// (the tree way says why).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bindings_through_the_api() {
+        let (_dir, server) = crate::test_server().await;
+        let mut client = crate::loopback::tests::admin(&server, "test/1.0");
+        let json = "application/json";
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                         "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let (code, created) = call(&mut client, "POST", "/api/v1/namespaces/default/pods", json, pod).await;
+        assert_eq!(code.as_u16(), 201, "{created}");
+        let binding = |node: &str, uid: &Value| {
+            json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p", "uid": uid},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+        };
+        let path = "/api/v1/namespaces/default/pods/p/binding";
+        let (code, answer) = call(&mut client, "POST", path, json, binding("n1", &json!("not-its-uid"))).await;
+        assert_eq!(code.as_u16(), 409, "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains("UID does not match"), "{answer}");
+        let (code, answer) = call(&mut client, "POST", path, json, binding("n1", &created["metadata"]["uid"])).await;
+        assert_eq!(code.as_u16(), 201, "{answer}");
+        assert_eq!(answer["status"], "Success");
+        let (_, got) = call(&mut client, "GET", "/api/v1/namespaces/default/pods/p", json, json!(null)).await;
+        assert_eq!(got["spec"]["nodeName"], "n1");
+        let conditions = got["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 1, "{got}");
+        assert_eq!((&conditions[0]["type"], &conditions[0]["status"]), (&json!("PodScheduled"), &json!("True")));
+        assert_ne!(got["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+        let (code, answer) = call(&mut client, "POST", path, json, binding("n2", &Value::Null)).await;
+        assert_eq!(code.as_u16(), 409, "{answer}");
+        assert_eq!(
+            answer["message"],
+            r#"Operation cannot be fulfilled on pods "p": pod p is already assigned to node "n1""#
+        );
+        server.shutdown().await;
+    }
 
     fn budget(allowed: i64, observed: i64, generation: i64) -> Value {
         json!({
