@@ -131,10 +131,16 @@ impl serde::Serialize for Skipping<'_> {
 /// Whether two objects are the same apart from `metadata.resourceVersion`, compared
 /// in place (an update that changes nothing is not written).
 pub fn same_but_version(a: &Value, b: &Value) -> bool {
+    same_but(a, b, None)
+}
+
+/// [`same_but_version`], and apart from the top-level `member` when one is named.
+pub fn same_but(a: &Value, b: &Value, member: Option<&str>) -> bool {
     match (a, b) {
         (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter().all(|(k, va)| match (k.as_str(), va, b.get(k)) {
+            let compared = |k: &String| Some(k.as_str()) != member;
+            a.keys().filter(|k| compared(k)).count() == b.keys().filter(|k| compared(k)).count()
+                && a.iter().filter(|(k, _)| compared(k)).all(|(k, va)| match (k.as_str(), va, b.get(k)) {
                     ("metadata", Value::Object(ma), Some(Value::Object(mb))) => {
                         let count = |m: &serde_json::Map<String, Value>| {
                             m.keys().filter(|k| k.as_str() != "resourceVersion").count()
@@ -149,7 +155,7 @@ pub fn same_but_version(a: &Value, b: &Value) -> bool {
                     (_, _, None) => false,
                 })
         }
-        _ => a == b,
+        _ => member.is_none() && a == b,
     }
 }
 

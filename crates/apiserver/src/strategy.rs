@@ -77,6 +77,12 @@ fn carry_generation(res: &Resource, new: &mut Value, old: &Value) {
 
 /// A status write changes only the status (and metadata a controller may touch).
 pub fn prepare_for_status_update(res: &Resource, new: &mut Value, old: &Value) {
+    // Most status writes changed nothing else (a patch of `status` merged onto the
+    // object read, a kubelet's or controller's update of it): nothing to put back,
+    // and no copy of `old` (a third tree of the object, built and dropped) to make.
+    if crate::objects::same_but(new, old, Some("status")) {
+        return;
+    }
     // Taken out, not copied: the rest of `new` is replaced by `old` below.
     let status = new.get_mut("status").map(Value::take);
     let rv = new.pointer_mut("/metadata/resourceVersion").map(Value::take);
@@ -171,6 +177,40 @@ mod tests {
         assert_eq!(new["status"]["replicas"], 1);
         assert_eq!(new["metadata"]["generation"], 2);
         assert_eq!(new["metadata"]["resourceVersion"], "7");
+    }
+
+    /// Whether or not anything outside the status changed, the result is `old` with the
+    /// new status and the new resourceVersion precondition.
+    #[test]
+    fn status_writes_are_old_with_the_new_status() {
+        let pod = find("", "v1", "pods").unwrap();
+        let old = json!({"metadata":{"name":"p","uid":"u","resourceVersion":"3","labels":{"a":"b"}},
+                         "spec":{"nodeName":"n"},"status":{"phase":"Pending"}});
+        let status = json!({"phase":"Running","conditions":[{"type":"Ready","status":"True"}]});
+        let edits: [fn(&mut Value); 6] = [
+            |_| {},
+            |n| n["metadata"]["resourceVersion"] = json!("9"),
+            |n| n["spec"]["nodeName"] = json!("other"),
+            |n| n["metadata"]["labels"]["c"] = json!("d"),
+            |n| n["apiVersion"] = json!("v1"),
+            |n| {
+                n.as_object_mut().unwrap().remove("spec");
+            },
+        ];
+        for edit in edits {
+            let mut new = old.clone();
+            new["status"] = status.clone();
+            edit(&mut new);
+            let mut want = old.clone();
+            want["status"] = status.clone();
+            want["metadata"]["resourceVersion"] = new["metadata"]["resourceVersion"].clone();
+            prepare_for_status_update(pod, &mut new, &old);
+            assert_eq!(new, want);
+        }
+        let mut cleared = old.clone();
+        cleared.as_object_mut().unwrap().remove("status");
+        prepare_for_status_update(pod, &mut cleared, &old);
+        assert!(cleared.get("status").is_none() && cleared["spec"] == old["spec"]);
     }
 
     #[test]
