@@ -56,10 +56,16 @@ pub struct Change {
     /// (`{"type":"MODIFIED","object":...}` and a newline), which most clients send as
     /// it is: the same bytes for all, no copy per client.
     pub line: Bytes,
-    /// What selectors read of that object ([`api::fields::selectable`]).
-    pub view: Value,
-    /// The same of the object before the change, for selector transitions.
-    pub prev: Option<Value>,
+    /// The stored bytes of that object, and of the object before the change (for
+    /// selector transitions), from which [`Change::view`] and [`Change::prev_view`]
+    /// are made.
+    stored: Bytes,
+    prev_stored: Option<Bytes>,
+    /// What selectors read of them ([`api::fields::selectable`]), made when a watch
+    /// with a selector first asks: most watches have none (every control loop's), and
+    /// two partial parses per change were a third of the watch hub's work.
+    view: OnceLock<Value>,
+    prev_view: OnceLock<Value>,
     /// The object as `PartialObjectMetadata`, made once for the clients that watch
     /// metadata only (the garbage collector watches every resource so).
     partial: OnceLock<Bytes>,
@@ -74,6 +80,23 @@ pub struct Change {
 }
 
 impl Change {
+    /// What selectors read of the object after the change (for a deletion, its last
+    /// state); `Null`, matching no selector, if its bytes do not parse.
+    pub fn view(&self, res: &Resource) -> &Value {
+        self.view.get_or_init(|| selector_view(res, &self.stored))
+    }
+
+    /// The same of the object before the change, if the store said what it was.
+    pub fn prev_view(&self, res: &Resource) -> Option<&Value> {
+        let prev = self.prev_stored.as_ref()?;
+        Some(self.prev_view.get_or_init(|| selector_view(res, prev)))
+    }
+
+    /// Whether the store said what the object was before the change.
+    pub fn has_prev(&self) -> bool {
+        self.prev_stored.is_some()
+    }
+
     /// The whole object, for the clients that send something other than it as it is
     /// stored (tables, metadata only, another version).
     pub fn object(&self) -> Value {
@@ -224,9 +247,16 @@ pub fn event_line(kind: &str, object: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+fn selector_view(res: &Resource, stored: &[u8]) -> Value {
+    if stored.is_empty() {
+        return Value::Null;
+    }
+    api::fields::selectable(res, stored).unwrap_or(Value::Null)
+}
+
 /// Converts one store event of a resource into a change, from the stored bytes
 /// without decoding the objects whole (see [`crate::rawjson`]).
-pub fn change_from_event(res: &Resource, e: &store::Event) -> Result<Change, ApiError> {
+pub fn change_from_event(e: &store::Event) -> Result<Change, ApiError> {
     let (kind, last) = match (e.kind, &e.prev) {
         (EventType::Put, None) => (Kind::Added, &e.kv),
         (EventType::Put, Some(_)) => (Kind::Modified, &e.kv),
@@ -237,7 +267,6 @@ pub fn change_from_event(res: &Resource, e: &store::Event) -> Result<Change, Api
     let unreadable = |key: &str, err: &dyn std::fmt::Display| {
         ApiError::internal(format!("stored object {key} does not decode: {err}"))
     };
-    let view = |kv: &store::KeyValue| api::fields::selectable(res, &kv.value).map_err(|err| unreadable(&kv.key, &err));
     let json = match crate::rawjson::with_resource_version(&last.value, e.kv.mod_revision) {
         Some(json) => json,
         None => {
@@ -254,8 +283,10 @@ pub fn change_from_event(res: &Resource, e: &store::Event) -> Result<Change, Api
         key: e.kv.key.clone(),
         json,
         line,
-        view: if last.value.is_empty() { Value::Null } else { view(last)? },
-        prev: e.prev.as_ref().map(view).transpose()?,
+        stored: last.value.clone(),
+        prev_stored: e.prev.as_ref().map(|p| p.value.clone()),
+        view: OnceLock::new(),
+        prev_view: OnceLock::new(),
         partial: OnceLock::new(),
         lean: OnceLock::new(),
         lean_partial: OnceLock::new(),
@@ -328,7 +359,7 @@ async fn follow(store: Arc<dyn Store>, res: &'static Resource, feed: Arc<Feed>, 
             Some(Ok(events)) => {
                 let mut st = feed.lock();
                 for e in &events {
-                    let change = match change_from_event(res, e) {
+                    let change = match change_from_event(e) {
                         Ok(c) => Arc::new(c),
                         Err(err) => {
                             tracing::error!(key = %e.kv.key, error = %err, "skipping an undecodable stored object");
@@ -395,7 +426,7 @@ mod tests {
         after["metadata"]["labels"]["app"] = json!("b");
 
         let e = store::Event { kind: EventType::Put, kv: kv(&after, 9), prev: Some(kv(&before, 5)) };
-        let c = change_from_event(pods, &e).unwrap();
+        let c = change_from_event(&e).unwrap();
         assert_eq!((c.kind, c.rv), (Kind::Modified, 9));
         let mut want = after.clone();
         want["metadata"]["resourceVersion"] = json!("9");
@@ -403,9 +434,9 @@ mod tests {
         assert!(c.line.ends_with(b"}\n"));
         assert_eq!(parse(&c.json), want);
         assert_eq!(c.object(), want);
-        assert_eq!(c.view["status"], json!({"phase": "Running"}));
-        assert!(c.view.get("spec").is_none(), "only what selectors read: {}", c.view);
-        assert_eq!(c.prev.as_ref().unwrap()["metadata"]["labels"], json!({"app": "a"}));
+        assert_eq!(c.view(pods)["status"], json!({"phase": "Running"}));
+        assert!(c.view(pods).get("spec").is_none(), "only what selectors read: {}", c.view(pods));
+        assert_eq!(c.prev_view(pods).unwrap()["metadata"]["labels"], json!({"app": "a"}));
         assert_eq!(
             parse(c.partial(false)),
             json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": want["metadata"]})
@@ -418,7 +449,7 @@ mod tests {
         let mut managed = after.clone();
         managed["metadata"]["managedFields"] = json!([{"manager": "m", "fieldsV1": {"f:status": {}}}]);
         let e = store::Event { kind: EventType::Put, kv: kv(&managed, 10), prev: Some(kv(&after, 9)) };
-        let c = change_from_event(pods, &e).unwrap();
+        let c = change_from_event(&e).unwrap();
         let mut lean = want.clone();
         lean["metadata"]["resourceVersion"] = json!("10");
         assert_eq!(parse(c.lean_line()), json!({"type": "MODIFIED", "object": lean}));
@@ -432,19 +463,19 @@ mod tests {
         // A deletion sends the last state, at the deletion's revision.
         let gone = KeyValue { value: Bytes::new(), ..kv(&after, 12) };
         let e = store::Event { kind: EventType::Delete, kv: gone, prev: Some(kv(&after, 9)) };
-        let c = change_from_event(pods, &e).unwrap();
+        let c = change_from_event(&e).unwrap();
         want["metadata"]["resourceVersion"] = json!("12");
         assert_eq!(parse(&c.line), json!({"type": "DELETED", "object": want}));
-        assert_eq!(c.view["metadata"]["labels"], json!({"app": "b"}));
+        assert_eq!(c.view(pods)["metadata"]["labels"], json!({"app": "b"}));
 
         // Bytes that are not an object with metadata take the slow way, same result.
         let odd = KeyValue { value: Bytes::from_static(br#"{"kind":"Pod"}"#), ..kv(&after, 3) };
-        let c = change_from_event(pods, &store::Event { kind: EventType::Put, kv: odd, prev: None }).unwrap();
+        let c = change_from_event(&store::Event { kind: EventType::Put, kv: odd, prev: None }).unwrap();
         assert_eq!(parse(&c.json), json!({"kind": "Pod"}));
         assert_eq!(c.kind, Kind::Added);
         // And bytes that do not parse are an error, not a panic.
         let bad = KeyValue { value: Bytes::from_static(b"{\"metadata\":"), ..kv(&after, 4) };
-        assert!(change_from_event(pods, &store::Event { kind: EventType::Put, kv: bad, prev: None }).is_err());
+        assert!(change_from_event(&store::Event { kind: EventType::Put, kv: bad, prev: None }).is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,11 +513,10 @@ mod tests {
 
     #[test]
     fn the_ring_lets_go_of_changes_past_its_size_or_age() {
-        let pods = api::registry::find("", "v1", "pods").unwrap();
         let obj = json!({"kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}});
         let change = |rv: i64, at: std::time::Instant| {
             let e = store::Event { kind: EventType::Put, kv: kv(&obj, rv), prev: None };
-            Arc::new(Change { at, ..change_from_event(pods, &e).unwrap() })
+            Arc::new(Change { at, ..change_from_event(&e).unwrap() })
         };
         // (Times counted forward from now: an Instant before boot does not exist.)
         let then = std::time::Instant::now();

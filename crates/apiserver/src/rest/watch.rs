@@ -77,8 +77,10 @@ fn classify(c: &Change, res: &Resource, ns_prefix: &str, sel: &Selectors) -> Opt
     if !c.key.starts_with(ns_prefix) {
         return None;
     }
-    let now = c.kind != Kind::Deleted && sel.matches(res, &c.view);
-    let before = c.prev.as_ref().is_some_and(|p| sel.matches(res, p));
+    // Without a selector the objects' views are never made.
+    let any = sel.is_empty();
+    let now = c.kind != Kind::Deleted && (any || sel.matches(res, c.view(res)));
+    let before = c.has_prev() && (any || c.prev_view(res).is_some_and(|p| sel.matches(res, p)));
     match c.kind {
         Kind::Deleted => before.then_some(Kind::Deleted),
         Kind::Added => now.then_some(Kind::Added),
@@ -263,7 +265,7 @@ async fn run(
                 batch = stream.next() => match batch {
                     Some(Ok(events)) => {
                         for e in &events {
-                            let Ok(c) = crate::watch::change_from_event(res, e) else { continue };
+                            let Ok(c) = crate::watch::change_from_event(e) else { continue };
                             if let Some(line) = emit(&c, format, last) {
                                 send(line).await.map_err(|_| ())?;
                             }
