@@ -24,6 +24,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, mpsc as std_mpsc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+/// The most transactions one sync makes durable.
+const MAX_BATCH: usize = 4096;
+/// The longest a batch waits to grow to the size of the last one.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Adds what is queued already to `batch`, up to [`MAX_BATCH`].
+fn drain(rx: &std_mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
+}
+
 /// How the embedded store behaves; the defaults suit a server.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -210,14 +225,25 @@ struct Decided {
 
 impl Committer {
     fn run(mut self, rx: std_mpsc::Receiver<Request>) {
+        // While writers are many (the last sync was shared), a batch waits a little
+        // for more before syncing, so that one sync serves more writes, but no longer
+        // than until it is as large as the last one: writers that each wait for their
+        // write before sending the next are all back by then, and waiting longer would
+        // only delay them.
+        let mut last = 1;
         while let Ok(first) = rx.recv() {
+            let started = std::time::Instant::now();
             let mut batch = vec![first];
-            while batch.len() < 4096 {
-                match rx.try_recv() {
+            drain(&rx, &mut batch);
+            while batch.len() < last.min(MAX_BATCH) {
+                let left = LINGER.saturating_sub(started.elapsed());
+                match rx.recv_timeout(left) {
                     Ok(r) => batch.push(r),
                     Err(_) => break,
                 }
+                drain(&rx, &mut batch);
             }
+            last = batch.len();
             self.commit(batch);
         }
     }

@@ -60,6 +60,30 @@ async fn concurrent_writers_share_syncs() {
     assert!(stats.syncs * 2 < stats.writes, "64 writers should share syncs: {stats:?}");
 }
 
+/// A batch waits to grow as large as the last one, but not for long: a lone write after
+/// a crowd of concurrent ones is not held back waiting for company.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_write_after_many_is_not_held_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(EmbeddedStore::open(&dir.path().join("store.db"), Options::default()).unwrap());
+    let crowd: Vec<_> = (0..64)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.txn(Txn::new().and_then([Op::put(&format!("/c/{i}"), "v")])).await.unwrap() })
+        })
+        .collect();
+    for t in crowd {
+        t.await.unwrap();
+    }
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        s.txn(Txn::new().and_then([Op::put(&format!("/lone/{i}"), "v")])).await.unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_millis(100), "write {i} took {:?}", started.elapsed());
+    }
+    let stats = s.stats();
+    assert_eq!(stats.writes, 84);
+}
+
 #[tokio::test]
 async fn history_is_compacted_automatically() {
     let dir = tempfile::tempdir().unwrap();
