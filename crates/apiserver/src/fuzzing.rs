@@ -320,6 +320,12 @@ fn stored_bytes(data: &[u8], objects: &[(&'static api::Resource, Value)]) {
             }
             assert_eq!(view.pointer("/metadata/labels"), obj.pointer("/metadata/labels"));
         }
+        // Label selectors read the labels cut from the bytes: the same labels.
+        if let (Some(obj), true) = (&parsed, storable) {
+            let views = crate::watch::Views::new(bytes::Bytes::copy_from_slice(data));
+            let labels = |v: &Value| v.pointer("/metadata/labels").and_then(Value::as_object).cloned();
+            assert_eq!(labels(views.labels(res)), labels(obj));
+        }
     }
 }
 

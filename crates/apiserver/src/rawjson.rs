@@ -147,6 +147,22 @@ pub enum Slot {
 /// has them: before the first greater key. `None` if the object is not well formed or
 /// a key has an escape (its raw bytes would not sort as the key does).
 pub fn slot(object: &[u8], key: &[u8]) -> Option<Slot> {
+    members(object, key, true)
+}
+
+/// The span of member `key`'s value in a JSON object (the bytes of exactly one),
+/// whatever order its keys are in: `Some(None)` if it has no such member, `None` if it
+/// is not well formed.
+pub fn value_of(object: &[u8], key: &[u8]) -> Option<Option<(usize, usize)>> {
+    Some(match members(object, key, false)? {
+        Slot::Value(from, to) => Some((from, to)),
+        Slot::Insert { .. } => None,
+    })
+}
+
+/// [`slot`]; with `sorted` false, no key is taken to come after another, so the whole
+/// object is read before `key` is said to be absent.
+fn members(object: &[u8], key: &[u8], sorted: bool) -> Option<Slot> {
     let mut s = Scan { b: object, i: 0 };
     s.eat(b'{')?;
     let mut previous_end = None;
@@ -160,10 +176,10 @@ pub fn slot(object: &[u8], key: &[u8]) -> Option<Slot> {
         }
         let key_start = s.i;
         let this = s.string()?;
-        if this.contains(&b'\\') {
+        if sorted && this.contains(&b'\\') {
             return None;
         }
-        if this > key {
+        if sorted && this > key {
             return Some(Slot::Insert { at: key_start, comma_before: false, comma_after: true });
         }
         s.ws();

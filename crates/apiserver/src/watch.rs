@@ -56,16 +56,10 @@ pub struct Change {
     /// (`{"type":"MODIFIED","object":...}` and a newline), which most clients send as
     /// it is: the same bytes for all, no copy per client.
     pub line: Bytes,
-    /// The stored bytes of that object, and of the object before the change (for
-    /// selector transitions), from which [`Change::view`] and [`Change::prev_view`]
-    /// are made.
-    stored: Bytes,
-    prev_stored: Option<Bytes>,
-    /// What selectors read of them ([`api::fields::selectable`]), made when a watch
-    /// with a selector first asks: most watches have none (every control loop's), and
-    /// two partial parses per change were a third of the watch hub's work.
-    view: OnceLock<Value>,
-    prev_view: OnceLock<Value>,
+    /// What selectors read of that object, and of the object before the change (for
+    /// selector transitions).
+    pub now: Views,
+    pub prev: Option<Views>,
     /// The object as `PartialObjectMetadata`, made once for the clients that watch
     /// metadata only (the garbage collector watches every resource so).
     partial: OnceLock<Bytes>,
@@ -80,23 +74,6 @@ pub struct Change {
 }
 
 impl Change {
-    /// What selectors read of the object after the change (for a deletion, its last
-    /// state); `Null`, matching no selector, if its bytes do not parse.
-    pub fn view(&self, res: &Resource) -> &Value {
-        self.view.get_or_init(|| selector_view(res, &self.stored))
-    }
-
-    /// The same of the object before the change, if the store said what it was.
-    pub fn prev_view(&self, res: &Resource) -> Option<&Value> {
-        let prev = self.prev_stored.as_ref()?;
-        Some(self.prev_view.get_or_init(|| selector_view(res, prev)))
-    }
-
-    /// Whether the store said what the object was before the change.
-    pub fn has_prev(&self) -> bool {
-        self.prev_stored.is_some()
-    }
-
     /// The whole object, for the clients that send something other than it as it is
     /// stored (tables, metadata only, another version).
     pub fn object(&self) -> Value {
@@ -247,11 +224,52 @@ pub fn event_line(kind: &str, object: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-fn selector_view(res: &Resource, stored: &[u8]) -> Value {
-    if stored.is_empty() {
-        return Value::Null;
+/// What selectors read of one stored object, made from its bytes when a watch with a
+/// selector first asks: most watches have none (every control loop's), and making
+/// both views of every change was a third of the watch hub's work.
+#[derive(Debug)]
+pub struct Views {
+    stored: Bytes,
+    full: OnceLock<Value>,
+    labels: OnceLock<Value>,
+}
+
+impl Views {
+    pub(crate) fn new(stored: Bytes) -> Views {
+        Views { stored, full: OnceLock::new(), labels: OnceLock::new() }
     }
-    api::fields::selectable(res, stored).unwrap_or(Value::Null)
+
+    /// What label and field selectors read ([`api::fields::selectable`]); `Null`,
+    /// matching no selector, if the bytes do not parse.
+    pub fn full(&self, res: &Resource) -> &Value {
+        self.full.get_or_init(|| {
+            if self.stored.is_empty() {
+                return Value::Null;
+            }
+            api::fields::selectable(res, &self.stored).unwrap_or(Value::Null)
+        })
+    }
+
+    /// What label selectors read: the labels alone, cut from the metadata's bytes (the
+    /// watches with selectors in the server's own control loops have label selectors
+    /// only, and see every pod change).
+    pub fn labels(&self, res: &Resource) -> &Value {
+        self.labels.get_or_init(|| {
+            let cut = || {
+                let (start, end) = crate::rawjson::metadata_span(&self.stored)?;
+                let meta = &self.stored[start..end];
+                match crate::rawjson::value_of(meta, b"labels")? {
+                    Some((from, to)) => serde_json::from_slice::<Value>(&meta[from..to]).ok(),
+                    None => Some(Value::Null),
+                }
+            };
+            match cut() {
+                Some(Value::Null) => serde_json::json!({"metadata": {}}),
+                Some(labels) => serde_json::json!({"metadata": {"labels": labels}}),
+                None => self.full(res).clone(),
+            }
+        })
+    }
 }
 
 /// Converts one store event of a resource into a change, from the stored bytes
@@ -283,10 +301,8 @@ pub fn change_from_event(e: &store::Event) -> Result<Change, ApiError> {
         key: e.kv.key.clone(),
         json,
         line,
-        stored: last.value.clone(),
-        prev_stored: e.prev.as_ref().map(|p| p.value.clone()),
-        view: OnceLock::new(),
-        prev_view: OnceLock::new(),
+        now: Views::new(last.value.clone()),
+        prev: e.prev.as_ref().map(|p| Views::new(p.value.clone())),
         partial: OnceLock::new(),
         lean: OnceLock::new(),
         lean_partial: OnceLock::new(),
@@ -434,9 +450,10 @@ mod tests {
         assert!(c.line.ends_with(b"}\n"));
         assert_eq!(parse(&c.json), want);
         assert_eq!(c.object(), want);
-        assert_eq!(c.view(pods)["status"], json!({"phase": "Running"}));
-        assert!(c.view(pods).get("spec").is_none(), "only what selectors read: {}", c.view(pods));
-        assert_eq!(c.prev_view(pods).unwrap()["metadata"]["labels"], json!({"app": "a"}));
+        assert_eq!(c.now.full(pods)["status"], json!({"phase": "Running"}));
+        assert!(c.now.full(pods).get("spec").is_none(), "only what selectors read: {}", c.now.full(pods));
+        assert_eq!(c.prev.as_ref().unwrap().full(pods)["metadata"]["labels"], json!({"app": "a"}));
+        assert_eq!(c.prev.as_ref().unwrap().labels(pods), &json!({"metadata": {"labels": {"app": "a"}}}));
         assert_eq!(
             parse(c.partial(false)),
             json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": want["metadata"]})
@@ -466,7 +483,8 @@ mod tests {
         let c = change_from_event(&e).unwrap();
         want["metadata"]["resourceVersion"] = json!("12");
         assert_eq!(parse(&c.line), json!({"type": "DELETED", "object": want}));
-        assert_eq!(c.view(pods)["metadata"]["labels"], json!({"app": "b"}));
+        assert_eq!(c.now.full(pods)["metadata"]["labels"], json!({"app": "b"}));
+        assert_eq!(c.now.labels(pods), &json!({"metadata": {"labels": {"app": "b"}}}));
 
         // Bytes that are not an object with metadata take the slow way, same result.
         let odd = KeyValue { value: Bytes::from_static(br#"{"kind":"Pod"}"#), ..kv(&after, 3) };

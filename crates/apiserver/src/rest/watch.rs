@@ -77,10 +77,15 @@ fn classify(c: &Change, res: &Resource, ns_prefix: &str, sel: &Selectors) -> Opt
     if !c.key.starts_with(ns_prefix) {
         return None;
     }
-    // Without a selector the objects' views are never made.
-    let any = sel.is_empty();
-    let now = c.kind != Kind::Deleted && (any || sel.matches(res, c.view(res)));
-    let before = c.has_prev() && (any || c.prev_view(res).is_some_and(|p| sel.matches(res, p)));
+    // Without a selector the objects' views are never made; a label selector reads
+    // the labels alone.
+    let matches = |v: &crate::watch::Views| match (sel.is_empty(), sel.fields.is_empty()) {
+        (true, _) => true,
+        (false, true) => sel.matches(res, v.labels(res)),
+        (false, false) => sel.matches(res, v.full(res)),
+    };
+    let now = c.kind != Kind::Deleted && matches(&c.now);
+    let before = c.prev.as_ref().is_some_and(matches);
     match c.kind {
         Kind::Deleted => before.then_some(Kind::Deleted),
         Kind::Added => now.then_some(Kind::Added),
@@ -285,5 +290,64 @@ async fn run(
                 _ = tx.closed() => return Err(()),
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::loopback::tests::{admin, call};
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use serde_json::{Value, json};
+    use tower_service::Service;
+
+    /// Selector transitions: an object that comes to match is ADDED, one that stops
+    /// matching is DELETED, as upstream's watch cache sends them; with a label selector
+    /// alone (the labels cut from the bytes) and with a field selector too (the fuller
+    /// view), the same events.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn selector_transitions_add_and_delete() {
+        let (_dir, server) = crate::test_server().await;
+        let mut client = admin(&server, "test/1.0");
+        let json = "application/json";
+        let list = "/api/v1/namespaces/default/configmaps";
+        let (_, listed) = call(&mut client, "GET", list, json, Value::Null).await;
+        let rv = listed["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        let mut bodies = Vec::new();
+        for selector in ["labelSelector=app%3Da", "labelSelector=app%3Da&fieldSelector=metadata.name%3Dx"] {
+            let path = format!("{list}?watch=true&resourceVersion={rv}&timeoutSeconds=2&{selector}");
+            let req = http::Request::get(path).body(http_body_util::Full::new(Bytes::new())).unwrap();
+            bodies.push(client.call(req).await.unwrap().into_body());
+        }
+        let cm = |name: &str, app: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"app": app}}});
+        let relabel = |app: &str| json!({"metadata": {"labels": {"app": app}}});
+        let merge = "application/merge-patch+json";
+        assert!(call(&mut client, "POST", list, json, cm("x", "a")).await.0.is_success());
+        assert!(call(&mut client, "PATCH", &format!("{list}/x"), merge, relabel("b")).await.0.is_success());
+        assert!(call(&mut client, "POST", list, json, cm("y", "b")).await.0.is_success());
+        assert!(call(&mut client, "PATCH", &format!("{list}/x"), merge, relabel("a")).await.0.is_success());
+        assert!(call(&mut client, "DELETE", &format!("{list}/x"), json, json!({})).await.0.is_success());
+        for body in bodies {
+            let bytes = body.collect().await.unwrap().to_bytes();
+            let events: Vec<(String, String, String)> = bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice::<Value>(l).unwrap())
+                .filter(|e| e["type"] != "BOOKMARK")
+                .map(|e| {
+                    let o = &e["object"]["metadata"];
+                    (
+                        e["type"].as_str().unwrap().into(),
+                        o["name"].as_str().unwrap().into(),
+                        o["labels"]["app"].as_str().unwrap().into(),
+                    )
+                })
+                .collect();
+            let want = [("ADDED", "x", "a"), ("DELETED", "x", "b"), ("ADDED", "x", "a"), ("DELETED", "x", "a")];
+            let want: Vec<(String, String, String)> =
+                want.iter().map(|(t, n, a)| (t.to_string(), n.to_string(), a.to_string())).collect();
+            assert_eq!(events, want);
+        }
+        server.shutdown().await;
     }
 }
