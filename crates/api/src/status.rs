@@ -120,6 +120,18 @@ impl ApiError {
         .about(resource, name)
     }
 
+    /// A conflict that upstream reports on a subresource of the core group, as
+    /// `pods/binding`: the name goes into the message and the details' kind whole.
+    pub fn core_subresource_conflict(subresource: &str, name: &str, why: &str) -> ApiError {
+        let mut e =
+            ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {subresource} \"{name}\": {why}"));
+        let d = e.details_mut();
+        d.name = Some(name.to_string());
+        d.group = Some(String::new());
+        d.kind = Some(subresource.to_string());
+        e
+    }
+
     pub fn stale(resource: &Resource, name: &str) -> ApiError {
         ApiError::conflict(
             resource,

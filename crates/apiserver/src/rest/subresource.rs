@@ -149,45 +149,64 @@ async fn bind(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, Api
         return Err(ApiError::invalid("Binding", "", t.name(), causes));
     }
     let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let uid = binding.pointer("/metadata/uid").and_then(Value::as_str);
+    let meta =
+        |field: &str| binding.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let (uid, precondition_rv) = (meta("uid"), meta("resourceVersion"));
+    let annotations = binding.pointer("/metadata/annotations").and_then(Value::as_object).filter(|a| !a.is_empty());
     let bound = || Ok(wire::json(http::StatusCode::CREATED, &api::status::success(201)));
+    // Upstream's messages: the preconditions fail in its storage layer, the rest in
+    // the binding's own checks, reported on `pods/binding`.
+    let precondition_failed = |what: &str, wanted: &str, found: &str| {
+        let key = t.key();
+        ApiError::conflict(
+            t.res,
+            t.name(),
+            &format!(
+                "StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: {what} in precondition: {wanted}, {what} in object meta: {found}"
+            ),
+        )
+    };
+    let refused = |why: String| ApiError::core_subresource_conflict("pods/binding", t.name(), &why);
     for attempt in 1..=5 {
         let kv = ctx.objects.get_stored(&t.key()).await?.ok_or_else(|| ApiError::not_found(t.res, t.name()))?;
         let now = api::time::now_rfc3339();
         // A pod as the scheduler finds it (unbound, no PodScheduled condition, not
-        // being deleted) is bound by editing its stored bytes: parsing the pod into a
-        // tree, serialising it and dropping the tree were most of a binding's cost.
-        // Any other pod takes the way below, which also says what is wrong.
-        let edited = api::convert::is_identity(t.res).then(|| bind_stored(&kv.value, uid, &node, &now)).flatten();
+        // being deleted, no scheduling gates) bound by a plain binding is bound by
+        // editing its stored bytes: parsing the pod into a tree, serialising it and
+        // dropping the tree were most of a binding's cost. Any other takes the way
+        // below, which also says what is wrong.
+        let plain = precondition_rv.is_none() && annotations.is_none() && api::convert::is_identity(t.res);
+        let edited = plain.then(|| bind_stored(&kv.value, uid, &node, &now)).flatten();
         let written = match edited {
             Some(_) if req.query.dry_run => return bound(),
             Some(bytes) => ctx.objects.update_bytes(t.res, &t.key(), t.name(), bytes.into(), kv.mod_revision).await,
             None => {
                 let old = crate::objects::decode_as(t.res, &kv)?;
-                if let Some(uid) = uid
-                    && Some(uid) != meta_str(&old, "uid")
-                {
-                    return Err(ApiError::conflict(t.res, t.name(), "the pod's UID does not match the binding's"));
+                let pod_uid = meta_str(&old, "uid").unwrap_or_default();
+                if let Some(uid) = uid.filter(|uid| *uid != pod_uid) {
+                    return Err(precondition_failed("UID", uid, pod_uid));
+                }
+                let pod_rv = kv.mod_revision.to_string();
+                if let Some(rv) = precondition_rv.filter(|rv| *rv != pod_rv) {
+                    return Err(precondition_failed("ResourceVersion", rv, &pod_rv));
                 }
                 if old.pointer("/metadata/deletionTimestamp").is_some() {
-                    return Err(ApiError::conflict(
-                        t.res,
-                        t.name(),
-                        "pod is being deleted, cannot be assigned to a host",
-                    ));
+                    return Err(refused(format!("pod {} is being deleted, cannot be assigned to a host", t.name())));
                 }
                 if let Some(existing) = old.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
                 {
-                    return Err(ApiError::conflict(
-                        t.res,
-                        t.name(),
-                        &format!("pod {} is already assigned to node \"{existing}\"", t.name()),
-                    ));
+                    return Err(refused(format!("pod {} is already assigned to node \"{existing}\"", t.name())));
+                }
+                if old.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty()) {
+                    return Err(refused(format!("pod {} has non-empty .spec.schedulingGates", t.name())));
                 }
                 // The pod read is changed in place: a copy of it (and dropping two)
                 // cost as much as the rest of a binding.
                 let mut new = old;
                 bind_tree(&mut new, &node, &now);
+                for (k, v) in annotations.into_iter().flatten() {
+                    new["metadata"]["annotations"][k] = v.clone();
+                }
                 if req.query.dry_run {
                     return bound();
                 }
@@ -225,7 +244,8 @@ pub(crate) fn bind_tree(pod: &mut Value, node: &str, now: &str) {
 /// [`bind_tree`] done on a pod's stored bytes, giving the bytes `bind_tree` and a
 /// serialisation would (keys in order, nothing else touched); `None` unless the pod
 /// is the usual case: its UID is `uid` when one is given, it is not being deleted,
-/// its `spec.nodeName` is absent or empty and it has no PodScheduled condition.
+/// its `spec.nodeName` is absent or empty, it has no scheduling gates and no
+/// PodScheduled condition.
 pub(crate) fn bind_stored(stored: &[u8], uid: Option<&str>, node: &str, now: &str) -> Option<Vec<u8>> {
     use crate::rawjson::{Slot, member_text, slot};
     let (meta_start, meta_end) = crate::rawjson::metadata_span(stored)?;
@@ -242,6 +262,11 @@ pub(crate) fn bind_stored(stored: &[u8], uid: Option<&str>, node: &str, now: &st
     let mut edits = Vec::with_capacity(2);
     let Slot::Value(spec_start, spec_end) = slot(stored, b"spec")? else { return None };
     let spec = stored.get(spec_start..spec_end).filter(|s| s.first() == Some(&b'{'))?;
+    if let Slot::Value(from, to) = slot(spec, b"schedulingGates")?
+        && &spec[from..to] != b"[]"
+    {
+        return None;
+    }
     let node_json = serde_json::to_vec(node).ok()?;
     match slot(spec, b"nodeName")? {
         Slot::Value(from, to) if &spec[from..to] == b"\"\"" => {
@@ -660,7 +685,13 @@ mod tests {
         let path = "/api/v1/namespaces/default/pods/p/binding";
         let (code, answer) = call(&mut client, "POST", path, json, binding("n1", &json!("not-its-uid"))).await;
         assert_eq!(code.as_u16(), 409, "{answer}");
-        assert!(answer["message"].as_str().unwrap().contains("UID does not match"), "{answer}");
+        let uid = created["metadata"]["uid"].as_str().unwrap();
+        assert_eq!(
+            answer["message"],
+            format!(
+                "Operation cannot be fulfilled on pods \"p\": StorageError: invalid object, Code: 4, Key: /registry/pods/default/p, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: not-its-uid, UID in object meta: {uid}"
+            )
+        );
         let (code, answer) = call(&mut client, "POST", path, json, binding("n1", &created["metadata"]["uid"])).await;
         assert_eq!(code.as_u16(), 201, "{answer}");
         assert_eq!(answer["status"], "Success");
@@ -674,8 +705,41 @@ mod tests {
         assert_eq!(code.as_u16(), 409, "{answer}");
         assert_eq!(
             answer["message"],
-            r#"Operation cannot be fulfilled on pods "p": pod p is already assigned to node "n1""#
+            r#"Operation cannot be fulfilled on pods/binding "p": pod p is already assigned to node "n1""#
         );
+        assert_eq!(answer["details"], json!({"name": "p", "group": "", "kind": "pods/binding"}));
+
+        // A gated pod is not bound; a resourceVersion in the binding is a
+        // precondition; a binding's annotations go onto the pod.
+        let gated = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "g"},
+                           "spec": {"schedulingGates": [{"name": "wait"}], "containers": [{"name": "c", "image": "i"}]}});
+        let (_, created) = call(&mut client, "POST", "/api/v1/namespaces/default/pods", json, gated).await;
+        let path = "/api/v1/namespaces/default/pods/g/binding";
+        let mut with_extras = binding("n1", &Value::Null);
+        with_extras["metadata"]["name"] = json!("g");
+        let (code, answer) = call(&mut client, "POST", path, json, with_extras.clone()).await;
+        assert_eq!(code.as_u16(), 409, "{answer}");
+        assert_eq!(
+            answer["message"],
+            r#"Operation cannot be fulfilled on pods/binding "g": pod g has non-empty .spec.schedulingGates"#
+        );
+        let pod_path = "/api/v1/namespaces/default/pods/g";
+        let merge = "application/merge-patch+json";
+        let (code, ungated) =
+            call(&mut client, "PATCH", pod_path, merge, json!({"spec": {"schedulingGates": null}})).await;
+        assert_eq!(code.as_u16(), 200, "{ungated}");
+        with_extras["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"].clone();
+        let (code, answer) = call(&mut client, "POST", path, json, with_extras.clone()).await;
+        assert_eq!(code.as_u16(), 409, "{answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains("Precondition failed: ResourceVersion in precondition"), "{answer}");
+        with_extras["metadata"]["resourceVersion"] = ungated["metadata"]["resourceVersion"].clone();
+        with_extras["metadata"]["annotations"] = json!({"placed-by": "test"});
+        let (code, answer) = call(&mut client, "POST", path, json, with_extras).await;
+        assert_eq!(code.as_u16(), 201, "{answer}");
+        let (_, got) = call(&mut client, "GET", pod_path, json, json!(null)).await;
+        assert_eq!(got["spec"]["nodeName"], "n1");
+        assert_eq!(got["metadata"]["annotations"]["placed-by"], "test", "{got}");
         server.shutdown().await;
     }
 
