@@ -26,9 +26,11 @@ const TAG_KV: u8 = 4;
 /// No legitimate record comes near this; a larger length means a torn or corrupt tail.
 const MAX_RECORD: u32 = 1 << 30;
 /// Zeros are written ahead in steps of an eighth of the log, within these bounds: a
-/// fresh store (every test makes some) stays small, a big one grows rarely.
+/// fresh store (every test makes some) stays small, and the batch whose sync also
+/// flushes a step's zeros is not held long (64 MiB took a large log's writers tens of
+/// milliseconds).
 const MIN_AHEAD: u64 = 1 << 20;
-const MAX_AHEAD: u64 = 64 << 20;
+const MAX_AHEAD: u64 = 4 << 20;
 
 pub(crate) struct Log {
     path: PathBuf,
@@ -37,6 +39,9 @@ pub(crate) struct Log {
     pub size: u64,
     /// The file's length: `size` plus the zeros written ahead.
     allocated: u64,
+    /// Makes writing zeros ahead fail as on a full disk.
+    #[cfg(test)]
+    refuse_zeros: bool,
 }
 
 impl Log {
@@ -56,7 +61,7 @@ impl Log {
             file.sync_all()?;
             sync_dir(path)?;
             let size = MAGIC.len() as u64;
-            return Ok((Log { path: path.to_path_buf(), file, size, allocated: size }, mvcc));
+            return Ok((Log::new(path, file, size), mvcc));
         }
         let (good, end) = replay(&mut file, len, path, &mut mvcc)?;
         if good < len {
@@ -70,14 +75,28 @@ impl Log {
         }
         // History before a restart is gone: watches from older revisions must relist.
         mvcc.compacted = mvcc.revision;
-        Ok((Log { path: path.to_path_buf(), file, size: good, allocated: good }, mvcc))
+        Ok((Log::new(path, file, good), mvcc))
+    }
+
+    fn new(path: &Path, file: File, size: u64) -> Log {
+        #[cfg(test)]
+        return Log { path: path.to_path_buf(), file, size, allocated: size, refuse_zeros: false };
+        #[cfg(not(test))]
+        Log { path: path.to_path_buf(), file, size, allocated: size }
     }
 
     /// Appends encoded records; call [`Log::sync`] before acknowledging them.
     pub fn append(&mut self, records: &[u8]) -> Result<(), StoreError> {
         let end = self.size + records.len() as u64;
-        if end > self.allocated {
-            self.write_ahead(end)?;
+        if end > self.allocated
+            && let Err(e) = self.write_ahead(end)
+        {
+            // No room for the zeros (a nearly full disk) is not yet no room for the
+            // records: give back what the zeros took and append as before, trying
+            // again a step later.
+            tracing::warn!(error = %e, "could not write zeros ahead of the store's log; appending without them");
+            self.file.set_len(self.allocated.max(self.size))?;
+            self.allocated = end + MIN_AHEAD;
         }
         self.file.write_all_at(records, self.size)?;
         self.size = end;
@@ -87,6 +106,10 @@ impl Log {
     /// Extends the file with zeros past `end`; the next sync makes the new length
     /// durable along with the records written into it.
     fn write_ahead(&mut self, end: u64) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self.refuse_zeros {
+            return Err(StoreError::Io(std::io::Error::from_raw_os_error(28)));
+        }
         let target = end + (end / 8).clamp(MIN_AHEAD, MAX_AHEAD);
         let zeros = vec![0u8; MIN_AHEAD as usize];
         let mut at = self.allocated;
@@ -134,11 +157,12 @@ impl Log {
             detail: "could not lock the rewritten store file".into(),
         })?;
         std::fs::rename(&tmp, &self.path)?;
-        sync_dir(&self.path)?;
+        // The new file has the name now: from here on it is the one to append to,
+        // even if the directory's sync below fails.
         self.file = file;
         self.size = size;
         self.allocated = size;
-        Ok(())
+        sync_dir(&self.path)
     }
 }
 
@@ -377,6 +401,33 @@ mod tests {
         assert_eq!(mvcc.latest("k300").unwrap().value, value.as_str());
         assert_eq!(log.size, good);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), good, "the zeros are cut on open");
+    }
+
+    #[test]
+    fn appends_without_zeros_ahead_when_they_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        {
+            let (mut log, _) = Log::open(&path).unwrap();
+            log.refuse_zeros = true;
+            for rev in 1..=3 {
+                let mut buf = Vec::new();
+                encode_txn(&mut buf, rev, &[put(&format!("k{rev}"), "v")]);
+                log.append(&buf).unwrap();
+                log.sync().unwrap();
+            }
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), log.size, "no zeros, no lost space");
+            // Zeros ahead again once they can be written, a step later.
+            log.refuse_zeros = false;
+            let mut big = Vec::new();
+            encode_txn(&mut big, 4, &[put("big", &"v".repeat(2 << 20))]);
+            log.append(&big).unwrap();
+            log.sync().unwrap();
+            assert!(std::fs::metadata(&path).unwrap().len() > log.size);
+        }
+        let (_, mvcc) = Log::open(&path).unwrap();
+        assert_eq!(mvcc.revision, 4);
+        assert_eq!(mvcc.latest("k3").unwrap().value, "v");
     }
 
     #[test]
