@@ -144,6 +144,16 @@ async fn scale_write(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Re
 async fn bind(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, ApiError> {
     let bytes = req.body().await?;
     let binding = body::parse_object(&bytes, req.content_type.as_deref())?;
+    // Upstream's create handler and BindingREST check these before validating.
+    let body_meta = |field: &str| binding.pointer(&format!("/metadata/{field}")).and_then(Value::as_str);
+    if body_meta("namespace").is_some_and(|ns| !ns.is_empty() && Some(ns) != t.namespace.as_deref()) {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    if body_meta("name").unwrap_or_default() != t.name() {
+        return Err(ApiError::bad_request("name in URL does not match name in Binding object"));
+    }
     let causes = api::validation::validate_binding(&binding);
     if !causes.is_empty() {
         return Err(ApiError::invalid("Binding", "", t.name(), causes));
@@ -152,7 +162,16 @@ async fn bind(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, Api
     let meta =
         |field: &str| binding.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).filter(|s| !s.is_empty());
     let (uid, precondition_rv) = (meta("uid"), meta("resourceVersion"));
-    let annotations = binding.pointer("/metadata/annotations").and_then(Value::as_object).filter(|a| !a.is_empty());
+    let annotations = match binding.pointer("/metadata/annotations") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(a)) if a.values().all(Value::is_string) => Some(a).filter(|a| !a.is_empty()),
+        // Upstream cannot decode such a Binding at all (annotations are strings).
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Binding in version \"v1\" cannot be handled as a Binding: metadata.annotations must map strings to strings",
+            ));
+        }
+    };
     let bound = || Ok(wire::json(http::StatusCode::CREATED, &api::status::success(201)));
     // Upstream's messages: the preconditions fail in its storage layer, the rest in
     // the binding's own checks, reported on `pods/binding`.
@@ -227,17 +246,26 @@ fn scheduled_condition(now: &str) -> Value {
     json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now})
 }
 
-/// Binds a parsed pod: `spec.nodeName`, and a PodScheduled=True condition in place
-/// of any other.
+/// Binds a parsed pod: `spec.nodeName`, and a PodScheduled=True condition.
 pub(crate) fn bind_tree(pod: &mut Value, node: &str, now: &str) {
     pod["spec"]["nodeName"] = json!(node);
-    let scheduled = scheduled_condition(now);
-    match pod["status"]["conditions"].as_array_mut() {
-        Some(conditions) => {
-            conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-            conditions.push(scheduled);
+    let mut scheduled = scheduled_condition(now);
+    let Some(conditions) = pod["status"]["conditions"].as_array_mut() else {
+        pod["status"]["conditions"] = json!([scheduled]);
+        return;
+    };
+    // Upstream's UpdatePodCondition: the first PodScheduled condition is replaced where
+    // it stands, keeping its transition time if it was True already.
+    match conditions.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled")) {
+        Some(old) => {
+            if old.get("status").and_then(Value::as_str) == Some("True")
+                && let Some(at) = old.get("lastTransitionTime")
+            {
+                scheduled["lastTransitionTime"] = at.clone();
+            }
+            *old = scheduled;
         }
-        None => pod["status"]["conditions"] = json!([scheduled]),
+        None => conditions.push(scheduled),
     }
 }
 
@@ -642,6 +670,22 @@ mod tests {
     }
 
     #[test]
+    fn binding_replaces_a_pod_scheduled_condition_where_it_stands() {
+        let unschedulable = json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "lastTransitionTime": "2024-01-01T00:00:00Z"});
+        let ready = json!({"type": "Ready", "status": "False"});
+        let mut pod = json!({"spec": {}, "status": {"conditions": [unschedulable, ready.clone()]}});
+        bind_tree(&mut pod, "n", NOW);
+        let scheduled = scheduled_condition(NOW);
+        assert_eq!(pod["status"]["conditions"], json!([scheduled, ready]));
+        // Already True: its transition time stays.
+        let mut again = json!({"spec": {}, "status": {"conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}]}});
+        bind_tree(&mut again, "n", NOW);
+        assert_eq!(again["status"]["conditions"][0]["lastTransitionTime"], "2024-01-01T00:00:00Z");
+    }
+
+    #[test]
     fn binding_leaves_other_pods_to_the_tree_way() {
         let pod = |at: &str, value: Value| {
             let mut p = json!({"metadata": {"name": "p", "uid": "u-1"}, "spec": {"containers": []}});
@@ -683,6 +727,20 @@ mod tests {
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
         };
         let path = "/api/v1/namespaces/default/pods/p/binding";
+        let mut misnamed = binding("n1", &Value::Null);
+        misnamed["metadata"]["name"] = json!("q");
+        let (code, answer) = call(&mut client, "POST", path, json, misnamed).await;
+        assert_eq!(
+            (code.as_u16(), &answer["message"]),
+            (400, &json!("name in URL does not match name in Binding object"))
+        );
+        let mut elsewhere = binding("n1", &Value::Null);
+        elsewhere["metadata"]["namespace"] = json!("other");
+        assert_eq!(call(&mut client, "POST", path, json, elsewhere).await.0.as_u16(), 400);
+        let mut numeric = binding("n1", &Value::Null);
+        numeric["metadata"]["annotations"] = json!({"a": 1});
+        let (code, answer) = call(&mut client, "POST", path, json, numeric).await;
+        assert_eq!(code.as_u16(), 400, "{answer}");
         let (code, answer) = call(&mut client, "POST", path, json, binding("n1", &json!("not-its-uid"))).await;
         assert_eq!(code.as_u16(), 409, "{answer}");
         let uid = created["metadata"]["uid"].as_str().unwrap();
