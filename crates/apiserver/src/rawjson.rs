@@ -76,48 +76,21 @@ pub fn without_managed_fields(json: &[u8]) -> Option<Vec<u8>> {
 /// with the comma that joined it to the others; `None` if it has no such member or
 /// is not well formed.
 fn member_span(object: &[u8], key: &[u8]) -> Option<(usize, usize)> {
-    find_member(object, key)?
-}
-
-/// Where to cut member `key` out of a JSON object (exactly one), as [`member_span`]
-/// says: `Some(None)` if it has no such member, `None` if it is not well formed.
-fn find_member(object: &[u8], key: &[u8]) -> Option<Option<(usize, usize)>> {
-    let mut s = Scan { b: object, i: 0 };
-    s.eat(b'{')?;
-    // Where the previous member's value ended: a later member is cut from there, so
-    // its leading comma goes with it.
-    let mut previous_end = None;
-    loop {
-        s.ws();
-        if s.peek()? == b'}' {
-            return Some(None);
-        }
-        let key_start = s.i;
-        let this = s.string()?;
-        s.ws();
-        s.eat(b':')?;
-        s.ws();
-        s.value()?;
-        let value_end = s.i;
-        s.ws();
-        let delimiter = s.next()?;
-        if this == key {
-            return Some(Some(match (previous_end, delimiter) {
-                (Some(end), _) => (end, value_end),
-                // The first member: cut up to the next one.
-                (None, b',') => {
-                    s.ws();
-                    (key_start, s.i)
-                }
-                (None, _) => (key_start, value_end),
-            }));
-        }
-        match delimiter {
-            b',' => previous_end = Some(value_end),
-            b'}' => return Some(None),
-            _ => return None,
-        }
+    let Found::Member { key_start, value: (_, value_end), previous_end } = find(object, key, false)? else {
+        return None;
+    };
+    // A later member is cut from where the one before it ended, so its leading comma
+    // goes with it; the first is cut up to the next one.
+    if let Some(end) = previous_end {
+        return Some((end, value_end));
     }
+    let mut s = Scan { b: object, i: value_end };
+    s.ws();
+    if s.next()? != b',' {
+        return Some((key_start, value_end));
+    }
+    s.ws();
+    Some((key_start, s.i))
 }
 
 /// Whether a stored object's metadata has `key`; `None` when the bytes are not the
@@ -130,7 +103,7 @@ pub fn metadata_has_key(json: &[u8], key: &[u8]) -> Option<bool> {
 /// Whether a JSON object (the bytes of exactly one) has `key` at its top level;
 /// `None` if it is not well formed.
 fn has_key(object: &[u8], key: &[u8]) -> Option<bool> {
-    find_member(object, key).map(|m| m.is_some())
+    value_of(object, key).map(|m| m.is_some())
 }
 
 /// Where member `key` is, or would go, in a JSON object.
@@ -147,32 +120,47 @@ pub enum Slot {
 /// has them: before the first greater key. `None` if the object is not well formed or
 /// a key has an escape (its raw bytes would not sort as the key does).
 pub fn slot(object: &[u8], key: &[u8]) -> Option<Slot> {
-    members(object, key, true)
+    Some(match find(object, key, true)? {
+        Found::Member { value: (from, to), .. } => Slot::Value(from, to),
+        Found::Absent(insert) => insert,
+    })
 }
 
 /// The span of member `key`'s value in a JSON object (the bytes of exactly one),
 /// whatever order its keys are in: `Some(None)` if it has no such member, `None` if it
 /// is not well formed.
 pub fn value_of(object: &[u8], key: &[u8]) -> Option<Option<(usize, usize)>> {
-    Some(match members(object, key, false)? {
-        Slot::Value(from, to) => Some((from, to)),
-        Slot::Insert { .. } => None,
+    Some(match find(object, key, false)? {
+        Found::Member { value, .. } => Some(value),
+        Found::Absent(_) => None,
     })
 }
 
-/// [`slot`]; with `sorted` false, no key is taken to come after another, so the whole
-/// object is read before `key` is said to be absent.
-fn members(object: &[u8], key: &[u8], sorted: bool) -> Option<Slot> {
+/// What [`find`] found.
+enum Found {
+    /// Where the member's key starts, its value's span, and where the member before
+    /// it ended (none for the first).
+    Member { key_start: usize, value: (usize, usize), previous_end: Option<usize> },
+    /// No such member: where it would go, a [`Slot::Insert`].
+    Absent(Slot),
+}
+
+/// Member `key` of a JSON object (the bytes of exactly one). With `sorted`, the keys
+/// are taken to be in order, as in stored objects: the search stops at the first
+/// greater key, and a key with an escape (whose raw bytes would not sort as it does)
+/// gives `None`; without, the whole object is read before `key` is said to be absent.
+fn find(object: &[u8], key: &[u8], sorted: bool) -> Option<Found> {
+    let insert = |at, comma_before, comma_after| Some(Found::Absent(Slot::Insert { at, comma_before, comma_after }));
     let mut s = Scan { b: object, i: 0 };
     s.eat(b'{')?;
     let mut previous_end = None;
     loop {
         s.ws();
         if s.peek()? == b'}' {
-            return Some(match previous_end {
-                Some(at) => Slot::Insert { at, comma_before: true, comma_after: false },
-                None => Slot::Insert { at: s.i, comma_before: false, comma_after: false },
-            });
+            return match previous_end {
+                Some(at) => insert(at, true, false),
+                None => insert(s.i, false, false),
+            };
         }
         let key_start = s.i;
         let this = s.string()?;
@@ -180,7 +168,7 @@ fn members(object: &[u8], key: &[u8], sorted: bool) -> Option<Slot> {
             return None;
         }
         if sorted && this > key {
-            return Some(Slot::Insert { at: key_start, comma_before: false, comma_after: true });
+            return insert(key_start, false, true);
         }
         s.ws();
         s.eat(b':')?;
@@ -188,13 +176,13 @@ fn members(object: &[u8], key: &[u8], sorted: bool) -> Option<Slot> {
         let value_start = s.i;
         s.value()?;
         if this == key {
-            return Some(Slot::Value(value_start, s.i));
+            return Some(Found::Member { key_start, value: (value_start, s.i), previous_end });
         }
         previous_end = Some(s.i);
         s.ws();
         match s.next()? {
             b',' => {}
-            b'}' => return Some(Slot::Insert { at: previous_end?, comma_before: true, comma_after: false }),
+            b'}' => return insert(previous_end?, true, false),
             _ => return None,
         }
     }
