@@ -80,10 +80,14 @@ impl Log {
     }
 
     fn new(path: &Path, file: File, size: u64) -> Log {
-        #[cfg(test)]
-        return Log { path: path.to_path_buf(), file, size, allocated: size, refuse_zeros: false };
-        #[cfg(not(test))]
-        Log { path: path.to_path_buf(), file, size, allocated: size }
+        Log {
+            path: path.to_path_buf(),
+            file,
+            size,
+            allocated: size,
+            #[cfg(test)]
+            refuse_zeros: false,
+        }
     }
 
     /// Appends encoded records; call [`Log::sync`] before acknowledging them.
@@ -350,6 +354,23 @@ mod tests {
         Change { key: k.into(), value: Some(Bytes::from(v.to_string())) }
     }
 
+    /// Appends one transaction and syncs it, as the committer does.
+    fn commit(log: &mut Log, revision: i64, changes: &[Change]) {
+        let mut buf = Vec::new();
+        encode_txn(&mut buf, revision, changes);
+        log.append(&buf).unwrap();
+        log.sync().unwrap();
+    }
+
+    /// Replays the file as it lies on disk, without cutting anything.
+    fn replay_as_is(path: &Path) -> (u64, End, Mvcc) {
+        let mut file = File::open(path).unwrap();
+        let len = file.metadata().unwrap().len();
+        let mut mvcc = Mvcc::default();
+        let (good, end) = replay(&mut file, len, path, &mut mvcc).unwrap();
+        (good, end, mvcc)
+    }
+
     #[test]
     fn replays_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
@@ -383,19 +404,14 @@ mod tests {
             let (mut log, _) = Log::open(&path).unwrap();
             // 300 records of ~10 KiB: past the first step of zeros and into others.
             for rev in 1..=300 {
-                let mut buf = Vec::new();
-                encode_txn(&mut buf, rev, &[put(&format!("k{rev}"), &value)]);
-                log.append(&buf).unwrap();
-                log.sync().unwrap();
+                commit(&mut log, rev, &[put(&format!("k{rev}"), &value)]);
                 let len = std::fs::metadata(&path).unwrap().len();
                 assert!(len > log.size, "the file ({len}) ends past the records ({})", log.size);
             }
         }
-        let mut file = File::open(&path).unwrap();
-        let len = file.metadata().unwrap().len();
-        let (good, end) = replay(&mut file, len, &path, &mut Mvcc::default()).unwrap();
+        let (good, end, _) = replay_as_is(&path);
         assert_eq!(end, End::Clean, "zeros ahead are not a torn record");
-        assert!(good < len);
+        assert!(good < std::fs::metadata(&path).unwrap().len());
         let (log, mvcc) = Log::open(&path).unwrap();
         assert_eq!(mvcc.revision, 300);
         assert_eq!(mvcc.latest("k1").unwrap().value, value.as_str());
@@ -412,18 +428,12 @@ mod tests {
             let (mut log, _) = Log::open(&path).unwrap();
             log.refuse_zeros = true;
             for rev in 1..=3 {
-                let mut buf = Vec::new();
-                encode_txn(&mut buf, rev, &[put(&format!("k{rev}"), "v")]);
-                log.append(&buf).unwrap();
-                log.sync().unwrap();
+                commit(&mut log, rev, &[put(&format!("k{rev}"), "v")]);
             }
             assert_eq!(std::fs::metadata(&path).unwrap().len(), log.size, "no zeros, no lost space");
             // Zeros ahead again once they can be written, a step later.
             log.refuse_zeros = false;
-            let mut big = Vec::new();
-            encode_txn(&mut big, 4, &[put("big", &"v".repeat(2 << 20))]);
-            log.append(&big).unwrap();
-            log.sync().unwrap();
+            commit(&mut log, 4, &[put("big", &"v".repeat(2 << 20))]);
             assert!(std::fs::metadata(&path).unwrap().len() > log.size);
         }
         let (_, mvcc) = Log::open(&path).unwrap();
@@ -443,10 +453,8 @@ mod tests {
             log.append(&buf).unwrap();
             log.sync().unwrap();
         }
-        let mut file = File::open(&path).unwrap();
-        let len = file.metadata().unwrap().len();
-        let mut mvcc = Mvcc::default();
-        assert_eq!(replay(&mut file, len, &path, &mut mvcc).unwrap().1, End::Torn);
+        let (_, end, mvcc) = replay_as_is(&path);
+        assert_eq!(end, End::Torn);
         assert_eq!(mvcc.revision, 1);
     }
 
