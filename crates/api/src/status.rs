@@ -112,24 +112,26 @@ impl ApiError {
 
     /// The optimistic-concurrency failure of an update with a stale resourceVersion.
     pub fn conflict(resource: &Resource, name: &str, why: &str) -> ApiError {
-        ApiError::new(
-            409,
-            "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{}\": {}", resource.qualified_plural(), name, why),
-        )
-        .about(resource, name)
+        ApiError::conflict_on(&resource.qualified_plural(), name, why).about(resource, name)
     }
 
     /// A conflict that upstream reports on a subresource of the core group, as
     /// `pods/binding`: the name goes into the message and the details' kind whole.
     pub fn core_subresource_conflict(subresource: &str, name: &str, why: &str) -> ApiError {
-        let mut e =
-            ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {subresource} \"{name}\": {why}"));
+        let mut e = ApiError::conflict_on(subresource, name, why);
         let d = e.details_mut();
         d.name = Some(name.to_string());
         d.group = Some(String::new());
         d.kind = Some(subresource.to_string());
         e
+    }
+
+    fn conflict_on(qualified_resource: &str, name: &str, why: &str) -> ApiError {
+        ApiError::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {qualified_resource} \"{name}\": {why}"),
+        )
     }
 
     pub fn stale(resource: &Resource, name: &str) -> ApiError {

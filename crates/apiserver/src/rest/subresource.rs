@@ -145,13 +145,14 @@ async fn bind(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, Api
     let bytes = req.body().await?;
     let binding = body::parse_object(&bytes, req.content_type.as_deref())?;
     // Upstream's create handler and BindingREST check these before validating.
-    let body_meta = |field: &str| binding.pointer(&format!("/metadata/{field}")).and_then(Value::as_str);
-    if body_meta("namespace").is_some_and(|ns| !ns.is_empty() && Some(ns) != t.namespace.as_deref()) {
+    let meta =
+        |field: &str| binding.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).filter(|s| !s.is_empty());
+    if meta("namespace").is_some_and(|ns| Some(ns) != t.namespace.as_deref()) {
         return Err(ApiError::bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
         ));
     }
-    if body_meta("name").unwrap_or_default() != t.name() {
+    if meta("name").unwrap_or_default() != t.name() {
         return Err(ApiError::bad_request("name in URL does not match name in Binding object"));
     }
     let causes = api::validation::validate_binding(&binding);
@@ -159,8 +160,6 @@ async fn bind(ctx: &Arc<Ctx>, t: &Target, req: &mut Request) -> Result<Resp, Api
         return Err(ApiError::invalid("Binding", "", t.name(), causes));
     }
     let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let meta =
-        |field: &str| binding.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).filter(|s| !s.is_empty());
     let (uid, precondition_rv) = (meta("uid"), meta("resourceVersion"));
     let annotations = match binding.pointer("/metadata/annotations") {
         None | Some(Value::Null) => None,
