@@ -244,9 +244,20 @@ fn recreate_stops_old_pods_before_starting_new_ones() {
         std::thread::sleep(Duration::from_millis(200));
     }
     rollout_status(&c, &k, "recreate");
-    let events = k.ok(&["get", "events", "-n", "recreate", "--sort-by=.metadata.creationTimestamp"]);
-    let down = events.find("to 0").unwrap_or_else(|| panic!("{events}"));
-    let up = events.rfind("from 0 to 2").unwrap_or_else(|| panic!("{events}"));
+    // The old set was scaled to 0 before the new one was scaled up. Ordered by the
+    // events' revisions: creation timestamps have whole seconds, both usually fall in
+    // the same one, and kubectl's --sort-by leaves ties in no set order (a run failed
+    // on that).
+    let events = json(&k, &["get", "events", "-n", "recreate"]);
+    let revisions = |needle: &str| -> Vec<u64> {
+        let items = events["items"].as_array().unwrap().iter();
+        items
+            .filter(|e| e["reason"] == "ScalingReplicaSet" && e["message"].as_str().unwrap().contains(needle))
+            .map(|e| e["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    let down = *revisions("to 0").iter().min().unwrap_or_else(|| panic!("{events}"));
+    let up = *revisions("from 0 to 2").iter().max().unwrap_or_else(|| panic!("{events}"));
     assert!(down < up, "{events}");
 }
 
